@@ -1,0 +1,25 @@
+"""fastxent: fast, exact cross-entropy losses and gradients for NumPy arrays on the CPU.
+
+Typed Cython kernels with OpenMP compute the loss and its gradient in one pass, for float32
+and float64, in place where asked. See ``README.md`` for the numerical contract.
+"""
+
+from fastxent._binary import (binary_cross_entropy, binary_cross_entropy_grad,
+                              binary_cross_entropy_loss_and_grad)
+from fastxent._config import __version__, config, show_config
+from fastxent._multiclass import (cross_entropy, cross_entropy_grad,
+                                  cross_entropy_loss_and_grad)
+from fastxent._threads import effective_n_threads
+
+__all__ = [
+    "__version__",
+    "binary_cross_entropy",
+    "binary_cross_entropy_grad",
+    "binary_cross_entropy_loss_and_grad",
+    "config",
+    "cross_entropy",
+    "cross_entropy_grad",
+    "cross_entropy_loss_and_grad",
+    "effective_n_threads",
+    "show_config",
+]

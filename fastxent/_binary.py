@@ -1,0 +1,219 @@
+"""Binary (sigmoid) cross-entropy: ``binary_cross_entropy`` and its gradient functions."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastxent import _validation as v
+from fastxent._dispatch import kernels
+from fastxent._threads import threads_for
+
+# Per-row or per-column weights on rows shorter than this are expanded to one weight per
+# element (one copy of the input's size) rather than walked in short segments.
+_MIN_SEGMENT = 64
+
+_OPTIONS_DOC = """
+    Parameters
+    ----------
+    input : array_like
+        Logits (``from_logits=True``) or probabilities, any shape. float32 is computed in
+        float32, float64 in float64, other real dtypes in float64.
+    target : array_like
+        Targets in [0, 1] of the same shape, any real dtype (cast to the input's dtype).
+    from_logits : bool, default=True
+        Logits use the stable softplus form; probabilities are clipped to ``[eps, 1 - eps]``
+        inside the kernel.
+    weight : array_like, optional
+        Elementwise weights broadcastable to the input's shape (PyTorch semantics: ``mean``
+        still divides by the element count). Scalars, full arrays, per-column (last axis) and
+        per-row (trailing axis 1) weights are read in place; other broadcasts are expanded
+        once.
+    pos_weight : array_like, optional
+        Weight of the positive term, broadcast along the last axis (PyTorch semantics).
+    ignore_index : number, optional
+        Elements whose target equals it contribute no loss, no gradient and are not counted
+        by ``mean`` (e.g. -1 for missing labels in multi-label data).
+    label_smoothing : float in [0, 1], default=0
+        Targets become ``y (1 - e) + e / 2`` (Keras semantics).
+    eps : float in [0, 0.5), optional
+        Probability clipping bound; None means ``np.finfo(dtype).eps``.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        ``"mean"`` divides by the number of counted elements; NaN when there are none.
+    validate : bool, default=True
+        Check that targets (and probabilities) lie in [0, 1].
+    n_threads : int, optional
+        OpenMP threads: None uses the usable cores (or ``OMP_NUM_THREADS``), negative counts
+        back from them (-1: all), 0 is an error. Small inputs run on one thread."""
+
+_OUT_DOC = """
+    out : ndarray, optional
+        Where to write the gradient: C-contiguous, writeable, the shape and computation dtype
+        of `input`. ``out=input`` computes the gradient in place."""
+
+
+@dataclass
+class _Weights:
+    """A weight array broadcast over (rows, row_len): element (r, l) reads
+    ``flat[r * row_step + l * vec]``."""
+
+    flat: np.ndarray = None
+    row_step: int = 0
+    vec: bool = False
+
+    def needs_rows(self, size):
+        """True when the weight varies by row or by column (not absent, scalar or full)."""
+        return self.flat is not None and self.flat.size not in (1, size)
+
+
+def _weights(value, shape, dtype, name, segments):
+    """Describe `value` broadcast to `shape`; without `segments`, per-row and per-column
+    weights are expanded to full arrays."""
+    if value is None:
+        return _Weights()
+    w = v.float_like(value, dtype, name)
+    try:
+        if np.broadcast_shapes(w.shape, shape) != shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{name} of shape {w.shape} does not broadcast to the input's shape "
+                         f"{shape}") from None
+    padded = (1,) * (len(shape) - w.ndim) + w.shape
+    row_len = shape[-1] if shape else 1
+    if all(d == 1 for d in padded):
+        return _Weights(w.reshape(1), 0, False)
+    if padded == shape:
+        return _Weights(w.reshape(-1), row_len, True)
+    if segments and all(d == 1 for d in padded[:-1]) and padded[-1] == row_len:
+        return _Weights(w.reshape(-1), 0, True)
+    if segments and padded[-1] == 1 and padded[:-1] == shape[:-1]:
+        return _Weights(w.reshape(-1), 1, False)
+    full = np.ascontiguousarray(np.broadcast_to(w, shape)).reshape(-1)
+    return _Weights(full, row_len, True)
+
+
+@dataclass
+class _Problem:
+    x: np.ndarray
+    y: np.ndarray
+    weight: _Weights
+    pos_weight: _Weights
+    row_len: int
+    has_ignore: bool
+    ignore_value: float
+    label_smoothing: float
+    from_logits: bool
+    eps: float
+    reduction: str
+    n_threads: int
+    count: int
+
+
+def _prepare(input, target, from_logits, weight, pos_weight, ignore_index, label_smoothing,
+             eps, reduction, validate, n_threads):
+    x = v.float_input(input)
+    y = v.float_like(target, x.dtype, "target")
+    if y.shape != x.shape:
+        raise ValueError(f"target must have the input's shape {x.shape}, got {y.shape}")
+    v.check_reduction(reduction)
+    smoothing = v.check_label_smoothing(label_smoothing)
+    eps = v.resolve_eps(eps, x.dtype)
+    has_ignore, ignore_value = v.check_ignore_index(ignore_index, integral=False)
+    threads = threads_for(x.size, n_threads)
+    row_len = x.shape[-1] if x.ndim else 1
+    segments = row_len >= _MIN_SEGMENT
+    w = _weights(weight, x.shape, x.dtype, "weight", segments)
+    pw = _weights(pos_weight, x.shape, x.dtype, "pos_weight", segments)
+    if not (w.needs_rows(x.size) or pw.needs_rows(x.size)):
+        row_len = max(x.size, 1)                 # one segment: no row structure needed
+    if validate:
+        v.check_unit_interval(y, "target", threads, ignore_value if has_ignore else None)
+        if not from_logits:
+            v.check_unit_interval(x, "input", threads)
+    count = x.size
+    if has_ignore:
+        count, _ = kernels.outside(y.reshape(-1), ignore_value, ignore_value, False, 0.0,
+                                   threads)
+    return _Problem(x, y, w, pw, row_len, has_ignore, ignore_value, smoothing,
+                    bool(from_logits), eps, reduction, threads, count)
+
+
+def _run(p, grad):
+    loss_out = np.empty_like(p.x) if p.reduction == "none" else None
+    grad_scale = 1.0
+    if p.reduction == "mean":
+        grad_scale = 1.0 / p.count if p.count else 0.0
+    total = kernels.binary_cross_entropy(
+        p.x.reshape(-1), p.y.reshape(-1), p.row_len,
+        p.weight.flat, p.weight.row_step, p.weight.vec,
+        p.pos_weight.flat, p.pos_weight.row_step, p.pos_weight.vec,
+        p.label_smoothing, p.has_ignore, p.ignore_value, p.from_logits, p.eps, grad_scale,
+        None if loss_out is None else loss_out.reshape(-1),
+        None if grad is None else grad.reshape(-1), p.n_threads)
+    if p.reduction == "none":
+        return loss_out
+    if p.reduction == "sum":
+        return p.x.dtype.type(total)
+    return p.x.dtype.type(total / p.count if p.count else np.nan)
+
+
+def binary_cross_entropy(input, target, *, from_logits=True, weight=None, pos_weight=None,
+                         ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean",
+                         validate=True, n_threads=None):
+    p = _prepare(input, target, from_logits, weight, pos_weight, ignore_index,
+                 label_smoothing, eps, reduction, validate, n_threads)
+    return _run(p, None)
+
+
+def binary_cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
+                                       pos_weight=None, ignore_index=None, label_smoothing=0.0,
+                                       eps=None, reduction="mean", validate=True,
+                                       n_threads=None, out=None):
+    p = _prepare(input, target, from_logits, weight, pos_weight, ignore_index,
+                 label_smoothing, eps, reduction, validate, n_threads)
+    grad = v.grad_out(out, p.x, (p.y, p.weight.flat, p.pos_weight.flat))
+    return _run(p, grad), grad
+
+
+def binary_cross_entropy_grad(input, target, *, from_logits=True, weight=None, pos_weight=None,
+                              ignore_index=None, label_smoothing=0.0, eps=None,
+                              reduction="mean", validate=True, n_threads=None, out=None):
+    return binary_cross_entropy_loss_and_grad(
+        input, target, from_logits=from_logits, weight=weight, pos_weight=pos_weight,
+        ignore_index=ignore_index, label_smoothing=label_smoothing, eps=eps,
+        reduction=reduction, validate=validate, n_threads=n_threads, out=out)[1]
+
+
+binary_cross_entropy.__doc__ = f"""Binary cross-entropy ``-w [pw y log p + (1 - y) log(1 - p)]``.
+{_OPTIONS_DOC}
+
+    Returns
+    -------
+    loss : scalar of the computation dtype, or ndarray for ``reduction="none"``
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> float(fastxent.binary_cross_entropy(np.array([0.9]), np.array([1.0]),
+    ...                                     from_logits=False))  # doctest: +ELLIPSIS
+    0.10536051565...
+    """
+
+binary_cross_entropy_grad.__doc__ = f"""Gradient of ``binary_cross_entropy`` w.r.t. `input`.
+
+    For ``reduction="none"`` it is the gradient of the sum of the element losses. With
+    probabilities it is taken with respect to the clipped probability.
+{_OPTIONS_DOC}{_OUT_DOC}
+
+    Returns
+    -------
+    grad : ndarray shaped like `input` (`out` itself when given)
+    """
+
+binary_cross_entropy_loss_and_grad.__doc__ = f"""``binary_cross_entropy`` and its gradient.
+{_OPTIONS_DOC}{_OUT_DOC}
+
+    Returns
+    -------
+    loss : scalar, or ndarray for ``reduction="none"``
+    grad : ndarray shaped like `input` (`out` itself when given)
+    """

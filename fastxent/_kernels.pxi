@@ -1,0 +1,587 @@
+# fastxent's kernels. This one source is compiled once per instruction set
+# (_kernels_baseline.pyx, _kernels_avx2.pyx, _kernels_avx512.pyx include it); fastxent/_dispatch.py
+# imports the best one the CPU supports.
+#
+# Design, in three layers (after scikit-learn's sklearn/_loss):
+#   1. _loops.h: the vectorised inner loops over one row or segment (C, `omp simd`).
+#   2. Row functions here (`cdef inline ... noexcept nogil`, fused float/double): the per-row
+#      logic of every option, scalar work per row, calling the loops.
+#   3. `def` kernels: `prange` over fixed blocks of rows or elements. Each block's loss sum is
+#      stored in its own slot and the slots are added in order afterwards, so sums are the same
+#      for every thread count. Nothing inside `prange` raises; the Python layer (fastxent/_api.py)
+#      has validated every argument before a kernel writes anything.
+#
+# Multiclass rows: with logits z, m = max z at index kmax and rest = sum_{c != kmax} exp(z_c - m),
+# every option reduces to target weights a_c = w_c (alpha t_c + beta) + hard [c == y]:
+#   loss = sum_{c != kmax} a_c (m - z_c) + A log1p(rest),      A = sum_c a_c
+#   grad = A softmax(z) - a, with grad[kmax] = (B - a_kmax rest) / (1 + rest), B = A - a_kmax,
+# all terms non-negative, so confident rows keep their small loss and gradient exactly.
+
+from cython.parallel cimport prange, threadid
+from libc.math cimport log, log1p, NAN
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+
+cdef extern from "_loops.h" nogil:
+    int FASTXENT_LIBMVEC
+    float fx_max_f(const float *x, Py_ssize_t n) noexcept
+    double fx_max_d(const double *x, Py_ssize_t n) noexcept
+    Py_ssize_t fx_find_f(const float *x, Py_ssize_t n, float v) noexcept
+    Py_ssize_t fx_find_d(const double *x, Py_ssize_t n, double v) noexcept
+    double fx_expsum_f(const float *z, Py_ssize_t n, float m, float *e) noexcept
+    double fx_expsum_d(const double *z, Py_ssize_t n, double m, double *e) noexcept
+    double fx_expsum_lin_f(const float *z, const float *t, const float *w, Py_ssize_t n,
+                           float m, double alpha, double beta, float *e,
+                           double *lin, double *asum) noexcept
+    double fx_expsum_lin_d(const double *z, const double *t, const double *w, Py_ssize_t n,
+                           double m, double alpha, double beta, double *e,
+                           double *lin, double *asum) noexcept
+    void fx_grad_f(float *g, const float *t, const float *w, Py_ssize_t n,
+                   float p, float ka, float kb) noexcept
+    void fx_grad_d(double *g, const double *t, const double *w, Py_ssize_t n,
+                   double p, double ka, double kb) noexcept
+    double fx_prob_row_f(const float *p, const float *t, const float *w, Py_ssize_t n,
+                         double alpha, double beta, float lo, float hi, float *g,
+                         float k) noexcept
+    double fx_prob_row_d(const double *p, const double *t, const double *w, Py_ssize_t n,
+                         double alpha, double beta, double lo, double hi, double *g,
+                         double k) noexcept
+    void fx_fill_f(float *x, Py_ssize_t n, float v) noexcept
+    void fx_fill_d(double *x, Py_ssize_t n, double v) noexcept
+    Py_ssize_t fx_count_outside_f(const float *x, Py_ssize_t n, float lo, float hi,
+                                  int has_skip, float skip) noexcept
+    Py_ssize_t fx_count_outside_d(const double *x, Py_ssize_t n, double lo, double hi,
+                                  int has_skip, double skip) noexcept
+    double fx_bce_f(int from_logits, const float *x, const float *y, Py_ssize_t n,
+                    const float *w, int w_vec, const float *pw, int pw_vec, float sa, float sb,
+                    int has_ignore, float ignore, float lo, float hi, float *loss, float *g,
+                    float gk) noexcept
+    double fx_bce_d(int from_logits, const double *x, const double *y, Py_ssize_t n,
+                    const double *w, int w_vec, const double *pw, int pw_vec, double sa,
+                    double sb, int has_ignore, double ignore, double lo, double hi,
+                    double *loss, double *g, double gk) noexcept
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FASTXENT_OPENMP 1
+    #else
+    #define FASTXENT_OPENMP 0
+    static int omp_get_max_threads(void) { return 1; }
+    #endif
+    #ifndef FASTXENT_CFLAGS
+    #define FASTXENT_CFLAGS ""
+    #endif
+    #ifdef __VERSION__
+    #define FASTXENT_COMPILER __VERSION__
+    #else
+    #define FASTXENT_COMPILER "unknown"
+    #endif
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static int fx_cpu_has(int feature) {
+        __builtin_cpu_init();
+        switch (feature) {
+        case 0: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        case 1: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+                       && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+        }
+        return 0;
+    }
+    #else
+    static int fx_cpu_has(int feature) { (void)feature; return 0; }
+    #endif
+    """
+    int FASTXENT_OPENMP
+    const char *FASTXENT_CFLAGS
+    const char *FASTXENT_COMPILER
+    int omp_get_max_threads() noexcept nogil
+    int fx_cpu_has(int feature) noexcept nogil
+
+ctypedef fused real:
+    float
+    double
+
+cdef enum:
+    # Elements per block of work. Each block's loss sum has its own slot, added in order after
+    # the parallel loop, so the size must not depend on the thread count.
+    BLOCK_ELEMENTS = 32768
+
+
+def openmp_enabled():
+    """True when this kernel set was compiled with OpenMP."""
+    return bool(FASTXENT_OPENMP)
+
+
+def build_info():
+    """The compiler version and the flags this kernel set was compiled with."""
+    return {"compiler": FASTXENT_COMPILER.decode(), "cflags": FASTXENT_CFLAGS.decode()}
+
+
+def max_threads():
+    """OpenMP's default thread count (honours OMP_NUM_THREADS); 1 without OpenMP."""
+    return omp_get_max_threads()
+
+
+def uses_libmvec():
+    """True when the vector loops call glibc's SIMD exp/log (libmvec)."""
+    return bool(FASTXENT_LIBMVEC)
+
+
+def cpu_supports_avx2():
+    """True when the CPU (and OS) support AVX2 and FMA."""
+    return bool(fx_cpu_has(0))
+
+
+def cpu_supports_avx512():
+    """True when the CPU (and OS) support AVX-512 F, DQ, VL and BW."""
+    return bool(fx_cpu_has(1))
+
+
+# ---- fused wrappers over the C loops --------------------------------------------------------
+
+cdef inline real _max(const real *x, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        return fx_max_f(x, n)
+    else:
+        return fx_max_d(x, n)
+
+
+cdef inline Py_ssize_t _find(const real *x, Py_ssize_t n, real v) noexcept nogil:
+    if real is float:
+        return fx_find_f(x, n, v)
+    else:
+        return fx_find_d(x, n, v)
+
+
+cdef inline double _expsum(const real *z, Py_ssize_t n, real m, real *e) noexcept nogil:
+    if real is float:
+        return fx_expsum_f(z, n, m, e)
+    else:
+        return fx_expsum_d(z, n, m, e)
+
+
+cdef inline double _expsum_lin(const real *z, const real *t, const real *w, Py_ssize_t n, real m,
+                               double alpha, double beta, real *e, double *lin,
+                               double *asum) noexcept nogil:
+    if real is float:
+        return fx_expsum_lin_f(z, t, w, n, m, alpha, beta, e, lin, asum)
+    else:
+        return fx_expsum_lin_d(z, t, w, n, m, alpha, beta, e, lin, asum)
+
+
+cdef inline void _grad(real *g, const real *t, const real *w, Py_ssize_t n, real p, real ka,
+                       real kb) noexcept nogil:
+    if real is float:
+        fx_grad_f(g, t, w, n, p, ka, kb)
+    else:
+        fx_grad_d(g, t, w, n, p, ka, kb)
+
+
+cdef inline double _prob_row_loop(const real *p, const real *t, const real *w, Py_ssize_t n,
+                                  double alpha, double beta, real lo, real hi, real *g,
+                                  real k) noexcept nogil:
+    if real is float:
+        return fx_prob_row_f(p, t, w, n, alpha, beta, lo, hi, g, k)
+    else:
+        return fx_prob_row_d(p, t, w, n, alpha, beta, lo, hi, g, k)
+
+
+cdef inline void _fill(real *x, Py_ssize_t n, real v) noexcept nogil:
+    if real is float:
+        fx_fill_f(x, n, v)
+    else:
+        fx_fill_d(x, n, v)
+
+
+cdef inline Py_ssize_t _count_outside(const real *x, Py_ssize_t n, real lo, real hi,
+                                      bint has_skip, real skip) noexcept nogil:
+    if real is float:
+        return fx_count_outside_f(x, n, lo, hi, has_skip, skip)
+    else:
+        return fx_count_outside_d(x, n, lo, hi, has_skip, skip)
+
+
+cdef inline const real *_at(const real *p, Py_ssize_t offset) noexcept nogil:
+    """p + offset, or NULL for an absent (NULL) array."""
+    return p + offset if p != NULL else NULL
+
+
+cdef inline real *_at_out(real *p, Py_ssize_t offset) noexcept nogil:
+    return p + offset if p != NULL else NULL
+
+
+# ---- multiclass rows ------------------------------------------------------------------------
+
+cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ssize_t n_classes,
+                              Py_ssize_t y, double alpha, double beta, double hard, double k,
+                              real *g) noexcept nogil:
+    """Loss of one row of logits; writes k * d(loss)/dz into g unless g is NULL (g may be z).
+
+    Target weights a_c = w_c (alpha t_c + beta) + hard [c == y]; y < 0 means no hard label.
+    """
+    cdef real m = _max(z, n_classes)
+    cdef Py_ssize_t kmax, tail
+    cdef double rest, zy = 0.0, lin = 0.0, asum = 0.0, a_kmax, a_rest, a_all, inv, loss
+    if m != m:                                   # a NaN that the max surfaced
+        if g != NULL:
+            _fill(g, n_classes, <real>NAN)
+        return NAN
+    kmax = _find(z, n_classes, m)
+    tail = n_classes - kmax - 1
+    if y >= 0:
+        zy = z[y]                                # read before g (possibly z) is written
+    if t != NULL or beta != 0.0:
+        rest = (_expsum_lin(z, t, w, kmax, m, alpha, beta, g, &lin, &asum)
+                + _expsum_lin(z + kmax + 1, _at(t, kmax + 1), _at(w, kmax + 1), tail, m,
+                              alpha, beta, _at_out(g, kmax + 1), &lin, &asum))
+    else:
+        rest = _expsum(z, kmax, m, g) + _expsum(z + kmax + 1, tail, m, _at_out(g, kmax + 1))
+    a_kmax = (w[kmax] if w != NULL else 1.0) * (alpha * (t[kmax] if t != NULL else 0.0) + beta)
+    a_rest = asum
+    if y == kmax:
+        a_kmax += hard
+    elif y >= 0 and hard != 0.0:
+        a_rest += hard
+        lin += hard * (<double>m - zy)
+    a_all = a_rest + a_kmax
+    loss = lin + a_all * log1p(rest)
+    if g != NULL:
+        inv = 1.0 / (1.0 + rest)
+        _grad(g, t, w, n_classes, <real>(k * a_all * inv), <real>(k * alpha), <real>(k * beta))
+        g[kmax] = <real>(k * (a_rest - a_kmax * rest) * inv)
+        if y >= 0 and y != kmax:
+            g[y] = g[y] - <real>(k * hard)
+    return loss
+
+
+cdef inline double _prob_row(const real *p, const real *t, const real *w, Py_ssize_t n_classes,
+                             Py_ssize_t y, double alpha, double beta, double hard, real lo,
+                             real hi, double k, real *g) noexcept nogil:
+    """Loss of one row of probabilities clipped to [lo, hi]; writes k * d(loss)/dp into g.
+
+    The gradient is taken with respect to the clipped probability. Same target weights as
+    _logit_row.
+    """
+    cdef double loss = 0.0
+    cdef real py = 0, cp
+    if y >= 0:
+        py = p[y]                                # read before g (possibly p) is written
+    if t != NULL or beta != 0.0:
+        loss = _prob_row_loop(p, t, w, n_classes, alpha, beta, lo, hi, g, <real>k)
+    elif g != NULL:
+        _fill(g, n_classes, <real>0)
+    if y >= 0 and hard != 0.0:
+        cp = lo if py < lo else (hi if py > hi else py)
+        loss -= hard * log(<double>cp)
+        if g != NULL:
+            g[y] = g[y] - <real>(k * hard / cp)
+    return loss
+
+
+cdef struct ClassOptions:
+    Py_ssize_t n_classes
+    Py_ssize_t n_inner          # elements between two classes of one row (1: rows contiguous)
+    const int64_t *labels       # (n_rows,), or NULL for soft targets
+    const double *sample_weight # (n_rows,), or NULL
+    bint has_ignore
+    int64_t ignore_index
+    double keep                 # 1 - label_smoothing: the hard label's share
+    double alpha                # soft-target coefficient of t_c
+    double beta                 # label_smoothing / n_classes
+    bint from_logits
+    double clip_lo
+    double clip_hi
+    double grad_scale           # 1 / denominator for reduction="mean", else 1
+
+
+cdef inline double _class_row(const real *x, const real *t, const real *w,
+                              const ClassOptions *o, Py_ssize_t y, double hard, double k,
+                              real *g) noexcept nogil:
+    if o.from_logits:
+        return _logit_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, k, g)
+    return _prob_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, <real>o.clip_lo,
+                     <real>o.clip_hi, k, g)
+
+
+cdef double _class_rows(const real *x, const real *soft, const real *w, const ClassOptions *o,
+                        Py_ssize_t r0, Py_ssize_t r1, double *row_loss, real *grad,
+                        real *scratch) noexcept nogil:
+    """Rows [r0, r1): per-row losses into row_loss (if not NULL), their sum returned."""
+    cdef Py_ssize_t r, c, y, base, outer, inner, C = o.n_classes, step = o.n_inner
+    cdef double s, hard, loss, total = 0.0
+    cdef real *zbuf = scratch
+    cdef real *tbuf = scratch + C if scratch != NULL else NULL
+    cdef real *gbuf = scratch + 2 * C if scratch != NULL else NULL
+    for r in range(r0, r1):
+        s = o.sample_weight[r] if o.sample_weight != NULL else 1.0
+        y = -1
+        hard = 0.0
+        if o.labels != NULL:
+            y = o.labels[r]
+            hard = o.keep * (w[y] if w != NULL else 1.0)
+        if step == 1:
+            base = r * C
+        else:
+            outer = r // step
+            inner = r - outer * step
+            base = outer * C * step + inner
+        if o.labels != NULL and o.has_ignore and o.labels[r] == o.ignore_index:
+            loss = 0.0
+            if grad != NULL:
+                for c in range(C):
+                    grad[base + c * step] = 0
+        elif step == 1:
+            loss = s * _class_row(x + base, _at(soft, base), w, o, y, hard,
+                                  s * o.grad_scale, _at_out(grad, base))
+        else:                                    # strided row: through this thread's buffers
+            for c in range(C):
+                zbuf[c] = x[base + c * step]
+            if soft != NULL:
+                for c in range(C):
+                    tbuf[c] = soft[base + c * step]
+            loss = s * _class_row(zbuf, tbuf if soft != NULL else NULL, w, o, y, hard,
+                                  s * o.grad_scale, gbuf if grad != NULL else NULL)
+            if grad != NULL:
+                for c in range(C):
+                    grad[base + c * step] = gbuf[c]
+        if row_loss != NULL:
+            row_loss[r] = loss
+        total += loss
+    return total
+
+
+def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, inner) C-order
+                        Py_ssize_t n_classes, Py_ssize_t n_inner,
+                        const int64_t[::1] labels,            # IN  (rows,) in [0, C), or None
+                        const real[::1] soft,                 # IN  like x, or None
+                        const real[::1] class_weight,         # IN  (C,), or None
+                        const double[::1] sample_weight,      # IN  (rows,), or None
+                        bint has_ignore, int64_t ignore_index, double label_smoothing,
+                        bint from_logits, double clip_eps, double grad_scale,
+                        double[::1] row_loss,                 # OUT (rows,), or None
+                        real[::1] grad,                       # OUT like x (may be x), or None
+                        int n_threads):
+    """Multiclass cross-entropy over rows of `x`; returns the sum of the row losses.
+
+    Rows are the (outer, inner) positions; classes are `n_inner` elements apart. The gradient
+    written is grad_scale * sample_weight * d(row loss)/dx. Arguments must be validated:
+    labels in range (or equal to ignore_index), exactly one of labels and soft given.
+    """
+    cdef ClassOptions o
+    cdef Py_ssize_t n_rows = x.shape[0] // n_classes if n_classes > 0 else 0
+    cdef Py_ssize_t per_block = max(1, BLOCK_ELEMENTS // max(n_classes, 1))
+    cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
+    cdef Py_ssize_t b, r0, r1
+    cdef double total = 0.0
+    cdef double *partial
+    cdef real *scratch = NULL
+    cdef const real *soft_p = NULL
+    cdef const real *w_p = NULL
+    cdef double *row_loss_p = NULL
+    cdef real *grad_p = NULL
+    if n_rows == 0:
+        return 0.0
+    o.n_classes = n_classes
+    o.n_inner = n_inner
+    o.labels = &labels[0] if labels is not None else NULL
+    o.sample_weight = &sample_weight[0] if sample_weight is not None else NULL
+    o.has_ignore = has_ignore
+    o.ignore_index = ignore_index
+    o.keep = 1.0 - label_smoothing
+    o.alpha = 0.0 if labels is not None else 1.0 - label_smoothing
+    o.beta = label_smoothing / n_classes
+    o.from_logits = from_logits
+    if real is float:                            # the clip bounds in the kernel's own dtype
+        o.clip_lo = <float>clip_eps
+        o.clip_hi = <float>1.0 - <float>clip_eps
+    else:
+        o.clip_lo = clip_eps
+        o.clip_hi = 1.0 - clip_eps
+    o.grad_scale = grad_scale
+    if soft is not None:
+        soft_p = &soft[0]
+    if class_weight is not None:
+        w_p = &class_weight[0]
+    if row_loss is not None:
+        row_loss_p = &row_loss[0]
+    if grad is not None:
+        grad_p = &grad[0]
+    n_threads = max(1, min(n_threads, n_blocks))
+    partial = <double *> malloc(n_blocks * sizeof(double))
+    if n_inner > 1:
+        scratch = <real *> malloc(n_threads * 3 * n_classes * sizeof(real))
+    if partial == NULL or (n_inner > 1 and scratch == NULL):
+        free(partial)
+        free(scratch)
+        raise MemoryError("fastxent: cannot allocate kernel work space")
+    with nogil:
+        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+            r0 = b * per_block
+            r1 = min(r0 + per_block, n_rows)
+            partial[b] = _class_rows(&x[0], soft_p, w_p, &o, r0, r1, row_loss_p, grad_p,
+                                     _at_out(scratch, threadid() * 3 * n_classes))
+        for b in range(n_blocks):
+            total += partial[b]
+    free(partial)
+    free(scratch)
+    return total
+
+
+def check_labels(const int64_t[::1] labels,          # IN (rows,)
+                 Py_ssize_t n_classes, bint has_ignore, int64_t ignore_index,
+                 const double[::1] class_weight,     # IN (C,), or None
+                 const double[::1] sample_weight,    # IN (rows,), or None
+                 int n_threads):
+    """Return (first row whose label is out of range or -1, total weight of counted rows).
+
+    A row counts unless its label is ignore_index; it weighs sample_weight * class_weight[y].
+    The total is summed in fixed blocks, so it does not depend on n_threads.
+    """
+    cdef Py_ssize_t n = labels.shape[0], per_block = BLOCK_ELEMENTS
+    cdef Py_ssize_t n_blocks = (n + per_block - 1) // per_block
+    cdef Py_ssize_t b, i, first = -1
+    cdef int64_t y
+    cdef double acc, total = 0.0
+    cdef const double *w = &class_weight[0] if class_weight is not None else NULL
+    cdef const double *s = &sample_weight[0] if sample_weight is not None else NULL
+    cdef double *partial
+    cdef Py_ssize_t *bad
+    if n == 0:
+        return -1, 0.0
+    partial = <double *> malloc(n_blocks * sizeof(double))
+    bad = <Py_ssize_t *> malloc(n_blocks * sizeof(Py_ssize_t))
+    if partial == NULL or bad == NULL:
+        free(partial)
+        free(bad)
+        raise MemoryError("fastxent: cannot allocate kernel work space")
+    n_threads = max(1, min(n_threads, n_blocks))
+    with nogil:
+        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+            acc = 0.0
+            bad[b] = -1
+            for i in range(b * per_block, min((b + 1) * per_block, n)):
+                y = labels[i]
+                if has_ignore and y == ignore_index:
+                    continue
+                if y < 0 or y >= n_classes:
+                    if bad[b] < 0:
+                        bad[b] = i
+                    continue
+                acc = acc + (w[y] if w != NULL else 1.0) * (s[i] if s != NULL else 1.0)
+            partial[b] = acc
+        for b in range(n_blocks):
+            total += partial[b]
+            if first < 0 and bad[b] >= 0:
+                first = bad[b]
+    free(partial)
+    free(bad)
+    return first, total
+
+
+def outside(const real[::1] x, double lo, double hi, bint has_skip, double skip, int n_threads):
+    """Return (count, first index) of the elements outside [lo, hi], skipping those equal to
+    `skip`; NaN counts as outside. first is -1 when count is 0."""
+    cdef Py_ssize_t n = x.shape[0], per_block = BLOCK_ELEMENTS
+    cdef Py_ssize_t n_blocks = (n + per_block - 1) // per_block
+    cdef Py_ssize_t b, i, stop, first = -1, count = 0
+    cdef real rlo = <real>lo, rhi = <real>hi, rskip = <real>skip, v
+    if n == 0:
+        return 0, -1
+    n_threads = max(1, min(n_threads, n_blocks))
+    with nogil:
+        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+            stop = min((b + 1) * per_block, n)
+            count += _count_outside(&x[b * per_block], stop - b * per_block, rlo, rhi, has_skip,
+                                    rskip)
+        if count > 0:                            # find the first one serially
+            for i in range(n):
+                v = x[i]
+                if not ((v >= rlo and v <= rhi) or (has_skip and v == rskip)):
+                    first = i
+                    break
+    return count, first
+
+
+# ---- binary ---------------------------------------------------------------------------------
+
+def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len,)
+                         const real[::1] y,           # IN  like x
+                         Py_ssize_t row_len,
+                         const real[::1] weight,      # IN  see below, or None
+                         Py_ssize_t w_row_step, bint w_vec,
+                         const real[::1] pos_weight,  # IN  see below, or None
+                         Py_ssize_t pw_row_step, bint pw_vec,
+                         double label_smoothing, bint has_ignore, double ignore_value,
+                         bint from_logits, double clip_eps, double grad_scale,
+                         real[::1] loss_out,          # OUT like x, or None
+                         real[::1] grad,              # OUT like x (may be x), or None
+                         int n_threads):
+    """Elementwise binary cross-entropy; returns the sum of the element losses.
+
+    Element (r, l) of the (rows, row_len) view weighs weight[r * w_row_step + l * w_vec] and
+    has positive weight pos_weight[r * pw_row_step + l * pw_vec]. Arguments must be validated.
+    """
+    cdef Py_ssize_t n = x.shape[0], per_block = BLOCK_ELEMENTS
+    cdef Py_ssize_t n_blocks = (n + per_block - 1) // per_block
+    cdef Py_ssize_t b, i, stop, seg_end, r, l
+    cdef double total = 0.0
+    cdef double *partial
+    cdef const real *w_p = NULL
+    cdef const real *pw_p = NULL
+    cdef real *loss_p = NULL
+    cdef real *grad_p = NULL
+    cdef real sa = <real>(1.0 - label_smoothing), sb = <real>(label_smoothing / 2.0)
+    cdef real lo, hi
+    if n == 0:
+        return 0.0
+    if real is float:
+        lo = <float>clip_eps
+        hi = <float>1.0 - <float>clip_eps
+    else:
+        lo = clip_eps
+        hi = 1.0 - clip_eps
+    if weight is not None:
+        w_p = &weight[0]
+    if pos_weight is not None:
+        pw_p = &pos_weight[0]
+    if loss_out is not None:
+        loss_p = &loss_out[0]
+    if grad is not None:
+        grad_p = &grad[0]
+    partial = <double *> malloc(n_blocks * sizeof(double))
+    if partial == NULL:
+        raise MemoryError("fastxent: cannot allocate kernel work space")
+    n_threads = max(1, min(n_threads, n_blocks))
+    with nogil:
+        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+            partial[b] = 0.0
+            i = b * per_block
+            stop = min(i + per_block, n)
+            while i < stop:                      # segments end at row boundaries
+                r = i // row_len
+                l = i - r * row_len
+                seg_end = min(stop, (r + 1) * row_len)
+                partial[b] += _bce_segment(
+                    from_logits, &x[i], &y[i], seg_end - i,
+                    _at(w_p, r * w_row_step + l * w_vec), w_vec,
+                    _at(pw_p, r * pw_row_step + l * pw_vec), pw_vec, sa, sb, has_ignore,
+                    <real>ignore_value, lo, hi, _at_out(loss_p, i), _at_out(grad_p, i),
+                    <real>grad_scale)
+                i = seg_end
+        for b in range(n_blocks):
+            total += partial[b]
+    free(partial)
+    return total
+
+
+cdef inline double _bce_segment(bint from_logits, const real *x, const real *y, Py_ssize_t n,
+                                const real *w, bint w_vec, const real *pw, bint pw_vec, real sa,
+                                real sb, bint has_ignore, real ignore, real lo, real hi,
+                                real *loss, real *g, real gk) noexcept nogil:
+    if real is float:
+        return fx_bce_f(from_logits, x, y, n, w, w_vec, pw, pw_vec, sa, sb, has_ignore, ignore,
+                        lo, hi, loss, g, gk)
+    else:
+        return fx_bce_d(from_logits, x, y, n, w, w_vec, pw, pw_vec, sa, sb, has_ignore, ignore,
+                        lo, hi, loss, g, gk)

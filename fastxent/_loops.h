@@ -1,0 +1,213 @@
+/* fastxent's vectorised inner loops, for float (suffix f) and double (suffix d).
+ *
+ * The Cython kernels (_kernels.pxi) own the row logic and the OpenMP prange loops; the loops
+ * here are the ones that must vectorise. They are C because GCC vectorises a floating-point
+ * sum only under `#pragma omp simd reduction` (or -ffast-math, which we refuse), and Cython
+ * cannot emit that pragma. `omp simd` also states that an output may equal an input at the
+ * same index (in-place gradients), so no runtime alias check falls back to scalar code.
+ *
+ * Sums are accumulated in double. Every function is `static inline`: each instruction-set build
+ * of the kernels compiles its own copy. Optional arrays are NULL when absent; the branches on
+ * them sit outside the loops.
+ */
+#ifndef FASTXENT_LOOPS_H
+#define FASTXENT_LOOPS_H
+
+#include "_simd_math.h"
+
+#define FX_SIMD _Pragma("omp simd")
+#define FX_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
+#define FX_SIMD_SUM3 _Pragma("omp simd reduction(+:acc, lin, asum)")
+#define FX_SIMD_MAX _Pragma("omp simd reduction(max:m)")
+
+/* One loop body instantiated for (weights?, targets?): W and TT are the per-class weight and
+ * soft-target expressions. */
+#define FX_BY_WT(w, t, MACRO)                                                       \
+    if (w && t) { MACRO(w[i], t[i]) }                                               \
+    else if (w) { MACRO(w[i], 0) }                                                  \
+    else if (t) { MACRO(1, t[i]) }                                                  \
+    else { MACRO(1, 0) }
+
+#define FX_DEFINE_LOOPS(T, S, EXP, LOG, LOG1P, FABS)                                      \
+                                                                                           \
+/* Largest element. With a NaN present the result is unspecified; callers treat NaN rows   \
+ * separately (fx_find then reports index 0 or the exp terms become NaN). */               \
+static inline T fx_max_##S(const T *x, Py_ssize_t n) {                                     \
+    T m = x[0];                                                                            \
+    FX_SIMD_MAX                                                                            \
+    for (Py_ssize_t i = 1; i < n; ++i) m = x[i] > m ? x[i] : m;                            \
+    return m;                                                                              \
+}                                                                                          \
+                                                                                           \
+/* First index holding v, or 0 when there is none (v is NaN). */                           \
+static inline Py_ssize_t fx_find_##S(const T *x, Py_ssize_t n, T v) {                      \
+    for (Py_ssize_t i = 0; i < n; ++i) if (x[i] == v) return i;                            \
+    return 0;                                                                              \
+}                                                                                          \
+                                                                                           \
+/* sum exp(z_i - m); the terms are stored in e when e != NULL (e may be z). */             \
+static inline double fx_expsum_##S(const T *z, Py_ssize_t n, T m, T *e) {                  \
+    double acc = 0.0;                                                                      \
+    if (e) {                                                                               \
+        FX_SIMD_SUM                                                                        \
+        for (Py_ssize_t i = 0; i < n; ++i) { T v = EXP(z[i] - m); e[i] = v; acc += v; }    \
+    } else {                                                                               \
+        FX_SIMD_SUM                                                                        \
+        for (Py_ssize_t i = 0; i < n; ++i) acc += EXP(z[i] - m);                           \
+    }                                                                                      \
+    return acc;                                                                            \
+}                                                                                          \
+                                                                                           \
+/* As fx_expsum, and with target weights a_i = w_i (alpha t_i + beta) also accumulates     \
+ * *lin += sum a_i (m - z_i) and *asum += sum a_i. A zero weight contributes 0 even where   \
+ * z_i = -inf (the 0 log 0 = 0 convention). */                                             \
+static inline double fx_expsum_lin_##S(const T *z, const T *t, const T *w, Py_ssize_t n,   \
+                                       T m, double alpha, double beta, T *e,               \
+                                       double *lin_out, double *asum_out) {                \
+    double acc = 0.0, lin = 0.0, asum = 0.0;                                               \
+    const double md = m;                                                                   \
+    if (e) {                                                                               \
+        FX_BY_WT(w, t, FX_EXPSUM_LIN_BODY_STORE_##S)                                       \
+    } else {                                                                               \
+        FX_BY_WT(w, t, FX_EXPSUM_LIN_BODY_##S)                                             \
+    }                                                                                      \
+    *lin_out += lin;                                                                       \
+    *asum_out += asum;                                                                     \
+    return acc;                                                                            \
+}                                                                                          \
+                                                                                           \
+/* Gradient pass over a row whose g holds the exp terms: g_i = p g_i - w_i (ka t_i + kb). */ \
+static inline void fx_grad_##S(T *g, const T *t, const T *w, Py_ssize_t n, T p, T ka,       \
+                               T kb) {                                                     \
+    FX_BY_WT(w, t, FX_GRAD_BODY)                                                           \
+}                                                                                          \
+                                                                                           \
+/* Probability rows: returns sum a_i * -log(clip(p_i, lo, hi)) with a_i = w_i (alpha t_i +  \
+ * beta); writes g_i = -k a_i / clip(p_i) when g != NULL (g may be p). */                  \
+static inline double fx_prob_row_##S(const T *p, const T *t, const T *w, Py_ssize_t n,      \
+                                     double alpha, double beta, T lo, T hi, T *g, T k) {    \
+    double acc = 0.0;                                                                      \
+    const T ka = (T)(k * alpha), kb = (T)(k * beta);                                       \
+    if (g) { FX_BY_WT(w, t, FX_PROB_BODY_GRAD_##S) }                                       \
+    else { FX_BY_WT(w, t, FX_PROB_BODY_##S) }                                              \
+    return acc;                                                                            \
+}                                                                                          \
+                                                                                           \
+static inline void fx_fill_##S(T *x, Py_ssize_t n, T v) {                                  \
+    FX_SIMD                                                                                \
+    for (Py_ssize_t i = 0; i < n; ++i) x[i] = v;                                           \
+}                                                                                          \
+                                                                                           \
+/* Number of x_i outside [lo, hi] (NaN counts as outside), not counting x_i == skip when   \
+ * has_skip. */                                                                            \
+static inline Py_ssize_t fx_count_outside_##S(const T *x, Py_ssize_t n, T lo, T hi,        \
+                                              int has_skip, T skip) {                      \
+    Py_ssize_t acc = 0;                                                                    \
+    FX_SIMD_SUM                                                                            \
+    for (Py_ssize_t i = 0; i < n; ++i)                                                     \
+        acc += !((x[i] >= lo && x[i] <= hi) || (has_skip && x[i] == skip));                \
+    return acc;                                                                            \
+}                                                                                          \
+                                                                                           \
+/* Binary cross-entropy over a segment. Weights w and pos_weight pw are either one value    \
+ * for the segment (w_vec/pw_vec = 0) or one per element; w == NULL means 1. The smoothed   \
+ * target is y' = y sa + sb; elements whose raw y equals `ignore` (when has_ignore) give 0.  \
+ * Returns the sum of losses; writes losses and gk * gradients when loss / g != NULL. */    \
+static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssize_t n,     \
+                                const T *w, int w_vec, const T *pw, int pw_vec,            \
+                                T sa, T sb, int has_ignore, T ignore, T lo, T hi,          \
+                                T *loss, T *g, T gk) {                                     \
+    double acc = 0.0;                                                                      \
+    const T w0 = w ? w[0] : (T)1, pw0 = pw ? pw[0] : (T)1;                                 \
+    if (w_vec && pw_vec) { FX_BCE_BY_STORE(w[i], pw[i], S) }                               \
+    else if (w_vec) { FX_BCE_BY_STORE(w[i], pw0, S) }                                      \
+    else if (pw_vec) { FX_BCE_BY_STORE(w0, pw[i], S) }                                     \
+    else { FX_BCE_BY_STORE(w0, pw0, S) }                                                   \
+    return acc;                                                                            \
+}
+
+/* ---- loop bodies (i is the loop index; W and TT the weight and target expressions) ---- */
+
+#define FX_EXPSUM_LIN_BODY_T(T, EXP, STORE, W, TT)                                         \
+    FX_SIMD_SUM3                                                                           \
+    for (Py_ssize_t i = 0; i < n; ++i) {                                                   \
+        const T v = EXP(z[i] - m);                                                         \
+        STORE                                                                              \
+        const double a = (double)(W) * (alpha * (double)(TT) + beta);                      \
+        acc += v;                                                                          \
+        lin += a != 0.0 ? a * (md - (double)z[i]) : 0.0;                                   \
+        asum += a;                                                                         \
+    }
+#define FX_EXPSUM_LIN_BODY_STORE_f(W, TT) FX_EXPSUM_LIN_BODY_T(float, expf, e[i] = v;, W, TT)
+#define FX_EXPSUM_LIN_BODY_f(W, TT) FX_EXPSUM_LIN_BODY_T(float, expf, , W, TT)
+#define FX_EXPSUM_LIN_BODY_STORE_d(W, TT) FX_EXPSUM_LIN_BODY_T(double, exp, e[i] = v;, W, TT)
+#define FX_EXPSUM_LIN_BODY_d(W, TT) FX_EXPSUM_LIN_BODY_T(double, exp, , W, TT)
+
+#define FX_GRAD_BODY(W, TT)                                                                \
+    FX_SIMD                                                                                \
+    for (Py_ssize_t i = 0; i < n; ++i) g[i] = p * g[i] - (W) * (ka * (TT) + kb);
+
+#define FX_PROB_BODY_T(T, LOG, GRAD, W, TT)                                                \
+    FX_SIMD_SUM                                                                            \
+    for (Py_ssize_t i = 0; i < n; ++i) {                                                   \
+        const T pi = p[i];                                                                 \
+        const T cp = pi < lo ? lo : (pi > hi ? hi : pi);                                   \
+        const double a = (double)(W) * (alpha * (double)(TT) + beta);                      \
+        const T log_cp = LOG(cp);                                                          \
+        acc += a != 0.0 ? -a * (double)log_cp : 0.0;                                       \
+        GRAD                                                                               \
+    }
+#define FX_PROB_GRAD_STMT(W, TT) g[i] = -((W) * (ka * (TT) + kb)) / cp;
+#define FX_PROB_BODY_GRAD_f(W, TT) FX_PROB_BODY_T(float, logf, FX_PROB_GRAD_STMT(W, TT), W, TT)
+#define FX_PROB_BODY_f(W, TT) FX_PROB_BODY_T(float, logf, , W, TT)
+#define FX_PROB_BODY_GRAD_d(W, TT) FX_PROB_BODY_T(double, log, FX_PROB_GRAD_STMT(W, TT), W, TT)
+#define FX_PROB_BODY_d(W, TT) FX_PROB_BODY_T(double, log, , W, TT)
+
+/* Binary CE element. Logits use softplus/sigmoid of -|z|: one exp, one log1p and no
+ * cancellation (loss = w [(1-y') softplus(z) + pw y' softplus(-z)], gradient
+ * w [(1-y') sigmoid(z) - pw y' sigmoid(-z)]). Probabilities are clipped to [lo, hi]. A zero
+ * coefficient contributes 0 even against an infinite term. */
+#define FX_BCE_LOGIT(T, EXP, LOG, LOG1P, FABS)                                             \
+    const T e = EXP(-FABS(xi));                                                            \
+    const T lg = LOG1P(e);                                                                 \
+    const T sp_pos = (xi > 0 ? xi : (T)0) + lg, sp_neg = (xi < 0 ? -xi : (T)0) + lg;       \
+    const T big = (T)1 / ((T)1 + e), small = e * big;                                      \
+    const T sig = xi >= 0 ? big : small, sig_neg = xi >= 0 ? small : big;                  \
+    T li = wi * ((r != 0 ? r * sp_pos : (T)0) + (q != 0 ? q * sp_neg : (T)0));            \
+    T gi = gk * wi * (r * sig - q * sig_neg);
+#define FX_BCE_PROB(T, EXP, LOG, LOG1P, FABS)                                              \
+    const T cp = xi < lo ? lo : (xi > hi ? hi : xi);                                       \
+    const T one_m = (T)1 - cp;                                                             \
+    const T log_p = LOG(cp), log_1mp = LOG1P(-cp);                                         \
+    T li = -wi * ((q != 0 ? q * log_p : (T)0) + (r != 0 ? r * log_1mp : (T)0));            \
+    T gi = -gk * wi * ((q != 0 ? q / cp : (T)0) - (r != 0 ? r / one_m : (T)0));
+
+#define FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, STORE)                          \
+    FX_SIMD_SUM                                                                            \
+    for (Py_ssize_t i = 0; i < n; ++i) {                                                   \
+        const T xi = x[i], yi = y[i];                                                      \
+        const T ys = yi * sa + sb;                                                         \
+        const T q = (PW) * ys, r = (T)1 - ys, wi = (W);                                    \
+        KIND(T, EXP, LOG, LOG1P, FABS)                                                     \
+        const int keep = !has_ignore | (yi != ignore);                                    \
+        li = keep ? li : (T)0;                                                             \
+        gi = keep ? gi : (T)0;                                                             \
+        acc += li;                                                                         \
+        STORE                                                                              \
+    }
+#define FX_BCE_BY_STORE_K(KIND, T, EXP, LOG, LOG1P, FABS, W, PW)                           \
+    if (loss && g) { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, loss[i] = li; g[i] = gi;) } \
+    else if (g) { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, g[i] = gi; (void)li;) } \
+    else if (loss) { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, loss[i] = li; (void)gi;) } \
+    else { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, (void)gi;) }
+#define FX_BCE_BY_STORE_T(T, EXP, LOG, LOG1P, FABS, W, PW)                                 \
+    if (from_logits) { FX_BCE_BY_STORE_K(FX_BCE_LOGIT, T, EXP, LOG, LOG1P, FABS, W, PW) }  \
+    else { FX_BCE_BY_STORE_K(FX_BCE_PROB, T, EXP, LOG, LOG1P, FABS, W, PW) }
+#define FX_BCE_BY_STORE(W, PW, S) FX_BCE_BY_STORE_##S(W, PW)
+#define FX_BCE_BY_STORE_f(W, PW) FX_BCE_BY_STORE_T(float, expf, logf, log1pf, fabsf, W, PW)
+#define FX_BCE_BY_STORE_d(W, PW) FX_BCE_BY_STORE_T(double, exp, log, log1p, fabs, W, PW)
+
+FX_DEFINE_LOOPS(float, f, expf, logf, log1pf, fabsf)
+FX_DEFINE_LOOPS(double, d, exp, log, log1p, fabs)
+
+#endif

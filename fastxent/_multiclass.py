@@ -1,0 +1,232 @@
+"""Multiclass (softmax) cross-entropy: ``cross_entropy`` and its gradient functions."""
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastxent import _validation as v
+from fastxent._dispatch import kernels
+from fastxent._threads import threads_for
+
+_OPTIONS_DOC = """
+    Parameters
+    ----------
+    input : array_like
+        Logits (``from_logits=True``) or probabilities, classes along `axis`. float32 is
+        computed in float32, float64 in float64, other real dtypes in float64.
+    target : array_like
+        Integer class labels of any integer dtype, shaped like `input` without `axis`; or soft
+        targets (a float array shaped like `input`, cast to its dtype).
+    from_logits : bool, default=True
+        Whether `input` holds logits (stable log-sum-exp) or probabilities, which are clipped
+        to ``[eps, 1 - eps]`` inside the kernel (rows are not renormalised).
+    weight : array_like of shape (C,), optional
+        Per-class weights (PyTorch semantics: ``mean`` divides by the summed weight of the
+        counted rows' true classes; with soft targets it divides by the row count).
+    sample_weight : array_like, optional
+        Per-row weights shaped like the rows (scikit-learn semantics: ``mean`` divides by
+        their sum). With `weight`, a row weighs ``sample_weight * weight[label]``.
+    ignore_index : int, optional
+        Rows whose label equals it contribute no loss, no gradient and no weight. Integer
+        labels only. ``mean`` over no counted row is NaN (``sum`` is 0).
+    label_smoothing : float in [0, 1], default=0
+        PyTorch's label smoothing: the target becomes ``(1 - e) target + e / C``.
+    eps : float in [0, 0.5), optional
+        Probability clipping bound; None means ``np.finfo(dtype).eps``.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        ``"none"`` returns the per-row losses (weights applied), shaped like the rows.
+    axis : int, default=-1
+        The class axis. C-ordered input is walked in place for every axis.
+    validate : bool, default=True
+        Check that probabilities and soft targets lie in [0, 1] (labels are always checked).
+    n_threads : int, optional
+        OpenMP threads: None uses the usable cores (or ``OMP_NUM_THREADS``), negative counts
+        back from them (-1: all), 0 is an error. Small inputs run on one thread."""
+
+_OUT_DOC = """
+    out : ndarray, optional
+        Where to write the gradient: C-contiguous, writeable, the shape and computation dtype
+        of `input`. ``out=input`` computes the gradient in place."""
+
+
+@dataclass
+class _Problem:
+    """A validated multiclass call, ready for the kernel."""
+
+    x: np.ndarray                   # C-contiguous, float32 or float64
+    n_classes: int
+    n_inner: int
+    rows_shape: tuple
+    labels: np.ndarray = None       # int64 (rows,) or None
+    soft: np.ndarray = None         # like x, or None
+    class_weight: np.ndarray = None
+    sample_weight: np.ndarray = None
+    has_ignore: bool = False
+    ignore_index: int = 0
+    label_smoothing: float = 0.0
+    from_logits: bool = True
+    eps: float = 0.0
+    reduction: str = "mean"
+    n_threads: int = 1
+    denominator: float = 0.0
+
+
+def _prepare(input, target, from_logits, weight, sample_weight, ignore_index, label_smoothing,
+             eps, reduction, axis, validate, n_threads):
+    x = v.float_input(input)
+    if x.ndim == 0:
+        raise ValueError("input must have a class axis, got a 0-d array")
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an int, got {axis!r}")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis {axis} is out of bounds for input of shape {x.shape}")
+    axis = int(axis) % x.ndim
+    n_classes = x.shape[axis]
+    if n_classes == 0:
+        raise ValueError(f"input of shape {x.shape} has no classes along axis {axis}")
+    v.check_reduction(reduction)
+    p = _Problem(x=x, n_classes=n_classes, n_inner=int(np.prod(x.shape[axis + 1:])),
+                 rows_shape=x.shape[:axis] + x.shape[axis + 1:], reduction=reduction,
+                 from_logits=bool(from_logits),
+                 label_smoothing=v.check_label_smoothing(label_smoothing),
+                 eps=v.resolve_eps(eps, x.dtype))
+    threads = threads_for(x.size, n_threads)
+    p.n_threads = threads
+    _prepare_target(p, target)
+    p.has_ignore, p.ignore_index = v.check_ignore_index(ignore_index, integral=True)
+    if p.has_ignore and p.labels is None:
+        raise ValueError("ignore_index applies to integer class labels, not soft targets")
+    if weight is not None:
+        w = v.float_like(weight, np.float64, "weight")
+        if w.shape != (n_classes,):
+            raise ValueError(f"weight must have shape ({n_classes},) for {n_classes} classes, "
+                             f"got {w.shape}")
+        p.class_weight = w
+    if sample_weight is not None:
+        s = v.float_like(sample_weight, np.float64, "sample_weight")
+        if s.shape != p.rows_shape:
+            raise ValueError(f"sample_weight must have the rows' shape {p.rows_shape}, got "
+                             f"{s.shape}")
+        p.sample_weight = s.reshape(-1)
+    if p.labels is not None:
+        first_bad, p.denominator = kernels.check_labels(
+            p.labels, n_classes, p.has_ignore, p.ignore_index, p.class_weight,
+            p.sample_weight, threads)
+        if first_bad >= 0:
+            index = np.unravel_index(first_bad, p.rows_shape)
+            value = np.asarray(target).reshape(-1)[first_bad]
+            raise ValueError(f"target[{', '.join(map(str, index))}] = {value} is not a class "
+                             f"index in [0, {n_classes})"
+                             + ("" if not p.has_ignore else f" nor ignore_index={p.ignore_index}"))
+    else:
+        n_rows = x.size // n_classes
+        p.denominator = float(n_rows if p.sample_weight is None else p.sample_weight.sum())
+        if validate:
+            v.check_unit_interval(p.soft, "target", threads)
+    if validate and not p.from_logits:
+        v.check_unit_interval(x, "input", threads)
+    return p
+
+
+def _prepare_target(p, target):
+    t = np.asarray(target)
+    if t.dtype.kind in "iu":
+        if t.shape != p.rows_shape:
+            raise ValueError(f"integer class labels must have shape {p.rows_shape} (input "
+                             f"{p.x.shape} without the class axis), got {t.shape}")
+        if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
+            t = np.minimum(t, np.uint64(np.iinfo(np.int64).max))   # reported as out of range
+        p.labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+    elif t.dtype.kind == "f":
+        if t.shape != p.x.shape:
+            hint = (" (integer class labels need an integer dtype)"
+                    if t.shape == p.rows_shape else "")
+            raise ValueError(f"soft targets must have the input's shape {p.x.shape}, got "
+                             f"{t.shape}{hint}")
+        p.soft = np.ascontiguousarray(t, dtype=p.x.dtype)
+    else:
+        raise TypeError(f"target must hold integer class labels or float soft targets, got "
+                        f"dtype {t.dtype}")
+
+
+def _run(p, grad):
+    """Run the kernel; return the reduced loss (or per-row losses) and fill `grad`."""
+    kernel_weight = None if p.class_weight is None else p.class_weight.astype(p.x.dtype)
+    row_loss = np.empty(p.x.size // p.n_classes) if p.reduction == "none" else None
+    grad_scale = 1.0
+    if p.reduction == "mean":
+        grad_scale = 1.0 / p.denominator if p.denominator != 0 else 0.0
+    total = kernels.class_cross_entropy(
+        p.x.reshape(-1), p.n_classes, p.n_inner, p.labels,
+        None if p.soft is None else p.soft.reshape(-1), kernel_weight, p.sample_weight,
+        p.has_ignore, p.ignore_index, p.label_smoothing, p.from_logits, p.eps, grad_scale,
+        row_loss, None if grad is None else grad.reshape(-1), p.n_threads)
+    if p.reduction == "none":
+        return row_loss.astype(p.x.dtype).reshape(p.rows_shape)
+    if p.reduction == "sum":
+        return p.x.dtype.type(total)
+    return p.x.dtype.type(total / p.denominator if p.denominator != 0 else np.nan)
+
+
+def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight=None,
+                  ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean", axis=-1,
+                  validate=True, n_threads=None):
+    p = _prepare(input, target, from_logits, weight, sample_weight, ignore_index,
+                 label_smoothing, eps, reduction, axis, validate, n_threads)
+    return _run(p, None)
+
+
+def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
+                                sample_weight=None, ignore_index=None, label_smoothing=0.0,
+                                eps=None, reduction="mean", axis=-1, validate=True,
+                                n_threads=None, out=None):
+    p = _prepare(input, target, from_logits, weight, sample_weight, ignore_index,
+                 label_smoothing, eps, reduction, axis, validate, n_threads)
+    grad = v.grad_out(out, p.x, (p.labels, p.soft, p.class_weight, p.sample_weight))
+    return _run(p, grad), grad
+
+
+def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_weight=None,
+                       ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean",
+                       axis=-1, validate=True, n_threads=None, out=None):
+    return cross_entropy_loss_and_grad(
+        input, target, from_logits=from_logits, weight=weight, sample_weight=sample_weight,
+        ignore_index=ignore_index, label_smoothing=label_smoothing, eps=eps,
+        reduction=reduction, axis=axis, validate=validate, n_threads=n_threads, out=out)[1]
+
+
+cross_entropy.__doc__ = f"""Cross-entropy between `input` and `target` over a class axis.
+{_OPTIONS_DOC}
+
+    Returns
+    -------
+    loss : scalar of the computation dtype, or ndarray for ``reduction="none"``
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> float(fastxent.cross_entropy(np.array([[0.4, 0.4, 0.2]]), np.array([1]),
+    ...                              from_logits=False))  # doctest: +ELLIPSIS
+    0.91629073187...
+    """
+
+cross_entropy_grad.__doc__ = f"""Gradient of ``cross_entropy`` with respect to `input`.
+
+    For ``reduction="none"`` it is the gradient of the sum of the per-row losses. With
+    probabilities it is taken with respect to the clipped probability.
+{_OPTIONS_DOC}{_OUT_DOC}
+
+    Returns
+    -------
+    grad : ndarray shaped like `input` (`out` itself when given)
+    """
+
+cross_entropy_loss_and_grad.__doc__ = f"""``cross_entropy`` and its gradient in one pass.
+{_OPTIONS_DOC}{_OUT_DOC}
+
+    Returns
+    -------
+    loss : scalar, or ndarray for ``reduction="none"``
+    grad : ndarray shaped like `input` (`out` itself when given)
+    """

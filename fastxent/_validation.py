@@ -1,0 +1,126 @@
+"""Argument checks shared by the loss families.
+
+Every check runs before a kernel writes anything, so a call that raises leaves ``out`` and any
+in-place buffer untouched.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from fastxent._dispatch import kernels
+
+REDUCTIONS = ("none", "sum", "mean")
+
+
+def float_input(x, name="input"):
+    """Return `x` as a C-contiguous float32 or float64 array.
+
+    float32 stays float32 and float64 stays float64; other real dtypes (integers, float16,
+    longdouble) are converted to float64. Non-contiguous input is copied once.
+    """
+    arr = np.asarray(x)
+    kind = arr.dtype.kind
+    if kind not in "iuf":
+        raise TypeError(f"{name} must have a real (integer or floating) dtype, got {arr.dtype}")
+    dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def float_like(x, dtype, name):
+    """Return real-valued `x` as a C-contiguous array of `dtype` (bool counts as 0/1)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real dtype, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_reduction(reduction):
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of 'none', 'sum', 'mean', got {reduction!r}")
+
+
+def check_label_smoothing(label_smoothing):
+    if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+    return float(label_smoothing)
+
+
+def resolve_eps(eps, dtype):
+    """The probability clipping bound: ``np.finfo(dtype).eps`` when None, else in [0, 0.5)."""
+    if eps is None:
+        return float(np.finfo(dtype).eps)
+    if not isinstance(eps, numbers.Real) or not 0.0 <= eps < 0.5:
+        raise ValueError(f"eps must be a number in [0, 0.5), got {eps!r}")
+    return float(eps)
+
+
+def check_ignore_index(ignore_index, integral):
+    """Return (has_ignore, value); `integral` asks for an int (class labels)."""
+    if ignore_index is None:
+        return False, 0
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Real):
+        raise TypeError(f"ignore_index must be a number or None, got {ignore_index!r}")
+    if integral:
+        if not isinstance(ignore_index, numbers.Integral):
+            raise TypeError(f"ignore_index must be an int for class labels, got {ignore_index!r}")
+        return True, int(ignore_index)
+    if math.isnan(ignore_index):
+        raise ValueError("ignore_index must not be NaN")
+    return True, float(ignore_index)
+
+
+def grad_out(out, x, others):
+    """Validate the caller's gradient buffer, or allocate one when `out` is None.
+
+    Parameters
+    ----------
+    out : ndarray or None
+        The caller's buffer: C-contiguous, writeable, of `x`'s shape and dtype. Passing the
+        input itself computes the gradient in place.
+    x : ndarray
+        The C-contiguous float array the kernel reads.
+    others : sequence of ndarray or None
+        The other arrays the kernel reads; `out` must not overlap them.
+
+    Returns
+    -------
+    ndarray
+        The buffer the kernel writes.
+    """
+    if out is None:
+        return np.empty_like(x)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != x.shape or out.dtype != x.dtype:
+        raise ValueError(f"out must have shape {x.shape} and dtype {x.dtype}, got shape "
+                         f"{out.shape} and dtype {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    if np.may_share_memory(out, x) and _address(out) != _address(x):
+        raise ValueError("out overlaps the input without being the input itself")
+    for other in others:
+        if other is not None and np.may_share_memory(out, other):
+            raise ValueError("out must not overlap the target or the weights")
+    return out
+
+
+def _address(arr):
+    return arr.__array_interface__["data"][0]
+
+
+def check_unit_interval(arr, name, n_threads, skip=None):
+    """Raise ValueError naming the first element of `arr` outside [0, 1] (NaN included).
+
+    Elements equal to `skip` are allowed (ignored targets).
+    """
+    flat = arr.reshape(-1)
+    _, first = kernels.outside(flat, 0.0, 1.0, skip is not None,
+                               0.0 if skip is None else skip, n_threads)
+    if first >= 0:
+        index = np.unravel_index(first, arr.shape)
+        raise ValueError(f"{name} must lie in [0, 1] (validate=True): {name}"
+                         f"[{', '.join(map(str, index))}] = {flat[first]!r}")

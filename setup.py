@@ -1,0 +1,126 @@
+"""Build fastxent's kernels: one extension per x86-64 instruction set, OpenMP probed.
+
+Environment switches
+--------------------
+FASTXENT_OPENMP   auto (default): use OpenMP when the compiler can build it, else a serial
+                  build with a loud warning; 1: OpenMP is required (CI); 0: serial build.
+FASTXENT_DEBUG    1: bounds checks on, -O0 -g (slow; for debugging and sanitizers).
+FASTXENT_ISAS     comma-separated subset of baseline,avx2,avx512 to build (default: all that
+                  the compiler supports; baseline is always built).
+"""
+
+import os
+import platform
+import sys
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return (n >= 1 && omp_get_max_threads() >= 1) ? 0 : 1;
+}
+"""
+EMPTY_PROBE = "int main(void) { return 0; }\n"
+
+# The same kernel source compiled once per instruction set; fastxent/_dispatch.py picks one at
+# import time from the CPU's features.
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+ISA_FLAGS = {
+    "baseline": [],
+    "avx2": ["-mavx2", "-mfma"],
+    "avx512": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mavx2", "-mfma",
+               "-mprefer-vector-width=512"],
+}
+DEBUG = os.environ.get("FASTXENT_DEBUG", "0") not in ("", "0")
+POSIX = os.name == "posix"
+
+
+def _builds(compiler, source, cflags, ldflags):
+    """Return True when `source` compiles and links with the given flags."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as fh:
+            fh.write(source)
+        try:
+            objects = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+            compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=ldflags)
+        except Exception:
+            return False
+    return True
+
+
+def _wanted_isas():
+    names = os.environ.get("FASTXENT_ISAS", "baseline,avx2,avx512").split(",")
+    names = [n.strip() for n in names if n.strip()]
+    unknown = set(names) - set(ISA_FLAGS)
+    if unknown:
+        raise RuntimeError(f"FASTXENT_ISAS: unknown instruction sets {sorted(unknown)}")
+    if not X86_64:
+        return ["baseline"]
+    return ["baseline"] + [n for n in ("avx2", "avx512") if n in names]
+
+
+class BuildExt(build_ext):
+    """build_ext that probes OpenMP and the ISA flags with the compiler that will be used."""
+
+    def build_extensions(self):
+        mode = os.environ.get("FASTXENT_OPENMP", "auto").strip().lower()
+        if mode not in ("auto", "0", "1"):
+            raise RuntimeError(f"FASTXENT_OPENMP must be auto, 0 or 1, got {mode!r}")
+        omp = mode != "0" and _builds(self.compiler, OPENMP_PROBE, ["-fopenmp"], ["-fopenmp"])
+        if mode == "1" and not omp:
+            raise RuntimeError("FASTXENT_OPENMP=1 but this compiler cannot build OpenMP code")
+        if omp:
+            print("fastxent: building WITH OpenMP", file=sys.stderr)
+        else:
+            print("\n" + "!" * 72 + "\nfastxent: building WITHOUT OpenMP: every kernel will "
+                  "run on one thread\n" + "!" * 72 + "\n", file=sys.stderr)
+        simd = _builds(self.compiler, EMPTY_PROBE, ["-fopenmp-simd"], [])
+        common = ["-fopenmp"] if omp else (["-fopenmp-simd"] if simd else [])
+        for ext in list(self.extensions):
+            isa = ext.name.rsplit("_", 1)[-1]
+            isa_flags = ISA_FLAGS.get(isa, [])
+            if isa_flags and not _builds(self.compiler, EMPTY_PROBE, isa_flags, []):
+                print(f"fastxent: compiler rejects {isa} flags; skipping that kernel set",
+                      file=sys.stderr)
+                self.extensions.remove(ext)
+                continue
+            ext.extra_compile_args += common + isa_flags
+            ext.extra_link_args += ["-fopenmp"] if omp else []
+            # Recorded in the module for fastxent.show_config().
+            flags = " ".join(ext.extra_compile_args).replace('"', "")
+            ext.define_macros.append(("FASTXENT_CFLAGS", f'"{flags}"'))
+        super().build_extensions()
+
+
+def _extension(isa):
+    if POSIX:
+        # -fno-math-errno and -fno-trapping-math change no value (NaN and inf keep their meaning);
+        # they let GCC call libmvec and if-convert guarded selects in the vector loops.
+        opt = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+    else:
+        opt = ["/O2"]
+    return Extension(
+        f"fastxent._kernels_{isa}",
+        [f"fastxent/_kernels_{isa}.pyx"],
+        include_dirs=["fastxent"],
+        libraries=["m"] if POSIX else [],  # on glibc, libm.so also pulls in libmvec
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=opt,
+    )
+
+
+directives = dict(language_level=3, boundscheck=DEBUG, wraparound=False, initializedcheck=DEBUG,
+                  nonecheck=False, cdivision=True, embedsignature=True)
+setup(
+    ext_modules=cythonize([_extension(isa) for isa in _wanted_isas()],
+                          compiler_directives=directives),
+    cmdclass={"build_ext": BuildExt},
+)
