@@ -1,0 +1,123 @@
+"""Data generators and assertions shared by the fastxent tests."""
+
+import numpy as np
+import pytest
+
+import fastxent
+from fastxent._threads import SERIAL_BELOW
+
+REDUCTIONS = ("none", "sum", "mean")
+
+# rtol on values; gradients also get an atol relative to their largest magnitude.
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+MULTICLASS = {
+    "loss": fastxent.cross_entropy,
+    "grad": fastxent.cross_entropy_grad,
+    "loss_and_grad": fastxent.cross_entropy_loss_and_grad,
+}
+BINARY = {
+    "loss": fastxent.binary_cross_entropy,
+    "grad": fastxent.binary_cross_entropy_grad,
+    "loss_and_grad": fastxent.binary_cross_entropy_loss_and_grad,
+}
+
+# Big enough that n_threads=2 really runs two threads (SERIAL_BELOW elements and more).
+BIG_ROWS = SERIAL_BELOW // 5 + 77
+
+
+def compute_dtype(dtype):
+    """fastxent's computation dtype for an input of `dtype`."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def logits(rng, shape, dtype=np.float64, scale=3.0):
+    """Random logits of `dtype` (small integers for integer dtypes)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        return rng.integers(-4, 5, size=shape).astype(dtype)
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def probabilities(rng, shape, dtype=np.float64, axis=-1, lo=0.02):
+    """Random probability rows (summing to about 1 along `axis`, each entry >= ~lo)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    p = rng.uniform(lo, 1.0, size=shape)
+    p /= p.sum(axis=axis, keepdims=True)
+    return np.clip(p, 0.0, 1.0).astype(dtype)
+
+
+def labels(rng, rows_shape, n_classes, dtype=np.int64):
+    """Random integer class labels in [0, n_classes)."""
+    return rng.integers(0, n_classes, size=rows_shape).astype(dtype)
+
+
+def soft_targets(rng, shape, dtype=np.float64, axis=-1):
+    """Random soft-target rows (non-negative, summing to about 1 along `axis`)."""
+    t = rng.uniform(0.0, 1.0, size=shape)
+    t /= t.sum(axis=axis, keepdims=True)
+    return np.clip(t, 0.0, 1.0).astype(dtype)
+
+
+def assert_close(got, expected, dtype, rtol=None, atol_rel=None, atol=0.0, what=""):
+    """Compare `got` with the float64 `expected` at the tolerance of computation `dtype`.
+
+    ``atol = atol + atol_rel * max|expected|`` (finite entries), so that entries small next to
+    the largest one (gradient components that cancel) are compared on the array's scale.
+    """
+    dtype = np.dtype(dtype)
+    rtol = RTOL[dtype] if rtol is None else rtol
+    atol_rel = rtol if atol_rel is None else atol_rel
+    got = np.asarray(got, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert got.shape == expected.shape, (what, got.shape, expected.shape)
+    finite = expected[np.isfinite(expected)]
+    scale = float(np.max(np.abs(finite))) if finite.size else 0.0
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol + atol_rel * scale,
+                               equal_nan=True, err_msg=what)
+
+
+def call(funcs, which, x, t, out=None, **kwargs):
+    """Call ``funcs[which]``; return (loss or None, grad or None)."""
+    if which == "loss":
+        return funcs["loss"](x, t, **kwargs), None
+    if which == "grad":
+        return None, funcs["grad"](x, t, out=out, **kwargs)
+    return funcs["loss_and_grad"](x, t, out=out, **kwargs)
+
+
+def check_result_types(loss, grad, x_shape, loss_shape, reduction, dtype, out=None):
+    """The loss has the computation dtype (an array for "none"), grad is out when given."""
+    dtype = np.dtype(dtype)
+    if loss is not None:
+        if reduction == "none":
+            assert isinstance(loss, np.ndarray)
+            assert loss.shape == loss_shape
+        else:
+            assert np.ndim(loss) == 0
+            assert isinstance(loss, np.generic)
+        assert loss.dtype == dtype
+    if grad is not None:
+        assert isinstance(grad, np.ndarray)
+        assert grad.shape == x_shape
+        assert grad.dtype == dtype
+        if out is not None:
+            assert grad is out
+            assert np.shares_memory(grad, out)
+
+
+def raises_untouched(func, args, kwargs, exc, fragments, buffers=()):
+    """Assert ``func(*args, **kwargs)`` raises `exc` whose message holds every fragment, and
+    that every array in `buffers` (``out``, the input for in-place calls) is unchanged."""
+    before = [np.array(b, copy=True) for b in buffers]
+    with pytest.raises(exc) as info:
+        func(*args, **kwargs)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    for b, old in zip(buffers, before):
+        np.testing.assert_array_equal(b, old)
+    return info
