@@ -9,6 +9,7 @@ from fastxent._binary import (binary_cross_entropy, binary_cross_entropy_grad,
 from fastxent._config import __version__, config, show_config
 from fastxent._multiclass import (cross_entropy, cross_entropy_grad,
                                   cross_entropy_loss_and_grad)
+from fastxent._softmax import log_softmax, logsumexp, softmax
 from fastxent._threads import effective_n_threads
 
 __all__ = [
@@ -21,5 +22,8 @@ __all__ = [
     "cross_entropy_grad",
     "cross_entropy_loss_and_grad",
     "effective_n_threads",
+    "log_softmax",
+    "logsumexp",
     "show_config",
+    "softmax",
 ]

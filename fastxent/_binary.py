@@ -170,7 +170,7 @@ def binary_cross_entropy_loss_and_grad(input, target, *, from_logits=True, weigh
                                        n_threads=None, out=None):
     p = _prepare(input, target, from_logits, weight, pos_weight, ignore_index,
                  label_smoothing, eps, reduction, validate, n_threads)
-    grad = v.grad_out(out, p.x, (p.y, p.weight.flat, p.pos_weight.flat))
+    grad = v.output(out, p.x, (p.y, p.weight.flat, p.pos_weight.flat))
     return _run(p, grad), grad
 
 

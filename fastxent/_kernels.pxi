@@ -18,7 +18,7 @@
 # all terms non-negative, so confident rows keep their small loss and gradient exactly.
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport log, log1p, NAN
+from libc.math cimport INFINITY, NAN, log, log1p
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
@@ -46,6 +46,9 @@ cdef extern from "_loops.h" nogil:
     double fx_prob_row_d(const double *p, const double *t, const double *w, Py_ssize_t n,
                          double alpha, double beta, double lo, double hi, double *g,
                          double k) noexcept
+    void fx_log_softmax_f(const float *z, Py_ssize_t n, float m, float l, float *out) noexcept
+    void fx_log_softmax_d(const double *z, Py_ssize_t n, double m, double l,
+                          double *out) noexcept
     void fx_fill_f(float *x, Py_ssize_t n, float v) noexcept
     void fx_fill_d(double *x, Py_ssize_t n, double v) noexcept
     Py_ssize_t fx_count_outside_f(const float *x, Py_ssize_t n, float lo, float hi,
@@ -185,6 +188,14 @@ cdef inline double _prob_row_loop(const real *p, const real *t, const real *w, P
         return fx_prob_row_f(p, t, w, n, alpha, beta, lo, hi, g, k)
     else:
         return fx_prob_row_d(p, t, w, n, alpha, beta, lo, hi, g, k)
+
+
+cdef inline void _log_softmax(const real *z, Py_ssize_t n, real m, real l,
+                              real *out) noexcept nogil:
+    if real is float:
+        fx_log_softmax_f(z, n, m, l, out)
+    else:
+        fx_log_softmax_d(z, n, m, l, out)
 
 
 cdef inline void _fill(real *x, Py_ssize_t n, real v) noexcept nogil:
@@ -501,6 +512,88 @@ def outside(const real[::1] x, double lo, double hi, bint has_skip, double skip,
                     first = i
                     break
     return count, first
+
+
+# ---- softmax, log-softmax, log-sum-exp ------------------------------------------------------
+
+cpdef enum RowTransform:
+    SOFTMAX = 0
+    LOG_SOFTMAX = 1
+    LOGSUMEXP = 2
+
+
+cdef inline double _transform_row(const real *z, Py_ssize_t n, RowTransform mode,
+                                  real *out) noexcept nogil:
+    """Log-sum-exp of one row; writes its softmax or log-softmax into out (may be z).
+
+    A row whose largest logit is +-inf has log-sum-exp +-inf (its softmax puts all mass on a
+    single +inf; two +inf give NaN); NaN anywhere gives NaN.
+    """
+    cdef real m = _max(z, n)
+    cdef Py_ssize_t kmax, tail
+    cdef double rest, inv
+    cdef real *e = out if mode == SOFTMAX else NULL
+    if m != m:
+        if mode != LOGSUMEXP:
+            _fill(out, n, <real>NAN)
+        return NAN
+    kmax = _find(z, n, m)
+    tail = n - kmax - 1
+    rest = _expsum(z, kmax, m, e) + _expsum(z + kmax + 1, tail, m, _at_out(e, kmax + 1))
+    if mode == SOFTMAX:
+        inv = 1.0 / (1.0 + rest)
+        _grad(out, NULL, NULL, n, <real>inv, 0, 0)
+        out[kmax] = <real>inv
+    elif mode == LOG_SOFTMAX:
+        _log_softmax(z, n, m, <real>log1p(rest), out)
+    if m == INFINITY or m == -INFINITY:
+        return m
+    return m + log1p(rest)
+
+
+def transform_rows(const real[::1] x,            # IN  (outer, C, inner) C-order
+                   Py_ssize_t n_classes, Py_ssize_t n_inner, RowTransform mode,
+                   real[::1] out,                # OUT like x (may be x), or None for LOGSUMEXP
+                   real[::1] lse,                # OUT (rows,), or None
+                   int n_threads):
+    """Softmax, log-softmax or log-sum-exp over the class axis of every row."""
+    cdef Py_ssize_t n_rows = x.shape[0] // n_classes
+    cdef Py_ssize_t per_block = max(1, BLOCK_ELEMENTS // n_classes)
+    cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
+    cdef Py_ssize_t b, r, c, base, outer, step = n_inner
+    cdef real *out_p = &out[0] if out is not None else NULL
+    cdef real *lse_p = &lse[0] if lse is not None else NULL
+    cdef real *scratch = NULL
+    cdef real *zbuf
+    cdef real *obuf
+    cdef double row_lse
+    if n_rows == 0:
+        return
+    n_threads = max(1, min(n_threads, n_blocks))
+    if n_inner > 1:
+        scratch = <real *> malloc(n_threads * 2 * n_classes * sizeof(real))
+        if scratch == NULL:
+            raise MemoryError("fastxent: cannot allocate kernel work space")
+    with nogil:
+        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+            for r in range(b * per_block, min((b + 1) * per_block, n_rows)):
+                if step == 1:
+                    row_lse = _transform_row(&x[r * n_classes], n_classes, mode,
+                                             _at_out(out_p, r * n_classes))
+                else:                            # strided row: through this thread's buffers
+                    outer = r // step
+                    base = outer * n_classes * step + (r - outer * step)
+                    zbuf = scratch + threadid() * 2 * n_classes
+                    obuf = zbuf + n_classes
+                    for c in range(n_classes):
+                        zbuf[c] = x[base + c * step]
+                    row_lse = _transform_row(zbuf, n_classes, mode, obuf)
+                    if out_p != NULL:
+                        for c in range(n_classes):
+                            out_p[base + c * step] = obuf[c]
+                if lse_p != NULL:
+                    lse_p[r] = <real>row_lse
+    free(scratch)
 
 
 # ---- binary ---------------------------------------------------------------------------------

@@ -128,6 +128,12 @@ static inline double fx_prob_row_##S(const T *p, const T *t, const T *w, Py_ssiz
     return acc;                                                                            \
 }                                                                                          \
                                                                                            \
+/* out_i = (z_i - m) - l: log-softmax of a row with max m and l = log1p(rest) (out may be z). */ \
+static inline void fx_log_softmax_##S(const T *z, Py_ssize_t n, T m, T l, T *out) {        \
+    FX_SIMD                                                                                \
+    for (Py_ssize_t i = 0; i < n; ++i) out[i] = (z[i] - m) - l;                            \
+}                                                                                          \
+                                                                                           \
 static inline void fx_fill_##S(T *x, Py_ssize_t n, T v) {                                  \
     FX_SIMD                                                                                \
     for (Py_ssize_t i = 0; i < n; ++i) x[i] = v;                                           \

@@ -1,6 +1,5 @@
 """Multiclass (softmax) cross-entropy: ``cross_entropy`` and its gradient functions."""
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,19 +74,10 @@ class _Problem:
 def _prepare(input, target, from_logits, weight, sample_weight, ignore_index, label_smoothing,
              eps, reduction, axis, validate, n_threads):
     x = v.float_input(input)
-    if x.ndim == 0:
-        raise ValueError("input must have a class axis, got a 0-d array")
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an int, got {axis!r}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis {axis} is out of bounds for input of shape {x.shape}")
-    axis = int(axis) % x.ndim
-    n_classes = x.shape[axis]
-    if n_classes == 0:
-        raise ValueError(f"input of shape {x.shape} has no classes along axis {axis}")
+    n_classes, n_inner, rows_shape = v.class_layout(x, axis)
     v.check_reduction(reduction)
-    p = _Problem(x=x, n_classes=n_classes, n_inner=int(np.prod(x.shape[axis + 1:])),
-                 rows_shape=x.shape[:axis] + x.shape[axis + 1:], reduction=reduction,
+    p = _Problem(x=x, n_classes=n_classes, n_inner=n_inner, rows_shape=rows_shape,
+                 reduction=reduction,
                  from_logits=bool(from_logits),
                  label_smoothing=v.check_label_smoothing(label_smoothing),
                  eps=v.resolve_eps(eps, x.dtype))
@@ -183,7 +173,7 @@ def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
                                 n_threads=None, out=None):
     p = _prepare(input, target, from_logits, weight, sample_weight, ignore_index,
                  label_smoothing, eps, reduction, axis, validate, n_threads)
-    grad = v.grad_out(out, p.x, (p.labels, p.soft, p.class_weight, p.sample_weight))
+    grad = v.output(out, p.x, (p.labels, p.soft, p.class_weight, p.sample_weight))
     return _run(p, grad), grad
 
 

@@ -36,6 +36,25 @@ def float_like(x, dtype, name):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def class_layout(x, axis):
+    """Return (n_classes, n_inner, rows_shape) of `x` with classes along `axis`.
+
+    A C-ordered array is then walked as (outer, n_classes, n_inner): the rows are the
+    (outer, inner) positions, `n_inner` elements separate two classes of a row.
+    """
+    if x.ndim == 0:
+        raise ValueError("input must have a class axis, got a 0-d array")
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an int, got {axis!r}")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis {axis} is out of bounds for input of shape {x.shape}")
+    axis = int(axis) % x.ndim
+    n_classes = x.shape[axis]
+    if n_classes == 0:
+        raise ValueError(f"input of shape {x.shape} has no classes along axis {axis}")
+    return n_classes, int(np.prod(x.shape[axis + 1:])), x.shape[:axis] + x.shape[axis + 1:]
+
+
 def check_reduction(reduction):
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of 'none', 'sum', 'mean', got {reduction!r}")
@@ -71,30 +90,33 @@ def check_ignore_index(ignore_index, integral):
     return True, float(ignore_index)
 
 
-def grad_out(out, x, others):
-    """Validate the caller's gradient buffer, or allocate one when `out` is None.
+def output(out, x, others, shape=None):
+    """Validate the caller's output buffer, or allocate one when `out` is None.
 
     Parameters
     ----------
     out : ndarray or None
-        The caller's buffer: C-contiguous, writeable, of `x`'s shape and dtype. Passing the
-        input itself computes the gradient in place.
+        The caller's buffer: C-contiguous, writeable, of `shape` and `x`'s dtype. Passing the
+        input itself (when `shape` is its shape) computes in place.
     x : ndarray
         The C-contiguous float array the kernel reads.
     others : sequence of ndarray or None
         The other arrays the kernel reads; `out` must not overlap them.
+    shape : tuple, optional
+        The output's shape; `x`'s shape by default.
 
     Returns
     -------
     ndarray
         The buffer the kernel writes.
     """
+    shape = x.shape if shape is None else shape
     if out is None:
-        return np.empty_like(x)
+        return np.empty(shape, dtype=x.dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != x.shape or out.dtype != x.dtype:
-        raise ValueError(f"out must have shape {x.shape} and dtype {x.dtype}, got shape "
+    if out.shape != shape or out.dtype != x.dtype:
+        raise ValueError(f"out must have shape {shape} and dtype {x.dtype}, got shape "
                          f"{out.shape} and dtype {out.dtype}")
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")

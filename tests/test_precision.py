@@ -1,0 +1,151 @@
+"""Accuracy on adversarial rows against exact values (mpmath, or float64 for float32 input)."""
+
+import numpy as np
+import pytest
+
+import fastxent
+from reference import ulp_distance_ok
+
+mpmath = pytest.importorskip("mpmath")
+mp = mpmath.mp
+inf = np.inf
+
+F32_ULP = 8            # float32 loss: within 8 ulp of the exact value
+F64_REL = 1e-14        # float64 loss: within 1e-14 relative
+GRAD_REL = {"float32": F32_ULP * float(np.finfo(np.float32).eps), "float64": F64_REL}
+
+
+def exact_row(z, y):
+    """Exact loss ``log sum_c exp(z_c - z_y)`` and gradient ``softmax(z) - onehot(y)`` of one
+    row (masked -inf classes drop out), the true-class entry as ``-sum_{c != y} p_c``."""
+    with mp.workdps(60):
+        zs = [mpmath.mpf(float(v)) for v in z]
+        zy = zs[y]
+        terms = [mpmath.exp(v - zy) if np.isfinite(float(v)) else mpmath.mpf(0) for v in zs]
+        total = mpmath.fsum(terms)
+        loss = mpmath.log(total)
+        p = [t / total for t in terms]
+        grad = [p[c] for c in range(len(p))]
+        grad[y] = -mpmath.fsum(p[c] for c in range(len(p)) if c != y)
+        return float(loss), np.array([float(g) for g in grad])
+
+
+ROWS = {
+    "confident_20": ([20.0, 0.0, 0.0], 0),
+    "confident_30": ([30.0, 1.0, -2.0, 0.5], 0),
+    "confident_88": ([88.0, 0.0, 1.0], 0),
+    "very_confident": ([16.0, -1.0, 0.0, -3.0, 2.0], 0),
+    "huge_pos": ([1e4, -1e4, 0.0], 0),
+    "huge_wrong": ([1e4, -1e4, 0.0], 1),
+    "huge_mid": ([1e4, -1e4, 0.0], 2),
+    "huge_tie": ([1e4, 1e4, -1e4], 0),
+    "near_tie": ([5.0, 5.0000005, 4.9999995], 1),
+    "masked": ([-inf, 3.0, 2.5, -inf], 1),
+    "masked_confident": ([-inf, 25.0, 0.0, -inf, 1.0], 1),
+    "masked_wrong": ([2.0, -inf, 7.5], 0),
+    "large_offset": ([1000.0, 1001.0, 999.0], 1),
+    "tiny_spread": ([1e-7, 0.0, -1e-7], 2),
+    "wide": (list(np.linspace(-30, 30, 64)), 63),
+    "wide_wrong": (list(np.linspace(-30, 30, 64)), 0),
+    # the gap z_c - z_max is not exact in float32: error amplified by |z_c - z_max|
+    "confident_inexact_gap": ([1.0330955, -0.26393658, 35.042816, -1.1143739, -0.41476578,
+                               1.5553992], 2),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_confident_row_float32_example(dtype):
+    """float32 logits [20, 0, 0], label 0 -> 4.1223073758387905e-09 (PyTorch float32: 0.0)."""
+    x = np.array([[20.0, 0.0, 0.0]], dtype=dtype)
+    loss, grad = fastxent.cross_entropy_loss_and_grad(x, np.array([0]))
+    assert loss.dtype == dtype
+    assert float(loss) == pytest.approx(4.1223073758387905e-09, rel=1e-6)
+    assert float(grad[0, 0]) == pytest.approx(-4.1223073758387905e-09, rel=1e-6)
+    assert float(grad[0, 1]) == pytest.approx(2.0611536879193953e-09, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adversarial_rows(name, dtype):
+    """Loss within a few ulp (float32) or 1e-14 relative (float64) of the exact value of the
+    rounded inputs; gradient within a few ulp of the row's largest |g|, the true-class entry
+    relatively exact."""
+    z, y = ROWS[name]
+    x = np.array([z], dtype=dtype)
+    exact_loss, exact_grad = exact_row(x[0], y)
+    loss, grad = fastxent.cross_entropy_loss_and_grad(x, np.array([y]), reduction="none")
+    if dtype == "float32":
+        assert ulp_distance_ok(loss[0], exact_loss, np.float32, F32_ULP), (loss[0], exact_loss)
+    else:
+        assert abs(float(loss[0]) - exact_loss) <= (
+            F64_REL * abs(exact_loss) + np.spacing(exact_loss)), (loss[0], exact_loss)
+    ulp_scale = GRAD_REL[dtype]
+    gmax = np.max(np.abs(exact_grad))
+    np.testing.assert_allclose(grad[0], exact_grad, rtol=0, atol=ulp_scale * gmax)
+    # true-class gradient: relative, not just on the row's scale
+    tiny = float(np.finfo(dtype).tiny)
+    assert abs(float(grad[0, y]) - exact_grad[y]) <= ulp_scale * abs(exact_grad[y]) + tiny
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adversarial_rows_batched_and_reduced(dtype):
+    """All adversarial rows of 3 classes in one batch (any order): the sum equals the sum of
+    the exact losses, accumulated in float64."""
+    rows = [(z, y) for z, y in ROWS.values() if len(z) == 3]
+    x = np.array([z for z, _ in rows], dtype=dtype)
+    y = np.array([y for _, y in rows])
+    exact = [exact_row(x[i], y[i])[0] for i in range(len(rows))]
+    total = fastxent.cross_entropy(x, y, reduction="sum")
+    none = fastxent.cross_entropy(x, y, reduction="none")
+    ok = ulp_distance_ok if dtype == "float32" else None
+    if ok:
+        assert ulp_distance_ok(none, exact, np.float32, F32_ULP)
+    else:
+        np.testing.assert_allclose(none, exact, rtol=F64_REL, atol=1e-300)
+    assert float(total) == pytest.approx(sum(exact), rel=8 * float(np.finfo(dtype).eps))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_confident_rows_random(dtype):
+    """Random confident rows (the label leads by 10-40): float32 losses within a few ulp."""
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(40, 6))
+    y = rng.integers(0, 6, size=40)
+    x[np.arange(40), y] += rng.uniform(10, 40, size=40)
+    x = x.astype(dtype)
+    loss, grad = fastxent.cross_entropy_loss_and_grad(x, y, reduction="none")
+    exact = [exact_row(x[i], y[i]) for i in range(40)]
+    exact_loss = np.array([e[0] for e in exact])
+    exact_true = np.array([e[1][y[i]] for i, e in enumerate(exact)])
+    if dtype == "float32":
+        assert ulp_distance_ok(loss, exact_loss, np.float32, F32_ULP)
+    else:
+        np.testing.assert_allclose(loss, exact_loss, rtol=F64_REL)
+    np.testing.assert_allclose(grad[np.arange(40), y], exact_true, rtol=GRAD_REL[dtype])
+
+
+def _exact_binary(z, y):
+    """Exact ``(1-y) z + softplus(-z)`` and ``sigmoid(z) - y`` for y in {0, 1}."""
+    with mp.workdps(60):
+        zz = mpmath.mpf(float(z))
+        loss = mpmath.log1p(mpmath.exp(-zz)) + (1 - y) * zz
+        grad = 1 / (1 + mpmath.exp(-zz)) - y
+        return float(loss), float(grad)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_binary_extreme_logits(dtype):
+    """Binary losses and gradients at large |z| are relatively exact (no 1 - sigmoid
+    cancellation, no overflow)."""
+    z = np.array([30.0, -30.0, 80.0, -80.0, 1e4, -1e4, 15.0, -15.0, 1e-8, 0.0], dtype=dtype)
+    y = np.array([1, 0, 1, 0, 0, 1, 1, 0, 1, 0], dtype=dtype)
+    loss, grad = fastxent.binary_cross_entropy_loss_and_grad(z, y, reduction="none")
+    exact = [_exact_binary(a, b) for a, b in zip(z, y)]
+    el = np.array([e[0] for e in exact])
+    eg = np.array([e[1] for e in exact])
+    if dtype == "float32":
+        assert ulp_distance_ok(loss, el, np.float32, F32_ULP), (loss, el)
+        assert ulp_distance_ok(grad, eg, np.float32, F32_ULP), (grad, eg)
+    else:
+        np.testing.assert_allclose(loss, el, rtol=F64_REL, atol=1e-300)
+        np.testing.assert_allclose(grad, eg, rtol=F64_REL, atol=1e-300)
