@@ -36,6 +36,12 @@ cdef extern from "_loops.h" nogil:
     double fx_expsum_lin_d(const double *z, const double *t, const double *w, Py_ssize_t n,
                            double m, double alpha, double beta, double *e,
                            double *lin, double *asum) noexcept
+    void fx_short_rows_f(const float *x, Py_ssize_t R, Py_ssize_t C, const float *w,
+                         double beta, float *E, float *m, int *kmax, double *rest,
+                         double *l1p, double *lin, double *asum) noexcept
+    void fx_short_rows_d(const double *x, Py_ssize_t R, Py_ssize_t C, const double *w,
+                         double beta, double *E, double *m, int *kmax, double *rest,
+                         double *l1p, double *lin, double *asum) noexcept
     void fx_grad_f(float *g, const float *t, const float *w, Py_ssize_t n,
                    float p, float ka, float kb) noexcept
     void fx_grad_d(double *g, const double *t, const double *w, Py_ssize_t n,
@@ -109,6 +115,10 @@ cdef enum:
     # Elements per block of work. Each block's loss sum has its own slot, added in order after
     # the parallel loop, so the size must not depend on the thread count.
     BLOCK_ELEMENTS = 32768
+    # Rows of at most SHORT_ROW classes (contiguous logits with labels) are processed
+    # SHORT_BATCH rows at a time, vectorised across rows.
+    SHORT_ROW = 64
+    SHORT_BATCH = 128
 
 
 def openmp_enabled():
@@ -315,6 +325,75 @@ cdef inline double _class_row(const real *x, const real *t, const real *w,
                      <real>o.clip_hi, k, g)
 
 
+cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *o,
+                              Py_ssize_t r0, Py_ssize_t r1, double *row_loss,
+                              real *grad) noexcept nogil:
+    """Rows [r0, r1) of contiguous logits with labels and C <= SHORT_ROW; as _class_rows.
+
+    The statistics of SHORT_BATCH rows at a time come from fx_short_rows (vectorised across
+    rows); the per-row arithmetic is that of _logit_row with alpha = 0 (no soft targets).
+    """
+    cdef real E[SHORT_ROW * SHORT_BATCH]
+    cdef real m[SHORT_BATCH]
+    cdef int kmax[SHORT_BATCH]
+    cdef double rest[SHORT_BATCH]
+    cdef double l1p[SHORT_BATCH]
+    cdef double lin[SHORT_BATCH]
+    cdef double asum[SHORT_BATCH]
+    cdef Py_ssize_t C = o.n_classes, start, n, i, r, c, y, km
+    cdef double s, k, hard, a_kmax, a_rest, a_all, row_lin, inv, loss, total = 0.0
+    cdef real p, kb
+    cdef real *g
+    start = r0
+    while start < r1:
+        n = min(<Py_ssize_t>SHORT_BATCH, r1 - start)
+        if real is float:
+            fx_short_rows_f(x + start * C, n, C, w, o.beta, E, m, kmax, rest, l1p, lin, asum)
+        else:
+            fx_short_rows_d(x + start * C, n, C, w, o.beta, E, m, kmax, rest, l1p, lin, asum)
+        for i in range(n):
+            r = start + i
+            y = o.labels[r]
+            g = _at_out(grad, r * C)
+            if o.has_ignore and y == o.ignore_index:
+                loss = 0.0
+                if g != NULL:
+                    _fill(g, C, <real>0)
+            elif m[i] != m[i]:
+                loss = NAN
+                if g != NULL:
+                    _fill(g, C, <real>NAN)
+            else:
+                s = o.sample_weight[r] if o.sample_weight != NULL else 1.0
+                k = s * o.grad_scale
+                hard = o.keep * (w[y] if w != NULL else 1.0)
+                km = kmax[i]
+                a_kmax = o.beta * (w[km] if w != NULL else 1.0)
+                a_rest = asum[i]
+                row_lin = lin[i]
+                if y == km:
+                    a_kmax += hard
+                elif hard != 0.0:
+                    a_rest += hard
+                    row_lin += hard * (<double>m[i] - x[r * C + y])
+                a_all = a_rest + a_kmax
+                loss = s * (row_lin + a_all * l1p[i])
+                if g != NULL:
+                    inv = 1.0 / (1.0 + rest[i])
+                    p = <real>(k * a_all * inv)
+                    kb = <real>(k * o.beta)
+                    for c in range(C):
+                        g[c] = p * E[c * n + i] - kb * (w[c] if w != NULL else 1)
+                    g[km] = <real>(k * (a_rest - a_kmax * rest[i]) * inv)
+                    if y != km:
+                        g[y] = g[y] - <real>(k * hard)
+            if row_loss != NULL:
+                row_loss[r] = loss
+            total += loss
+        start += n
+    return total
+
+
 cdef double _class_rows(const real *x, const real *soft, const real *w, const ClassOptions *o,
                         Py_ssize_t r0, Py_ssize_t r1, double *row_loss, real *grad,
                         real *scratch) noexcept nogil:
@@ -324,6 +403,8 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
     cdef real *zbuf = scratch
     cdef real *tbuf = scratch + C if scratch != NULL else NULL
     cdef real *gbuf = scratch + 2 * C if scratch != NULL else NULL
+    if step == 1 and C <= SHORT_ROW and o.labels != NULL and o.from_logits:
+        return _short_label_rows(x, w, o, r0, r1, row_loss, grad)
     for r in range(r0, r1):
         s = o.sample_weight[r] if o.sample_weight != NULL else 1.0
         y = -1

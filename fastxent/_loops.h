@@ -15,16 +15,17 @@
 
 #include "_simd_math.h"
 
-/* exp(x) for x <= 0 (or NaN), in float, that GCC inlines into vector loops: no call, no
- * register spills. Every caller's argument is z - max(z) or -|z|. Cody-Waite range reduction
- * and Cephes' minimax polynomial: measured <= 1 ulp over every float <= 0. Special values are
- * exact: NaN -> NaN, -inf -> 0; results below FLT_MIN stay subnormal (2^k is applied in two
- * halves). */
-static inline float fx_expf(float x) {
+/* exp(x + lo) for x <= 0 (or NaN) and |lo| <= ulp(x), in float, inlined into vector loops:
+ * no call, no register spills. Every caller's argument is z - max(z) or -|z|. Cody-Waite
+ * range reduction and Cephes' minimax polynomial: measured <= 1 ulp over every float <= 0
+ * (lo = 0). Special values are exact: NaN -> NaN, -inf -> 0; results below FLT_MIN stay
+ * subnormal (2^k is applied in two halves). */
+static inline float fx_expf2(float x, float lo) {
     x = x < -104.0f ? -104.0f : x;               /* keeps NaN */
     const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* rint */
     float r = x - k * 0.693359375f;
     r = r - k * -2.12194440e-4f;
+    r = r + lo;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -41,6 +42,19 @@ static inline float fx_expf(float x) {
     return p * s1 * s2;
 }
 
+static inline float fx_expf(float x) { return fx_expf2(x, 0.0f); }
+
+/* exp(z - m) for z <= m without rounding z - m first: TwoSum carries its rounding error into
+ * the reduced argument, so a confident row's tiny terms keep full float precision. */
+static inline float fx_expf_sub(float z, float m) {
+    const float d = z - m;
+    const float bb = d - z;
+    const float err = (z - (d - bb)) + (-m - bb);
+    return fx_expf2(d, d - d == 0.0f ? err : 0.0f);   /* no correction for inf or NaN */
+}
+
+static inline double fx_exp_sub(double z, double m) { return exp(z - m); }
+
 #define FX_SIMD _Pragma("omp simd")
 #define FX_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
 #define FX_SIMD_SUM3 _Pragma("omp simd reduction(+:acc, lin, asum)")
@@ -55,7 +69,7 @@ static inline float fx_expf(float x) {
     else if (t) { MACRO(1, t[i]) }                                                  \
     else { MACRO(1, 0) }
 
-#define FX_DEFINE_LOOPS(T, S, EXP, LOG, LOG1P, FABS)                                      \
+#define FX_DEFINE_LOOPS(T, S, EXP, EXPSUB, LOG, LOG1P, FABS)                                      \
                                                                                            \
 /* Largest element. With a NaN present the result is unspecified; callers treat NaN rows   \
  * separately (fx_find then reports index 0 or the exp terms become NaN). */               \
@@ -85,10 +99,10 @@ static inline double fx_expsum_##S(const T *z, Py_ssize_t n, T m, T *e) {       
     double acc = 0.0;                                                                      \
     if (e) {                                                                               \
         FX_SIMD_SUM                                                                        \
-        for (Py_ssize_t i = 0; i < n; ++i) { T v = EXP(z[i] - m); e[i] = v; acc += v; }    \
+        for (Py_ssize_t i = 0; i < n; ++i) { T v = EXPSUB(z[i], m); e[i] = v; acc += v; }    \
     } else {                                                                               \
         FX_SIMD_SUM                                                                        \
-        for (Py_ssize_t i = 0; i < n; ++i) acc += EXP(z[i] - m);                           \
+        for (Py_ssize_t i = 0; i < n; ++i) acc += EXPSUB(z[i], m);                           \
     }                                                                                      \
     return acc;                                                                            \
 }                                                                                          \
@@ -109,6 +123,55 @@ static inline double fx_expsum_lin_##S(const T *z, const T *t, const T *w, Py_ss
     *lin_out += lin;                                                                       \
     *asum_out += asum;                                                                     \
     return acc;                                                                            \
+}                                                                                          \
+                                                                                           \
+/* Short rows, vectorised across rows: R rows of C classes (row-major x) are transposed   \
+ * into E (C x R, E[c R + r]); per row r this finds m (max), kmax (first arg-max), rest =  \
+ * sum_{c != kmax} exp(x_c - m) and l1p = log1p(rest), and E becomes exp(x - m). When beta \
+ * != 0 it also accumulates, over c != kmax, lin += a_c (m - x_c) and asum += a_c with     \
+ * a_c = beta w_c (w == NULL: 1). */                                                        \
+static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, const T *w,   \
+                                     double beta, T *E, T *m, int *kmax, double *rest,     \
+                                     double *l1p, double *lin, double *asum) {             \
+    for (Py_ssize_t r = 0; r < R; ++r)                                                     \
+        for (Py_ssize_t c = 0; c < C; ++c) E[c * R + r] = x[r * C + c];                    \
+    FX_SIMD                                                                                \
+    for (Py_ssize_t r = 0; r < R; ++r) { m[r] = E[r]; kmax[r] = 0; rest[r] = 0.0;          \
+                                         lin[r] = 0.0; asum[r] = 0.0; }                    \
+    for (Py_ssize_t c = 1; c < C; ++c) {                                                   \
+        const T *Ec = E + c * R;                                                           \
+        FX_SIMD                                                                            \
+        for (Py_ssize_t r = 0; r < R; ++r) m[r] = Ec[r] > m[r] ? Ec[r] : m[r];             \
+    }                                                                                      \
+    for (Py_ssize_t c = C - 1; c > 0; --c) {                                               \
+        const T *Ec = E + c * R;                                                           \
+        FX_SIMD                                                                            \
+        for (Py_ssize_t r = 0; r < R; ++r) kmax[r] = Ec[r] == m[r] ? (int)c : kmax[r];     \
+    }                                                                                      \
+    for (Py_ssize_t c = 0; c < C; ++c) {                                                   \
+        T *Ec = E + c * R;                                                                 \
+        const double a = beta * (w ? (double)w[c] : 1.0);                                  \
+        if (beta != 0.0) {                                                                 \
+            FX_SIMD                                                                        \
+            for (Py_ssize_t r = 0; r < R; ++r) {                                           \
+                const T v = EXPSUB(Ec[r], m[r]);                                             \
+                const int other = kmax[r] != (int)c;                                       \
+                rest[r] += other ? (double)v : 0.0;                                        \
+                lin[r] += other && a != 0.0 ? a * ((double)m[r] - (double)Ec[r]) : 0.0;    \
+                asum[r] += other ? a : 0.0;                                                \
+                Ec[r] = v;                                                                 \
+            }                                                                              \
+        } else {                                                                           \
+            FX_SIMD                                                                        \
+            for (Py_ssize_t r = 0; r < R; ++r) {                                           \
+                const T v = EXPSUB(Ec[r], m[r]);                                             \
+                rest[r] += kmax[r] != (int)c ? (double)v : 0.0;                            \
+                Ec[r] = v;                                                                 \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+    FX_SIMD                                                                                \
+    for (Py_ssize_t r = 0; r < R; ++r) l1p[r] = log1p(rest[r]);                            \
 }                                                                                          \
                                                                                            \
 /* Gradient pass over a row whose g holds the exp terms: g_i = p g_i - w_i (ka t_i + kb). */ \
@@ -169,20 +232,21 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
 
 /* ---- loop bodies (i is the loop index; W and TT the weight and target expressions) ---- */
 
-#define FX_EXPSUM_LIN_BODY_T(T, EXP, STORE, W, TT)                                         \
+#define FX_EXPSUM_LIN_BODY_T(T, EXPSUB, STORE, W, TT)                                      \
     FX_SIMD_SUM3                                                                           \
     for (Py_ssize_t i = 0; i < n; ++i) {                                                   \
-        const T v = EXP(z[i] - m);                                                         \
-        STORE                                                                              \
+        const T zi = z[i];                       /* read before e (maybe z) is written */  \
+        const T v = EXPSUB(zi, m);                                                         \
         const double a = (double)(W) * (alpha * (double)(TT) + beta);                      \
         acc += v;                                                                          \
-        lin += a != 0.0 ? a * (md - (double)z[i]) : 0.0;                                   \
+        lin += a != 0.0 ? a * (md - (double)zi) : 0.0;                                     \
         asum += a;                                                                         \
+        STORE                                                                              \
     }
-#define FX_EXPSUM_LIN_BODY_STORE_f(W, TT) FX_EXPSUM_LIN_BODY_T(float, fx_expf, e[i] = v;, W, TT)
-#define FX_EXPSUM_LIN_BODY_f(W, TT) FX_EXPSUM_LIN_BODY_T(float, fx_expf, , W, TT)
-#define FX_EXPSUM_LIN_BODY_STORE_d(W, TT) FX_EXPSUM_LIN_BODY_T(double, exp, e[i] = v;, W, TT)
-#define FX_EXPSUM_LIN_BODY_d(W, TT) FX_EXPSUM_LIN_BODY_T(double, exp, , W, TT)
+#define FX_EXPSUM_LIN_BODY_STORE_f(W, TT) FX_EXPSUM_LIN_BODY_T(float, fx_expf_sub, e[i] = v;, W, TT)
+#define FX_EXPSUM_LIN_BODY_f(W, TT) FX_EXPSUM_LIN_BODY_T(float, fx_expf_sub, , W, TT)
+#define FX_EXPSUM_LIN_BODY_STORE_d(W, TT) FX_EXPSUM_LIN_BODY_T(double, fx_exp_sub, e[i] = v;, W, TT)
+#define FX_EXPSUM_LIN_BODY_d(W, TT) FX_EXPSUM_LIN_BODY_T(double, fx_exp_sub, , W, TT)
 
 #define FX_GRAD_BODY(W, TT)                                                                \
     FX_SIMD                                                                                \
@@ -248,7 +312,7 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
 #define FX_BCE_BY_STORE_f(W, PW) FX_BCE_BY_STORE_T(float, fx_expf, logf, log1pf, fabsf, W, PW)
 #define FX_BCE_BY_STORE_d(W, PW) FX_BCE_BY_STORE_T(double, exp, log, log1p, fabs, W, PW)
 
-FX_DEFINE_LOOPS(float, f, fx_expf, logf, log1pf, fabsf)
-FX_DEFINE_LOOPS(double, d, exp, log, log1p, fabs)
+FX_DEFINE_LOOPS(float, f, fx_expf, fx_expf_sub, logf, log1pf, fabsf)
+FX_DEFINE_LOOPS(double, d, exp, fx_exp_sub, log, log1p, fabs)
 
 #endif

@@ -18,6 +18,22 @@ def _usable_cpus():
     return os.cpu_count() or 1
 
 
+def _checked(n_threads):
+    """Validate a requested thread count; return it as an int (or None)."""
+    if n_threads is None:
+        return None
+    if isinstance(n_threads, bool):
+        raise TypeError("n_threads must be an int or None, got bool")
+    try:
+        n_threads = operator.index(n_threads)
+    except TypeError:
+        raise TypeError(f"n_threads must be an int or None, got "
+                        f"{type(n_threads).__name__}") from None
+    if n_threads == 0:
+        raise ValueError("n_threads=0 is invalid: use None, a positive or a negative int")
+    return n_threads
+
+
 def effective_n_threads(n_threads=None):
     """Resolve ``n_threads`` to the number of OpenMP threads a kernel will use.
 
@@ -33,16 +49,7 @@ def effective_n_threads(n_threads=None):
     int
         At least 1; always 1 when fastxent was built without OpenMP.
     """
-    if n_threads is not None:
-        if isinstance(n_threads, bool):
-            raise TypeError("n_threads must be an int or None, got bool")
-        try:
-            n_threads = operator.index(n_threads)
-        except TypeError:
-            raise TypeError(f"n_threads must be an int or None, got "
-                            f"{type(n_threads).__name__}") from None
-        if n_threads == 0:
-            raise ValueError("n_threads=0 is invalid: use None, a positive or a negative int")
+    n_threads = _checked(n_threads)
     if not kernels.openmp_enabled():
         return 1
     limit = min(kernels.max_threads(), _usable_cpus())
@@ -57,5 +64,7 @@ def effective_n_threads(n_threads=None):
 
 def threads_for(n_elements, n_threads):
     """``effective_n_threads(n_threads)``, or 1 for inputs too small to split."""
-    resolved = effective_n_threads(n_threads)
-    return 1 if n_elements < SERIAL_BELOW else resolved
+    if n_elements < SERIAL_BELOW:
+        _checked(n_threads)
+        return 1
+    return effective_n_threads(n_threads)

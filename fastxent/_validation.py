@@ -25,7 +25,7 @@ def float_input(x, name="input"):
     if kind not in "iuf":
         raise TypeError(f"{name} must have a real (integer or floating) dtype, got {arr.dtype}")
     dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return np.asarray(arr, dtype=dtype, order="C")
 
 
 def float_like(x, dtype, name):
@@ -33,7 +33,7 @@ def float_like(x, dtype, name):
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must have a real dtype, got {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return np.asarray(arr, dtype=dtype, order="C")
 
 
 def class_layout(x, axis):
@@ -52,7 +52,7 @@ def class_layout(x, axis):
     n_classes = x.shape[axis]
     if n_classes == 0:
         raise ValueError(f"input of shape {x.shape} has no classes along axis {axis}")
-    return n_classes, int(np.prod(x.shape[axis + 1:])), x.shape[:axis] + x.shape[axis + 1:]
+    return n_classes, math.prod(x.shape[axis + 1:]), x.shape[:axis] + x.shape[axis + 1:]
 
 
 def check_reduction(reduction):

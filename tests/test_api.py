@@ -61,6 +61,19 @@ def test_multiclass_in_place_equals_out_of_place(layout, from_logits, target, op
         np.testing.assert_array_equal(buf, grad)
 
 
+@pytest.mark.parametrize("target", [np.array([1]), np.array([[0.2, 0.3, 0.5]])],
+                         ids=["smoothed_label", "soft"])
+def test_in_place_loss_minimal(target):
+    """Minimal case: logits [[1, 2, 0.5]] with label smoothing or soft targets, in place."""
+    z = np.array([[1.0, 2.0, 0.5]])
+    kw = {"label_smoothing": 0.2} if target.ndim == 1 else {}
+    expected = cross_entropy_ref(z, target, **kw)
+    buf = z.copy()
+    loss, grad = fastxent.cross_entropy_loss_and_grad(buf, target, out=buf, **kw)
+    np.testing.assert_allclose(grad, expected[1], rtol=1e-14)
+    assert float(loss) == pytest.approx(expected[0], rel=1e-14)
+
+
 @pytest.mark.parametrize("from_logits", [True, False])
 @pytest.mark.parametrize("opts", [
     {}, {"weight": "col", "pos_weight": "col"}, {"weight": "row"}, {"weight": "full"},

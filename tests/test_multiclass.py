@@ -169,16 +169,14 @@ def test_default_eps_is_dtype_eps():
         assert float(grad[0, 0]) == pytest.approx(-1.0 / float(np.finfo(dtype).eps), rel=1e-6)
 
 
-def test_float32_clip_upper_bound_below_one():
-    """float32 probabilities at 1 clip to 1 - eps32 (not to 1), so log(1 - p) terms stay finite
-    under label smoothing."""
-    x = np.array([[1.0, 0.0]], dtype=np.float32)
-    loss = fastxent.cross_entropy(x, np.array([0]), from_logits=False, label_smoothing=0.5,
-                                  eps=1e-9)
-    assert np.isfinite(loss)
-    ref, _ = cross_entropy_ref(x, np.array([0]), from_logits=False, label_smoothing=0.5,
-                               eps=1e-9)
-    assert float(loss) == pytest.approx(ref, rel=1e-5)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_eps_zero_means_no_clipping(dtype):
+    """eps=0 is allowed: p = 0 at the label gives +inf, other probabilities are exact."""
+    x = np.array([[0.0, 1.0], [0.25, 0.75]], dtype=dtype)
+    loss = fastxent.cross_entropy(x, np.array([0, 0]), from_logits=False, eps=0.0,
+                                  reduction="none")
+    assert loss[0] == np.inf
+    assert float(loss[1]) == pytest.approx(np.log(4.0), rel=1e-7)
 
 
 def test_noncontiguous_and_fortran_input():
@@ -264,3 +262,44 @@ def test_gradient_finite_differences_axis1():
     grad = fastxent.cross_entropy_grad(x, t, **kw)
     expected = fd_grad(lambda v: fastxent.cross_entropy(v, t, **kw), x, 1e-3)
     np.testing.assert_allclose(grad, expected, rtol=1e-7, atol=1e-9)
+
+
+# ---- property-based: random layouts and options ---------------------------------------------
+
+def test_random_layouts_property():
+    """Random shapes, class axes, dtypes and options agree with the reference (hypothesis)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=60, deadline=None, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+                      axis_pick=st.integers(0, 3), seed=st.integers(0, 2**32 - 1),
+                      dtype=st.sampled_from(["float32", "float64"]),
+                      soft=st.booleans(), from_logits=st.booleans(),
+                      smoothing=st.sampled_from([0.0, 0.3]),
+                      use_weight=st.booleans(), use_sample_weight=st.booleans(),
+                      reduction=st.sampled_from(REDUCTIONS))
+    def check(shape, axis_pick, seed, dtype, soft, from_logits, smoothing, use_weight,
+              use_sample_weight, reduction):
+        shape = tuple(shape)
+        axis = axis_pick % len(shape) - (len(shape) if axis_pick % 2 else 0)
+        rng = np.random.default_rng(seed)
+        n_classes = shape[axis]
+        rows = np.moveaxis(np.empty(shape), axis, -1).shape[:-1]
+        x = (logits(rng, shape, dtype) if from_logits
+             else probabilities(rng, shape, dtype, axis=axis))
+        t = (soft_targets(rng, shape, dtype, axis=axis) if soft
+             else labels(rng, rows, n_classes, np.int32))
+        kw = {"label_smoothing": smoothing, "reduction": reduction, "axis": axis,
+              "from_logits": from_logits}
+        if use_weight:
+            kw["weight"] = rng.uniform(0.5, 2, size=n_classes)
+        if use_sample_weight and rows:
+            kw["sample_weight"] = rng.uniform(0.5, 2, size=rows)
+        loss, grad = fastxent.cross_entropy_loss_and_grad(x, t, **kw)
+        ref_loss, ref_grad = cross_entropy_ref(x, t, **kw)
+        assert_close(loss, ref_loss, dtype, what="loss")
+        assert_close(grad, ref_grad, dtype, what="grad")
+
+    check()

@@ -57,17 +57,20 @@ def _multiclass(rng, from_logits, target, opts):
     return x, t, kw
 
 
+MC_OPTS = {"plain": {},
+           "weights": {"weight": np.linspace(0.5, 2, 8), "label_smoothing": 0.1,
+                       "sample_weight": True},
+           "ignore": {"ignore_index": 3}}
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("opts", [
-    {}, {"weight": np.linspace(0.5, 2, 8), "label_smoothing": 0.1, "sample_weight": True},
-    {"ignore_index": 3}], ids=["plain", "weights", "ignore"])
-@pytest.mark.parametrize("target", ["labels", "soft"])
+@pytest.mark.parametrize("opts, target", [
+    pytest.param(o, t, id=f"{name}-{t}") for name, o in MC_OPTS.items()
+    for t in ("labels", "soft") if not (t == "soft" and name == "ignore")])
 @pytest.mark.parametrize("from_logits", [True, False])
 def test_multiclass_thread_invariance(from_logits, target, opts, dtype):
     """Elementwise outputs are bitwise equal for 1, 2 and 3 threads; sums and means too
     (fixed block order)."""
-    if target == "soft" and "ignore_index" in opts:
-        opts = {}
     rng = np.random.default_rng(12)
     x, t, kw = _multiclass(rng, from_logits, target, opts)
     x = x.astype(dtype)
@@ -109,6 +112,18 @@ def test_binary_thread_invariance(from_logits, opts):
     for n in (2, 3):
         for a, b in zip(res[1], res[n]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_default_and_negative_thread_counts_match():
+    """n_threads=None, -1 and a count above the cores give the same bits as 1 thread."""
+    rng = np.random.default_rng(15)
+    x = logits(rng, (N_ROWS, 8))
+    y = labels(rng, (N_ROWS,), 8)
+    ref = fastxent.cross_entropy_loss_and_grad(x, y, n_threads=1)
+    for n in (None, -1, 5):
+        got = fastxent.cross_entropy_loss_and_grad(x, y, n_threads=n)
+        assert got[0] == ref[0]
+        np.testing.assert_array_equal(got[1], ref[1])
 
 
 def test_axis1_thread_invariance():
