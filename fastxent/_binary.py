@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastxent import _docstrings as docs
 from fastxent import _validation as v
 from fastxent._dispatch import kernels
 from fastxent._threads import threads_for
@@ -41,14 +42,7 @@ _OPTIONS_DOC = """
         ``"mean"`` divides by the number of counted elements; NaN when there are none.
     validate : bool, default=True
         Check that targets (and probabilities) lie in [0, 1].
-    n_threads : int, optional
-        OpenMP threads: None uses the usable cores (or ``OMP_NUM_THREADS``), negative counts
-        back from them (-1: all), 0 is an error. Small inputs run on one thread."""
-
-_OUT_DOC = """
-    out : ndarray, optional
-        Where to write the gradient: C-contiguous, writeable, the shape and computation dtype
-        of `input`. ``out=input`` computes the gradient in place."""
+""" + docs.N_THREADS
 
 
 @dataclass
@@ -185,11 +179,7 @@ def binary_cross_entropy_grad(input, target, *, from_logits=True, weight=None, p
 
 binary_cross_entropy.__doc__ = f"""Binary cross-entropy ``-w [pw y log p + (1 - y) log(1 - p)]``.
 {_OPTIONS_DOC}
-
-    Returns
-    -------
-    loss : scalar of the computation dtype, or ndarray for ``reduction="none"``
-
+{docs.RETURNS_LOSS}
     Examples
     --------
     >>> import numpy as np, fastxent
@@ -202,18 +192,9 @@ binary_cross_entropy_grad.__doc__ = f"""Gradient of ``binary_cross_entropy`` w.r
 
     For ``reduction="none"`` it is the gradient of the sum of the element losses. With
     probabilities it is taken with respect to the clipped probability.
-{_OPTIONS_DOC}{_OUT_DOC}
-
-    Returns
-    -------
-    grad : ndarray shaped like `input` (`out` itself when given)
-    """
+{_OPTIONS_DOC}{docs.OUT}
+{docs.RETURNS_GRAD}"""
 
 binary_cross_entropy_loss_and_grad.__doc__ = f"""``binary_cross_entropy`` and its gradient.
-{_OPTIONS_DOC}{_OUT_DOC}
-
-    Returns
-    -------
-    loss : scalar, or ndarray for ``reduction="none"``
-    grad : ndarray shaped like `input` (`out` itself when given)
-    """
+{_OPTIONS_DOC}{docs.OUT}
+{docs.RETURNS_BOTH}"""

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastxent import _docstrings as docs
 from fastxent import _validation as v
 from fastxent._dispatch import kernels
 from fastxent._threads import threads_for
@@ -39,14 +40,7 @@ _OPTIONS_DOC = """
         The class axis. C-ordered input is walked in place for every axis.
     validate : bool, default=True
         Check that probabilities and soft targets lie in [0, 1] (labels are always checked).
-    n_threads : int, optional
-        OpenMP threads: None uses the usable cores (or ``OMP_NUM_THREADS``), negative counts
-        back from them (-1: all), 0 is an error. Small inputs run on one thread."""
-
-_OUT_DOC = """
-    out : ndarray, optional
-        Where to write the gradient: C-contiguous, writeable, the shape and computation dtype
-        of `input`. ``out=input`` computes the gradient in place."""
+""" + docs.N_THREADS
 
 
 @dataclass
@@ -188,11 +182,7 @@ def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_w
 
 cross_entropy.__doc__ = f"""Cross-entropy between `input` and `target` over a class axis.
 {_OPTIONS_DOC}
-
-    Returns
-    -------
-    loss : scalar of the computation dtype, or ndarray for ``reduction="none"``
-
+{docs.RETURNS_LOSS}
     Examples
     --------
     >>> import numpy as np, fastxent
@@ -205,18 +195,9 @@ cross_entropy_grad.__doc__ = f"""Gradient of ``cross_entropy`` with respect to `
 
     For ``reduction="none"`` it is the gradient of the sum of the per-row losses. With
     probabilities it is taken with respect to the clipped probability.
-{_OPTIONS_DOC}{_OUT_DOC}
-
-    Returns
-    -------
-    grad : ndarray shaped like `input` (`out` itself when given)
-    """
+{_OPTIONS_DOC}{docs.OUT}
+{docs.RETURNS_GRAD}"""
 
 cross_entropy_loss_and_grad.__doc__ = f"""``cross_entropy`` and its gradient in one pass.
-{_OPTIONS_DOC}{_OUT_DOC}
-
-    Returns
-    -------
-    loss : scalar, or ndarray for ``reduction="none"``
-    grad : ndarray shaped like `input` (`out` itself when given)
-    """
+{_OPTIONS_DOC}{docs.OUT}
+{docs.RETURNS_BOTH}"""

@@ -1,0 +1,30 @@
+"""Docstring fragments shared by the public functions."""
+
+N_THREADS = """
+    n_threads : int, optional
+        OpenMP threads: None uses the usable cores (or ``OMP_NUM_THREADS``), negative counts
+        back from them (-1: all), 0 is an error. Small inputs run on one thread."""
+
+OUT = """
+    out : ndarray, optional
+        Where to write the gradient: C-contiguous, writeable, the shape and computation dtype
+        of `input`. ``out=input`` computes the gradient in place."""
+
+RETURNS_LOSS = """
+    Returns
+    -------
+    loss : scalar of the computation dtype, or ndarray for ``reduction="none"``
+"""
+
+RETURNS_GRAD = """
+    Returns
+    -------
+    grad : ndarray shaped like `input` (`out` itself when given)
+"""
+
+RETURNS_BOTH = """
+    Returns
+    -------
+    loss : scalar, or ndarray for ``reduction="none"``
+    grad : ndarray shaped like `input` (`out` itself when given)
+"""
