@@ -20,7 +20,7 @@
  * range reduction and Cephes' minimax polynomial: measured <= 1 ulp over every float <= 0
  * (lo = 0). Special values are exact: NaN -> NaN, -inf -> 0; results below FLT_MIN stay
  * subnormal (2^k is applied in two halves). */
-static inline float fx_expf2(float x, float lo) {
+static inline __attribute__((always_inline)) float fx_expf2(float x, float lo) {
     x = x < -104.0f ? -104.0f : x;               /* keeps NaN */
     const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* rint */
     float r = x - k * 0.693359375f;
@@ -42,18 +42,18 @@ static inline float fx_expf2(float x, float lo) {
     return p * s1 * s2;
 }
 
-static inline float fx_expf(float x) { return fx_expf2(x, 0.0f); }
+static inline __attribute__((always_inline)) float fx_expf(float x) { return fx_expf2(x, 0.0f); }
 
 /* exp(z - m) for z <= m without rounding z - m first: TwoSum carries its rounding error into
  * the reduced argument, so a confident row's tiny terms keep full float precision. */
-static inline float fx_expf_sub(float z, float m) {
+static inline __attribute__((always_inline)) float fx_expf_sub(float z, float m) {
     const float d = z - m;
     const float bb = d - z;
     const float err = (z - (d - bb)) + (-m - bb);
     return fx_expf2(d, d - d == 0.0f ? err : 0.0f);   /* no correction for inf or NaN */
 }
 
-static inline double fx_exp_sub(double z, double m) { return exp(z - m); }
+static inline __attribute__((always_inline)) double fx_exp_sub(double z, double m) { return exp(z - m); }
 
 #define FX_SIMD _Pragma("omp simd")
 #define FX_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
