@@ -118,7 +118,7 @@ cdef enum:
     # Rows of at most SHORT_ROW classes (contiguous logits with labels) are processed
     # SHORT_BATCH rows at a time, vectorised across rows.
     SHORT_ROW = 64
-    SHORT_BATCH = 128
+    SHORT_BATCH = 64
 
 
 def openmp_enabled():

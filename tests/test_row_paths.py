@@ -1,7 +1,7 @@
 """Both multiclass row paths against the reference, with every option.
 
 Contiguous logits with integer labels and at most 64 classes take the short-row path
-(statistics of 128 rows at a time, vectorised across rows); wider rows, soft targets,
+(statistics of 64 rows at a time, vectorised across rows); wider rows, soft targets,
 probabilities and strided layouts take the per-row path. Row counts here are not multiples of
 128, so batch edges are crossed too.
 """
