@@ -3,7 +3,7 @@
 Contiguous logits with integer labels and at most 64 classes take the short-row path
 (statistics of 64 rows at a time, vectorised across rows); wider rows, soft targets,
 probabilities and strided layouts take the per-row path. Row counts here are not multiples of
-128, so batch edges are crossed too.
+64, so batch edges are crossed too.
 """
 
 import itertools
