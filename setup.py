@@ -119,8 +119,11 @@ def _extension(isa):
 
 directives = dict(language_level=3, boundscheck=DEBUG, wraparound=False, initializedcheck=DEBUG,
                   nonecheck=False, cdivision=True, embedsignature=True)
+# fastxent.capi: the C-level API for other Cython code, forwarding to the chosen kernel set.
+capi = Extension("fastxent.capi", ["fastxent/capi.pyx"],
+                 extra_compile_args=["-O2"] if POSIX else ["/O2"])
 setup(
-    ext_modules=cythonize([_extension(isa) for isa in _wanted_isas()],
+    ext_modules=cythonize([_extension(isa) for isa in _wanted_isas()] + [capi],
                           compiler_directives=directives),
     cmdclass={"build_ext": BuildExt},
 )

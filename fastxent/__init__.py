@@ -4,6 +4,8 @@ Typed Cython kernels with OpenMP compute the loss and its gradient in one pass, 
 and float64, in place where asked. See ``README.md`` for the numerical contract.
 """
 
+import os
+
 from fastxent._binary import (binary_cross_entropy, binary_cross_entropy_grad,
                               binary_cross_entropy_loss_and_grad)
 from fastxent._config import __version__, config, show_config
@@ -11,6 +13,19 @@ from fastxent._multiclass import (cross_entropy, cross_entropy_grad,
                                   cross_entropy_loss_and_grad)
 from fastxent._softmax import log_softmax, logsumexp, softmax
 from fastxent._threads import effective_n_threads
+
+
+
+def get_include():
+    """The directory to put on a Cython build's include path for ``fastxent/capi.pxd``.
+
+    Returns
+    -------
+    str
+        The directory that holds the ``fastxent`` package.
+    """
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 __all__ = [
     "__version__",
@@ -22,6 +37,7 @@ __all__ = [
     "cross_entropy_grad",
     "cross_entropy_loss_and_grad",
     "effective_n_threads",
+    "get_include",
     "log_softmax",
     "logsumexp",
     "show_config",

@@ -759,3 +759,105 @@ cdef inline double _bce_segment(bint from_logits, const real *x, const real *y, 
     else:
         return fx_bce_d(from_logits, x, y, n, w, w_vec, pw, pw_vec, sa, sb, has_ignore, ignore,
                         lo, hi, loss, g, gk)
+
+
+# ---- C-level API (exported through _kernels_*.pxd, re-exported by fastxent.capi) -------------
+
+cdef inline int _capi_threads(int n_threads) noexcept nogil:
+    return n_threads if n_threads > 0 else omp_get_max_threads()
+
+
+cdef int _capi_softmax_ce(const real *logits, Py_ssize_t n_rows, Py_ssize_t n_classes,
+                          const int64_t *labels, double *loss, real *grad,
+                          int n_threads) noexcept nogil:
+    cdef ClassOptions o
+    cdef Py_ssize_t i, b, per_block, n_blocks, n_bad = 0
+    if n_rows < 0 or n_classes < 1 or (n_rows > 0 and (logits == NULL or labels == NULL)):
+        return -1
+    for i in range(n_rows):
+        if labels[i] < 0 or labels[i] >= n_classes:
+            n_bad += 1
+    if n_bad > 0:
+        return <int>min(n_bad, <Py_ssize_t>2147483647)
+    o.n_classes = n_classes
+    o.n_inner = 1
+    o.labels = labels
+    o.sample_weight = NULL
+    o.has_ignore = False
+    o.ignore_index = 0
+    o.keep = 1.0
+    o.alpha = 0.0
+    o.beta = 0.0
+    o.from_logits = True
+    o.clip_lo = 0.0
+    o.clip_hi = 1.0
+    o.grad_scale = 1.0
+    per_block = max(1, BLOCK_ELEMENTS // n_classes)
+    n_blocks = (n_rows + per_block - 1) // per_block
+    for b in prange(n_blocks, schedule="static", num_threads=_capi_threads(n_threads)):
+        _class_rows(logits, NULL, NULL, &o, b * per_block, min((b + 1) * per_block, n_rows),
+                    loss, grad, NULL)
+    return 0
+
+
+cdef int _capi_bce_logits(const real *logits, const real *targets, Py_ssize_t n, real *loss,
+                          real *grad, int n_threads) noexcept nogil:
+    cdef Py_ssize_t b, start, n_blocks, n_bad
+    if n < 0 or (n > 0 and (logits == NULL or targets == NULL)):
+        return -1
+    if n == 0:
+        return 0
+    n_bad = _count_outside(targets, n, 0, 1, False, 0)
+    if n_bad > 0:
+        return <int>min(n_bad, <Py_ssize_t>2147483647)
+    n_blocks = (n + BLOCK_ELEMENTS - 1) // BLOCK_ELEMENTS
+    for b in prange(n_blocks, schedule="static", num_threads=_capi_threads(n_threads)):
+        start = b * BLOCK_ELEMENTS
+        _bce_segment(True, logits + start, targets + start,
+                     min(<Py_ssize_t>BLOCK_ELEMENTS, n - start), NULL, False, NULL, False, 1, 0,
+                     False, 0, 0, 1, _at_out(loss, start), _at_out(grad, start), 1)
+    return 0
+
+
+cdef int _capi_logsumexp(const real *x, Py_ssize_t n_rows, Py_ssize_t n_classes, real *out,
+                         int n_threads) noexcept nogil:
+    cdef Py_ssize_t r
+    if n_rows < 0 or n_classes < 1 or (n_rows > 0 and (x == NULL or out == NULL)):
+        return -1
+    for r in prange(n_rows, schedule="static", num_threads=_capi_threads(n_threads)):
+        out[r] = <real>_transform_row(x + r * n_classes, n_classes, LOGSUMEXP, NULL)
+    return 0
+
+
+cdef int capi_softmax_cross_entropy_f(const float *logits, Py_ssize_t n_rows,
+                                      Py_ssize_t n_classes, const int64_t *labels,
+                                      double *loss, float *grad, int n_threads) noexcept nogil:
+    return _capi_softmax_ce(logits, n_rows, n_classes, labels, loss, grad, n_threads)
+
+
+cdef int capi_softmax_cross_entropy_d(const double *logits, Py_ssize_t n_rows,
+                                      Py_ssize_t n_classes, const int64_t *labels,
+                                      double *loss, double *grad, int n_threads) noexcept nogil:
+    return _capi_softmax_ce(logits, n_rows, n_classes, labels, loss, grad, n_threads)
+
+
+cdef int capi_binary_cross_entropy_with_logits_f(const float *logits, const float *targets,
+                                                 Py_ssize_t n, float *loss, float *grad,
+                                                 int n_threads) noexcept nogil:
+    return _capi_bce_logits(logits, targets, n, loss, grad, n_threads)
+
+
+cdef int capi_binary_cross_entropy_with_logits_d(const double *logits, const double *targets,
+                                                 Py_ssize_t n, double *loss, double *grad,
+                                                 int n_threads) noexcept nogil:
+    return _capi_bce_logits(logits, targets, n, loss, grad, n_threads)
+
+
+cdef int capi_logsumexp_f(const float *x, Py_ssize_t n_rows, Py_ssize_t n_classes, float *out,
+                          int n_threads) noexcept nogil:
+    return _capi_logsumexp(x, n_rows, n_classes, out, n_threads)
+
+
+cdef int capi_logsumexp_d(const double *x, Py_ssize_t n_rows, Py_ssize_t n_classes,
+                          double *out, int n_threads) noexcept nogil:
+    return _capi_logsumexp(x, n_rows, n_classes, out, n_threads)

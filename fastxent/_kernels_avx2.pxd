@@ -1,0 +1,2 @@
+# The C-level entry points of the avx2 kernel set (see _kernels_api.pxi).
+include "_kernels_api.pxi"

@@ -1,0 +1,155 @@
+"""A downstream Cython extension built at test time against fastxent's C-level API."""
+
+import importlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastxent
+
+pytest.importorskip("Cython")
+
+DOWNSTREAM = textwrap.dedent('''
+    from libc.stdint cimport int64_t
+    from fastxent.capi cimport (softmax_cross_entropy_f, softmax_cross_entropy_d,
+                                binary_cross_entropy_with_logits_f,
+                                binary_cross_entropy_with_logits_d, logsumexp_f, logsumexp_d)
+
+    def softmax_ce_f(const float[:, ::1] z, const int64_t[::1] y, double[::1] loss,
+                     float[:, ::1] grad, int n_threads):
+        cdef int status
+        with nogil:
+            status = softmax_cross_entropy_f(&z[0, 0], z.shape[0], z.shape[1], &y[0], &loss[0],
+                                             &grad[0, 0], n_threads)
+        return status
+
+    def softmax_ce_d_in_place(double[:, ::1] z, const int64_t[::1] y, double[::1] loss):
+        cdef int status
+        with nogil:
+            status = softmax_cross_entropy_d(&z[0, 0], z.shape[0], z.shape[1], &y[0], &loss[0],
+                                             &z[0, 0], 2)
+        return status
+
+    def softmax_ce_d_loss_only(const double[:, ::1] z, const int64_t[::1] y, double[::1] loss):
+        cdef int status
+        with nogil:
+            status = softmax_cross_entropy_d(&z[0, 0], z.shape[0], z.shape[1], &y[0], &loss[0],
+                                             NULL, 1)
+        return status
+
+    def bce_f(const float[::1] z, const float[::1] t, float[::1] loss, float[::1] grad):
+        cdef int status
+        with nogil:
+            status = binary_cross_entropy_with_logits_f(&z[0], &t[0], z.shape[0], &loss[0],
+                                                        &grad[0], 2)
+        return status
+
+    def bce_d(const double[::1] z, const double[::1] t, double[::1] loss, double[::1] grad):
+        cdef int status
+        with nogil:
+            status = binary_cross_entropy_with_logits_d(&z[0], &t[0], z.shape[0], &loss[0],
+                                                        &grad[0], 0)
+        return status
+
+    def lse_f(const float[:, ::1] x, float[::1] out):
+        cdef int status
+        with nogil:
+            status = logsumexp_f(&x[0, 0], x.shape[0], x.shape[1], &out[0], 1)
+        return status
+
+    def lse_d(const double[:, ::1] x, double[::1] out):
+        cdef int status
+        with nogil:
+            status = logsumexp_d(&x[0, 0], x.shape[0], x.shape[1], &out[0], 2)
+        return status
+
+    def bad_sizes():
+        return softmax_cross_entropy_d(NULL, 3, 0, NULL, NULL, NULL, 1)
+''')
+
+SETUP = textwrap.dedent('''
+    import sys
+    from Cython.Build import cythonize
+    from setuptools import Extension, setup
+    setup(ext_modules=cythonize([Extension("downstream", ["downstream.pyx"])],
+                                include_path=[sys.argv.pop()], language_level=3),
+          script_args=["build_ext", "--inplace", "-q"])
+''')
+
+
+@pytest.fixture(scope="module")
+def downstream(tmp_path_factory):
+    build = tmp_path_factory.mktemp("downstream")
+    (build / "downstream.pyx").write_text(DOWNSTREAM)
+    (build / "setup.py").write_text(SETUP)
+    result = subprocess.run([sys.executable, "setup.py", fastxent.get_include()], cwd=build,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sys.path.insert(0, str(build))
+    try:
+        yield importlib.import_module("downstream")
+    finally:
+        sys.path.remove(str(build))
+
+
+def _logits(dtype, shape=(300, 17)):
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal(shape) * 3).astype(dtype), rng.integers(0, shape[1], shape[0])
+
+
+def test_softmax_cross_entropy_float32(downstream):
+    z, y = _logits(np.float32)
+    loss, grad = np.empty(len(z)), np.empty_like(z)
+    assert downstream.softmax_ce_f(z, y, loss, grad, 2) == 0
+    ref_loss, ref_grad = fastxent.cross_entropy_loss_and_grad(z, y, reduction="none")
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+    np.testing.assert_array_equal(grad, ref_grad)
+
+
+def test_softmax_cross_entropy_float64_in_place_and_loss_only(downstream):
+    z, y = _logits(np.float64, (5000, 40))
+    ref_loss, ref_grad = fastxent.cross_entropy_loss_and_grad(z, y, reduction="none")
+    loss = np.empty(len(z))
+    assert downstream.softmax_ce_d_loss_only(z, y, loss) == 0
+    np.testing.assert_array_equal(loss, ref_loss)
+    assert downstream.softmax_ce_d_in_place(z, y, loss) == 0
+    np.testing.assert_array_equal(z, ref_grad)
+
+
+def test_bad_labels_write_nothing(downstream):
+    z, y = _logits(np.float32, (20, 4))
+    y[[3, 7]] = [4, -1]
+    loss, grad = np.full(20, 7.0), np.full_like(z, 7.0)
+    assert downstream.softmax_ce_f(z, y, loss, grad, 1) == 2
+    assert np.all(loss == 7.0) and np.all(grad == 7.0)
+    assert downstream.bad_sizes() == -1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_with_logits(downstream, dtype):
+    rng = np.random.default_rng(1)
+    z = (rng.standard_normal(100_000) * 4).astype(dtype)
+    t = rng.uniform(size=z.shape).astype(dtype)
+    loss, grad = np.empty_like(z), np.empty_like(z)
+    run = downstream.bce_f if dtype == np.float32 else downstream.bce_d
+    assert run(z, t, loss, grad) == 0
+    ref_loss, ref_grad = fastxent.binary_cross_entropy_loss_and_grad(z, t, reduction="none")
+    np.testing.assert_array_equal(loss, ref_loss)
+    np.testing.assert_array_equal(grad, ref_grad)
+    t[5] = 1.5
+    t[9] = np.nan
+    loss[:] = 3.0
+    assert run(z, t, loss, grad) == 2
+    assert np.all(loss == 3.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp(downstream, dtype):
+    x, _ = _logits(dtype)
+    out = np.empty(len(x), dtype)
+    run = downstream.lse_f if dtype == np.float32 else downstream.lse_d
+    assert run(x, out) == 0
+    np.testing.assert_array_equal(out, fastxent.logsumexp(x))
