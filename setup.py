@@ -103,8 +103,13 @@ class BuildExt(build_ext):
 def _extension(isa):
     if POSIX:
         # -fno-math-errno and -fno-trapping-math change no value (NaN and inf keep their meaning);
-        # they let GCC call libmvec and if-convert guarded selects in the vector loops.
-        opt = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+        # they let GCC call libmvec and if-convert guarded selects in the vector loops. Loop
+        # tails stay scalar (no narrower vector epilogue) and nothing is fused implicitly
+        # (_loops.h fuses explicitly), so every variant of a loop (loss only, loss and
+        # gradient, in place) computes each element the same way.
+        opt = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math",
+                                           "-ffp-contract=off",
+                                           "--param=vect-epilogues-nomask=0"]
     else:
         opt = ["/O2"]
     return Extension(

@@ -242,13 +242,12 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
     Target weights a_c = w_c (alpha t_c + beta) + hard [c == y]; y < 0 means no hard label.
     """
     cdef real m = _max(z, n_classes)
-    cdef Py_ssize_t kmax, tail
+    cdef Py_ssize_t kmax = _find(z, n_classes, m), tail
     cdef double rest, zy = 0.0, lin = 0.0, asum = 0.0, a_kmax, a_rest, a_all, inv, loss
-    if m != m:                                   # a NaN that the max surfaced
+    if z[kmax] != m:                             # no arg-max to find: NaN in the row
         if g != NULL:
             _fill(g, n_classes, <real>NAN)
         return NAN
-    kmax = _find(z, n_classes, m)
     tail = n_classes - kmax - 1
     if y >= 0:
         zy = z[y]                                # read before g (possibly z) is written
@@ -411,7 +410,8 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
         hard = 0.0
         if o.labels != NULL:
             y = o.labels[r]
-            hard = o.keep * (w[y] if w != NULL else 1.0)
+            if not (o.has_ignore and y == o.ignore_index):   # an ignored label indexes nothing
+                hard = o.keep * (w[y] if w != NULL else 1.0)
         if step == 1:
             base = r * C
         else:
@@ -607,19 +607,17 @@ cdef inline double _transform_row(const real *z, Py_ssize_t n, RowTransform mode
                                   real *out) noexcept nogil:
     """Log-sum-exp of one row; writes its softmax or log-softmax into out (may be z).
 
-    A row whose largest logit is +-inf has log-sum-exp +-inf (its softmax puts all mass on a
-    single +inf; two +inf give NaN); NaN anywhere gives NaN.
+    NaN anywhere gives NaN. Otherwise a row whose largest logit is +-inf has log-sum-exp +-inf
+    (its softmax puts all mass on a single +inf; two +inf, or all -inf, give NaN).
     """
     cdef real m = _max(z, n)
-    cdef Py_ssize_t kmax, tail
+    cdef Py_ssize_t kmax = _find(z, n, m), tail = n - kmax - 1
     cdef double rest, inv
     cdef real *e = out if mode == SOFTMAX else NULL
-    if m != m:
+    if z[kmax] != m:                             # no arg-max to find: NaN in the row
         if mode != LOGSUMEXP:
             _fill(out, n, <real>NAN)
         return NAN
-    kmax = _find(z, n, m)
-    tail = n - kmax - 1
     rest = _expsum(z, kmax, m, e) + _expsum(z + kmax + 1, tail, m, _at_out(e, kmax + 1))
     if mode == SOFTMAX:
         inv = 1.0 / (1.0 + rest)
@@ -627,8 +625,8 @@ cdef inline double _transform_row(const real *z, Py_ssize_t n, RowTransform mode
         out[kmax] = <real>inv
     elif mode == LOG_SOFTMAX:
         _log_softmax(z, n, m, <real>log1p(rest), out)
-    if m == INFINITY or m == -INFINITY:
-        return m
+    if m == INFINITY or m == -INFINITY:          # +-inf unless the row holds a NaN
+        return m if _count_outside(z, n, -INFINITY, INFINITY, False, 0) == 0 else NAN
     return m + log1p(rest)
 
 

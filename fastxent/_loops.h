@@ -15,24 +15,36 @@
 
 #include "_simd_math.h"
 
+/* Fused multiply-adds where the instruction set has them. The build turns off automatic
+ * contraction (-ffp-contract=off), so every loop variant rounds each expression the same way;
+ * these are the only fused operations. */
+#ifdef __FMA__
+#define FX_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+#define FX_FMA(a, b, c) __builtin_fma((a), (b), (c))
+#else
+#define FX_FMAF(a, b, c) ((a) * (b) + (c))
+#define FX_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
 /* exp(x + lo) for x <= 0 (or NaN) and |lo| <= ulp(x), in float, inlined into vector loops:
  * no call, no register spills. Every caller's argument is z - max(z) or -|z|. Cody-Waite
  * range reduction and Cephes' minimax polynomial: measured <= 1 ulp over every float <= 0
  * (lo = 0). Special values are exact: NaN -> NaN, -inf -> 0; results below FLT_MIN stay
  * subnormal (2^k is applied in two halves). */
 static inline __attribute__((always_inline)) float fx_expf2(float x, float lo) {
+    lo = x < -104.0f ? 0.0f : lo;                /* the result underflows anyway */
     x = x < -104.0f ? -104.0f : x;               /* keeps NaN */
-    const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* rint */
-    float r = x - k * 0.693359375f;
-    r = r - k * -2.12194440e-4f;
+    const float k = FX_FMAF(x, 1.44269504088896341f, 12582912.0f) - 12582912.0f;  /* rint */
+    float r = FX_FMAF(k, -0.693359375f, x);
+    r = FX_FMAF(k, 2.12194440e-4f, r);
     r = r + lo;
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    p = FX_FMAF(p, r, 1.3981999507e-3f);
+    p = FX_FMAF(p, r, 8.3334519073e-3f);
+    p = FX_FMAF(p, r, 4.1665795894e-2f);
+    p = FX_FMAF(p, r, 1.6666665459e-1f);
+    p = FX_FMAF(p, r, 5.0000001201e-1f);
+    p = FX_FMAF(p * r, r, r) + 1.0f;
     const int ki = (int)k;
     const int k1 = ki >> 1;
     const unsigned b1 = (unsigned)(k1 + 127) << 23, b2 = (unsigned)(ki - k1 + 127) << 23;
@@ -53,7 +65,48 @@ static inline __attribute__((always_inline)) float fx_expf_sub(float z, float m)
     return fx_expf2(d, d - d == 0.0f ? err : 0.0f);   /* no correction for inf or NaN */
 }
 
-static inline __attribute__((always_inline)) double fx_exp_sub(double z, double m) { return exp(z - m); }
+/* exp(x) for x <= 0 (or NaN) in double, inlined into vector loops like fx_expf2. Cody-Waite
+ * reduction with fdlibm's split of ln 2 and a degree-13 Taylor polynomial on |r| <= ln2/2
+ * (truncation < 4e-18); 2^k is built from the bits of k + 1023 via the 1.5 * 2^52 rounding
+ * constant (no double-to-int64 conversion, which AVX2 lacks), in two factors so that
+ * results below DBL_MIN stay subnormal. NaN -> NaN, -inf -> 0. */
+static inline __attribute__((always_inline)) double fx_exp(double x) {
+    const double shift = 6755399441055744.0;     /* 1.5 * 2^52 */
+    x = x < -746.0 ? -746.0 : x;                 /* keeps NaN */
+    const double kr = FX_FMA(x, 1.4426950408889634, shift);
+    const double k = kr - shift;                 /* rint(x / ln 2) */
+    double r = FX_FMA(k, -6.93147180369123816490e-01, x);
+    r = FX_FMA(k, -1.90821492927058770002e-10, r);
+    double p = 1.0 / 6227020800.0;
+    p = FX_FMA(p, r, 1.0 / 479001600.0);
+    p = FX_FMA(p, r, 1.0 / 39916800.0);
+    p = FX_FMA(p, r, 1.0 / 3628800.0);
+    p = FX_FMA(p, r, 1.0 / 362880.0);
+    p = FX_FMA(p, r, 1.0 / 40320.0);
+    p = FX_FMA(p, r, 1.0 / 5040.0);
+    p = FX_FMA(p, r, 1.0 / 720.0);
+    p = FX_FMA(p, r, 1.0 / 120.0);
+    p = FX_FMA(p, r, 1.0 / 24.0);
+    p = FX_FMA(p, r, 1.0 / 6.0);
+    p = FX_FMA(p, r, 0.5);
+    p = FX_FMA(p * r, r, r) + 1.0;
+    const double k1 = k < -1022.0 ? -1022.0 : k, k2 = k - k1;   /* 2^k = 2^k1 2^k2 */
+    const double b1 = k1 + shift, b2 = k2 + shift;
+    long long i1, i2, ishift;
+    __builtin_memcpy(&i1, &b1, sizeof i1);
+    __builtin_memcpy(&i2, &b2, sizeof i2);
+    __builtin_memcpy(&ishift, &shift, sizeof ishift);
+    const unsigned long long e1 = (unsigned long long)(i1 - ishift + 1023) << 52;
+    const unsigned long long e2 = (unsigned long long)(i2 - ishift + 1023) << 52;
+    double s1, s2;
+    __builtin_memcpy(&s1, &e1, sizeof s1);
+    __builtin_memcpy(&s2, &e2, sizeof s2);
+    return p * s1 * s2;
+}
+
+static inline __attribute__((always_inline)) double fx_exp_sub(double z, double m) {
+    return fx_exp(z - m);
+}
 
 #define FX_SIMD _Pragma("omp simd")
 #define FX_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
@@ -71,8 +124,9 @@ static inline __attribute__((always_inline)) double fx_exp_sub(double z, double 
 
 #define FX_DEFINE_LOOPS(T, S, EXP, EXPSUB, LOG, LOG1P, FABS)                                      \
                                                                                            \
-/* Largest element. With a NaN present the result is unspecified; callers treat NaN rows   \
- * separately (fx_find then reports index 0 or the exp terms become NaN). */               \
+/* Largest element, NaN ignored (-inf when all are NaN; the reduction's final combine can   \
+ * drop a NaN in x[0] too). Callers check that x[fx_find(x, n, m)] == m, which fails       \
+ * exactly when NaN is all there is to find, and otherwise see NaN through exp(NaN - m). */ \
 static inline T fx_max_##S(const T *x, Py_ssize_t n) {                                     \
     T m = x[0];                                                                            \
     FX_SIMD_MAX                                                                            \
@@ -285,7 +339,7 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
     const T one_m = (T)1 - cp;                                                             \
     const T log_p = LOG(cp), log_1mp = LOG1P(-cp);                                         \
     T li = -wi * ((q != 0 ? q * log_p : (T)0) + (r != 0 ? r * log_1mp : (T)0));            \
-    T gi = -gk * wi * ((q != 0 ? q / cp : (T)0) - (r != 0 ? r / one_m : (T)0));
+    T gi = -wi * ((q != 0 ? (gk * q) / cp : (T)0) - (r != 0 ? (gk * r) / one_m : (T)0));
 
 #define FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, STORE)                          \
     FX_SIMD_SUM                                                                            \
@@ -310,9 +364,9 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
     else { FX_BCE_BY_STORE_K(FX_BCE_PROB, T, EXP, LOG, LOG1P, FABS, W, PW) }
 #define FX_BCE_BY_STORE(W, PW, S) FX_BCE_BY_STORE_##S(W, PW)
 #define FX_BCE_BY_STORE_f(W, PW) FX_BCE_BY_STORE_T(float, fx_expf, logf, log1pf, fabsf, W, PW)
-#define FX_BCE_BY_STORE_d(W, PW) FX_BCE_BY_STORE_T(double, exp, log, log1p, fabs, W, PW)
+#define FX_BCE_BY_STORE_d(W, PW) FX_BCE_BY_STORE_T(double, fx_exp, log, log1p, fabs, W, PW)
 
 FX_DEFINE_LOOPS(float, f, fx_expf, fx_expf_sub, logf, log1pf, fabsf)
-FX_DEFINE_LOOPS(double, d, exp, fx_exp_sub, log, log1p, fabs)
+FX_DEFINE_LOOPS(double, d, fx_exp, fx_exp_sub, log, log1p, fabs)
 
 #endif
