@@ -285,3 +285,163 @@ def test_in_place_error_on_huge_label_leaves_input():
     y[12345] = 2**64 - 5
     raises_untouched(fastxent.cross_entropy_grad, (x, y), {"out": x, "n_threads": 2},
                      ValueError, ["target[12345] = 18446744073709551611"], buffers=[x])
+
+
+# ---- issue 7: the remaining bad inputs ----------------------------------------------------
+# (softmax family, NaN labels, object targets, out= with negative strides)
+
+
+@pytest.mark.parametrize("labels", [np.array([0.0, np.nan, 1.0, 2.0]),
+                                    np.array([np.nan] * 4, np.float32)],
+                         ids=["one_nan", "all_nan_float32"])
+@pytest.mark.parametrize("family", ["multiclass"])
+def test_nan_labels_in_float_array(family, labels):
+    """Float labels (NaN or not) shaped like the rows are rejected with a hint, nothing
+    written (in place and into out)."""
+    _, grad_fn, both_fn, _ = FAMILIES[family]
+    x = _x()
+    out = np.full(x.shape, SENTINEL)
+    raises_untouched(FAMILIES[family][0], (x, labels), {}, ValueError,
+                     ["(4, 3)", "(4,)", "integer dtype"], buffers=[x])
+    for fn in (grad_fn, both_fn):
+        raises_untouched(fn, (x, labels), {"out": out}, ValueError, ["integer dtype"],
+                         buffers=[x, out])
+        raises_untouched(fn, (x, labels), {"out": x}, ValueError, ["integer dtype"],
+                         buffers=[x])
+
+
+@pytest.mark.parametrize("family, target, fragments", [
+    ("multiclass", np.array([0, 1, 2, 0], dtype=object), ["target", "object"]),
+    ("binary", np.zeros((4, 3), dtype=object), ["target", "object"]),
+    ("binary", np.zeros((4, 3), dtype=complex), ["target", "complex"]),
+    ("binary", np.array([["a", "b", "c"]] * 4), ["target"]),
+], ids=["multiclass_object", "binary_object", "binary_complex", "binary_str"])
+def test_bad_target_dtypes_in_place(family, target, fragments):
+    """Object, complex and string targets: TypeError, the in-place input untouched."""
+    _, grad_fn, both_fn, _ = FAMILIES[family]
+    x = _x()
+    for fn in (grad_fn, both_fn):
+        raises_untouched(fn, (x, target), {"out": x}, TypeError, fragments, buffers=[x])
+
+
+def test_out_with_negative_strides():
+    """A reversed view as `out` is not C-contiguous: rejected, untouched."""
+    x = _x()
+    buf = np.full((4, 3), SENTINEL)
+    for fn, t in ((fastxent.cross_entropy_grad, Y), (fastxent.binary_cross_entropy_grad,
+                                                     np.zeros((4, 3)))):
+        raises_untouched(fn, (x, t), {"out": buf[::-1]}, ValueError, ["C-contiguous"],
+                         buffers=[x, buf])
+
+
+SOFTMAX_FAMILY = {"softmax": fastxent.softmax, "log_softmax": fastxent.log_softmax,
+                  "logsumexp": fastxent.logsumexp}
+
+
+def _softmax_cases():
+    x = _x()
+    yield "complex", x.astype(complex), {}, TypeError, ["real", "complex"]
+    yield "object", x.astype(object), {}, TypeError, ["real", "object"]
+    yield "bool", x > 0, {}, TypeError, ["real", "bool"]
+    yield "str", np.array([["a", "b", "c"]] * 4), {}, TypeError, ["real"]
+    yield "zero_d", np.array(1.0), {}, ValueError, ["0-d"]
+    yield "no_classes", np.zeros((4, 0)), {}, ValueError, ["no classes"]
+    yield "axis_out_of_range", x, {"axis": 2}, ValueError, ["axis 2"]
+    yield "axis_float", x, {"axis": 1.0}, TypeError, ["axis"]
+    yield "n_threads_zero", x, {"n_threads": 0}, ValueError, ["n_threads"]
+    yield "n_threads_bool", x, {"n_threads": False}, TypeError, ["n_threads"]
+    yield "n_threads_float", x, {"n_threads": 2.0}, TypeError, ["n_threads"]
+
+
+@pytest.mark.parametrize("name", list(SOFTMAX_FAMILY))
+@pytest.mark.parametrize("case, x, kwargs, exc, fragments",
+                         [pytest.param(*c, id=c[0]) for c in _softmax_cases()])
+def test_softmax_family_errors(name, case, x, kwargs, exc, fragments):
+    """softmax, log_softmax, logsumexp: bad input raises; a sentinel `out` is untouched."""
+    fn = SOFTMAX_FAMILY[name]
+    x = np.array(x, copy=True)
+    raises_untouched(fn, (x,), kwargs, exc, fragments, buffers=[x])
+    if x.ndim == 2 and x.shape[1]:
+        shape = x.shape[:1] if name == "logsumexp" else x.shape
+        out = np.full(shape, SENTINEL)
+        raises_untouched(fn, (x,), dict(kwargs, out=out), exc, fragments, buffers=[x, out])
+
+
+def _softmax_out_cases():
+    yield "wrong_shape", lambda x, lse: np.full((3, 4) if not lse else (3,), SENTINEL), \
+        ["shape"]
+    yield "wrong_dtype", lambda x, lse: np.full((4, 3) if not lse else (4,), SENTINEL,
+                                                np.float32), ["dtype"]
+    yield "non_contiguous", lambda x, lse: (np.full((4, 6), SENTINEL)[:, ::2] if not lse
+                                            else np.full((4, 2), SENTINEL)[:, 0]), \
+        ["C-contiguous"]
+    yield "reversed", lambda x, lse: (np.full((4, 3), SENTINEL)[::-1] if not lse
+                                      else np.full(4, SENTINEL)[::-1]), ["C-contiguous"]
+
+    def read_only(x, lse):
+        out = np.full((4, 3) if not lse else (4,), SENTINEL)
+        out.flags.writeable = False
+        return out
+    yield "read_only", read_only, ["writeable"]
+
+    def overlapping(x, lse):
+        return x.reshape(-1)[1:5] if lse else None
+    yield "lse_overlapping_input", overlapping, ["overlap"]
+
+
+@pytest.mark.parametrize("name", list(SOFTMAX_FAMILY))
+@pytest.mark.parametrize("case, make_out, fragments",
+                         [pytest.param(*c, id=c[0]) for c in _softmax_out_cases()])
+def test_softmax_family_out_errors(name, case, make_out, fragments):
+    """A bad `out` for the softmax family: ValueError, `out` and the input untouched."""
+    x = _x()
+    out = make_out(x, name == "logsumexp")
+    if out is None:
+        pytest.skip("logsumexp only")
+    raises_untouched(SOFTMAX_FAMILY[name], (x,), {"out": out}, ValueError, fragments,
+                     buffers=[x, out])
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shift", [1, -1])
+def test_softmax_out_partially_overlapping_input(name, shift):
+    """`out` overlapping the input without being it: ValueError, nothing written."""
+    buf = np.linspace(-1.0, 1.0, 13)
+    x, out = ((buf[1:].reshape(4, 3), buf[:12].reshape(4, 3)) if shift > 0
+              else (buf[:12].reshape(4, 3), buf[1:].reshape(4, 3)))
+    raises_untouched(SOFTMAX_FAMILY[name], (x,), {"out": out}, ValueError,
+                     ["overlaps the input"], buffers=[buf])
+
+
+@pytest.mark.parametrize("family", ["multiclass", "binary"])
+@pytest.mark.parametrize("value", [-1e-300, -0.5, -np.inf, 1.0 + 1e-15, 2, np.inf, "0.1"])
+def test_label_smoothing_outside_unit_interval_in_place(family, value):
+    """label_smoothing outside [0, 1] (or not a number): ValueError before the in-place
+    gradient is written."""
+    _, grad_fn, _, _ = FAMILIES[family]
+    x = _x()
+    t = Y if family == "multiclass" else np.zeros((4, 3))
+    raises_untouched(grad_fn, (x, t), {"out": x, "label_smoothing": value}, ValueError,
+                     ["label_smoothing"], buffers=[x])
+
+
+@pytest.mark.parametrize("family", ["multiclass", "binary"])
+@pytest.mark.parametrize("value", [-1e-300, -1.0, -np.inf])
+def test_negative_eps_in_place(family, value):
+    """A negative eps: ValueError naming eps, the in-place probabilities untouched."""
+    _, grad_fn, _, _ = FAMILIES[family]
+    p = _p()
+    t = Y if family == "multiclass" else np.zeros((4, 3))
+    raises_untouched(grad_fn, (p, t), {"out": p, "eps": value, "from_logits": False},
+                     ValueError, ["eps"], buffers=[p])
+
+
+@pytest.mark.parametrize("family", ["multiclass", "binary"])
+def test_n_threads_zero_large_input_in_place(family):
+    """n_threads=0 is rejected also above SERIAL_BELOW (where threads are resolved), with
+    nothing written to the in-place input."""
+    _, grad_fn, _, _ = FAMILIES[family]
+    x = np.linspace(-1.0, 1.0, 40000 * 3).reshape(40000, 3)
+    t = np.arange(40000) % 3 if family == "multiclass" else np.zeros((40000, 3))
+    raises_untouched(grad_fn, (x, t), {"out": x, "n_threads": 0}, ValueError, ["n_threads"],
+                     buffers=[x])
