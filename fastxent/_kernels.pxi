@@ -640,14 +640,18 @@ def transform_rows(const real[::1] x,            # IN  (outer, C, inner) C-order
     cdef Py_ssize_t per_block = max(1, BLOCK_ELEMENTS // n_classes)
     cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
     cdef Py_ssize_t b, r, c, base, outer, step = n_inner
-    cdef real *out_p = &out[0] if out is not None else NULL
-    cdef real *lse_p = &lse[0] if lse is not None else NULL
+    cdef real *out_p = NULL
+    cdef real *lse_p = NULL
     cdef real *scratch = NULL
     cdef real *zbuf
     cdef real *obuf
     cdef double row_lse
-    if n_rows == 0:
+    if n_rows == 0 or x.shape[0] == 0:
         return
+    if out is not None:
+        out_p = &out[0]
+    if lse is not None:
+        lse_p = &lse[0]
     n_threads = max(1, min(n_threads, n_blocks))
     if n_inner > 1:
         scratch = <real *> malloc(n_threads * 2 * n_classes * sizeof(real))

@@ -445,3 +445,10 @@ def test_n_threads_zero_large_input_in_place(family):
     t = np.arange(40000) % 3 if family == "multiclass" else np.zeros((40000, 3))
     raises_untouched(grad_fn, (x, t), {"out": x, "n_threads": 0}, ValueError, ["n_threads"],
                      buffers=[x])
+
+
+def test_label_smoothing_bool_is_rejected():
+    """A bool is not a smoothing amount (as for n_threads)."""
+    x = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="label_smoothing must be a number in"):
+        fastxent.cross_entropy(x, np.array([0, 1]), label_smoothing=True)

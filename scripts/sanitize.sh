@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Build fastxent with AddressSanitizer + UndefinedBehaviorSanitizer in a throwaway copy of the
+# working tree and run the test suite under it.
+#
+#   scripts/sanitize.sh [pytest arguments]        # default: the whole suite, -q
+#
+# Nothing is installed: the extension modules are built in place inside the copy (under
+# $SANITIZE_DIR, default a fresh mktemp dir) and the tests run with PYTHONPATH pointing at
+# the copy, so the editable install of this checkout is neither replaced nor used (the
+# script checks which fastxent it imported). Prints CLEAN or NOT CLEAN and exits 0 / 1.
+#
+# Environment:
+#   PYTHON         interpreter (default python3); needs the build and test requirements
+#   SANITIZE_DIR   where to copy and build (default: mktemp -d); kept when given
+#   SANITIZE_KEEP  1: keep the temporary directory (default: removed on success)
+#   FASTXENT_ISAS  instruction sets to build (default baseline,avx2)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+if [[ -n "${SANITIZE_DIR:-}" ]]; then
+    WORK=$SANITIZE_DIR; KEEP=1; mkdir -p "$WORK"
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastxent-sanitize.XXXXXX"); KEEP=${SANITIZE_KEEP:-0}
+fi
+SRC=$WORK/src
+LOG=$WORK/sanitize.log
+ISAS=${FASTXENT_ISAS:-baseline,avx2}
+SANITIZERS="-fsanitize=address,undefined"
+start=$(date +%s)
+
+echo "== copying the working tree of $REPO to $SRC"
+rm -rf "$SRC"
+mkdir -p "$SRC"
+# tracked and untracked-but-not-ignored files, as they are now (uncommitted edits included);
+# build outputs (*.so, *.c, build/) are ignored and so not copied
+(cd "$REPO" && git ls-files -z --cached --others --exclude-standard) |
+    "$PYTHON" -c '
+import os, shutil, sys
+repo, dest = sys.argv[1], sys.argv[2]
+for rel in sys.stdin.buffer.read().decode().split("\0"):
+    src = os.path.join(repo, rel)
+    if rel and os.path.isfile(src):
+        os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+        shutil.copy2(src, os.path.join(dest, rel))
+' "$REPO" "$SRC"
+
+echo "== building with $SANITIZERS (FASTXENT_DEBUG=1, FASTXENT_ISAS=$ISAS)"
+# CC carries the sanitizer flags too: setup.py's OpenMP probe links its test program with
+# the compiler command alone (LDFLAGS is only used for the shared objects)
+(cd "$SRC" && CC="${CC:-gcc} $SANITIZERS" FASTXENT_DEBUG=1 FASTXENT_ISAS=$ISAS FASTXENT_OPENMP=1 \
+    CFLAGS="$SANITIZERS -fno-omit-frame-pointer" LDFLAGS="$SANITIZERS" \
+    "$PYTHON" setup.py -q build_ext --inplace -j 2 > "$WORK/build.log" 2>&1) || {
+    tail -40 "$WORK/build.log"; echo "NOT CLEAN: the sanitized build failed"; exit 1; }
+for so in "$SRC"/fastxent/_kernels_*.so; do
+    if [[ $(nm -D "$so" | grep -c __asan_report) == 0 ]]; then
+        echo "NOT CLEAN: $so is not instrumented by ASan"; exit 1
+    fi
+done
+build_s=$(( $(date +%s) - start ))
+echo "   built in ${build_s}s: $(cd "$SRC" && ls fastxent/_kernels_*.so | tr '\n' ' ')"
+
+LIBASAN=$(gcc -print-file-name=libasan.so)
+export LD_PRELOAD=$LIBASAN
+# CPython and NumPy leak by design at exit: leak checking off. Everything else aborts.
+# Reports go to files ($WORK/reports/asan.PID, ubsan.PID) as well as stderr: pytest captures
+# stderr, and a report that aborts the process would otherwise be lost with the capture.
+rm -rf "$WORK/reports"; mkdir -p "$WORK/reports"
+export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:log_path=$WORK/reports/asan
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$WORK/reports/ubsan
+# torch is hidden (tests needing it skip): with the preloaded ASan runtime, C++ exceptions
+# thrown inside libtorch abort in ASan's __cxa_throw interceptor (a tooling limit, not a
+# finding)
+mkdir -p "$WORK/hide/torch"
+echo 'raise ImportError("torch is hidden under AddressSanitizer (scripts/sanitize.sh)")' \
+    > "$WORK/hide/torch/__init__.py"
+export PYTHONPATH=$SRC:$WORK/hide
+export PYTHONMALLOC=malloc          # every Python allocation through the ASan allocator
+export FASTXENT_ISA=                # the best built ISA (avx2 where the CPU has it)
+
+(cd "$SRC" && "$PYTHON" -c '
+import sys, fastxent
+assert fastxent.__file__.startswith(sys.argv[1]), fastxent.__file__
+print("   imported", fastxent.__file__, "isa", fastxent.config()["isa"])' "$SRC")
+
+echo "== running pytest under ASan+UBSan (log: $LOG)"
+t0=$(date +%s)
+set +e
+# test_kernels_import_zgv_symbols checks the optimised build's libmvec calls: an -O0 debug
+# build has none, so it is deselected
+(cd "$SRC" && "$PYTHON" -m pytest -p no:cacheprovider \
+    --deselect tests/test_build.py::test_kernels_import_zgv_symbols "${@:--q}") > "$LOG" 2>&1
+rc=$?
+set -e
+test_s=$(( $(date +%s) - t0 ))
+# second pass over the baseline kernels (the ISA dispatch picks one kernel set per process)
+if [[ ${SANITIZE_BASELINE:-1} == 1 && $ISAS == *baseline* ]]; then
+    echo "== running the kernel tests again with FASTXENT_ISA=baseline"
+    set +e
+    (cd "$SRC" && FASTXENT_ISA=baseline "$PYTHON" -m pytest -p no:cacheprovider -q \
+        tests/test_multiclass.py tests/test_binary.py tests/test_softmax.py \
+        tests/test_row_paths.py tests/test_special_values.py tests/test_errors.py) \
+        >> "$LOG" 2>&1
+    rc2=$?
+    set -e
+    [[ $rc == 0 ]] && rc=$rc2
+fi
+total_s=$(( $(date +%s) - start ))
+
+cat "$WORK"/reports/* >> "$LOG" 2>/dev/null || true
+asan=$(cat "$WORK"/reports/* 2>/dev/null | grep -c "ERROR: AddressSanitizer" || true)
+ubsan=$(cat "$WORK"/reports/* 2>/dev/null | grep -c "runtime error:" || true)
+echo "-- pytest summary lines:"
+grep -E "(passed|failed|error).* in [0-9.]+s" "$LOG" || echo "   (none: a sanitizer aborted pytest)"
+echo "-- AddressSanitizer reports: $asan, UndefinedBehaviorSanitizer reports: $ubsan," \
+     "pytest exit status: $rc, build ${build_s}s, tests ${test_s}s, total ${total_s}s"
+if [[ $rc == 0 && $asan == 0 && $ubsan == 0 ]]; then
+    echo "CLEAN"
+    [[ $KEEP == 1 ]] || rm -rf "$WORK"
+    exit 0
+fi
+grep -h -A 12 -E "ERROR: AddressSanitizer|runtime error:" "$WORK"/reports/* 2>/dev/null |
+    head -60 || true
+tail -30 "$LOG"
+echo "NOT CLEAN (log and build kept in $WORK)"
+exit 1
