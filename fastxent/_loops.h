@@ -54,51 +54,6 @@ static inline __attribute__((always_inline)) float fx_expf2(float x, float lo) {
     return p * s1 * s2;
 }
 
-/* log(x) in float, inlined into vector loops. x = 2^e m with m in [sqrt(1/2), sqrt(2)),
- * Cephes' minimax polynomial for log(1 + f), f = m - 1 (measured: <= 1 ulp over every
- * positive float). Subnormals are scaled first; log(0) = -inf, log(x < 0) = NaN,
- * log(+inf) = +inf, NaN -> NaN. */
-static inline __attribute__((always_inline)) float fx_logf(float x) {
-    const int tiny = x < 1.17549435e-38f;        /* subnormal (or 0, negative, NaN below) */
-    const float xs = tiny ? x * 8388608.0f : x;  /* * 2^23 */
-    unsigned bits;
-    __builtin_memcpy(&bits, &xs, sizeof bits);
-    int e = (int)(bits >> 23) - 127 - (tiny ? 23 : 0);
-    unsigned mbits = (bits & 0x007fffffu) | 0x3f800000u;   /* m in [1, 2) */
-    float m;
-    __builtin_memcpy(&m, &mbits, sizeof m);
-    const int big = m > 1.41421356f;
-    m = big ? m * 0.5f : m;
-    e = big ? e + 1 : e;
-    const float f = m - 1.0f, z = f * f;
-    float p = 7.0376836292e-2f;
-    p = FX_FMAF(p, f, -1.1514610310e-1f);
-    p = FX_FMAF(p, f, 1.1676998740e-1f);
-    p = FX_FMAF(p, f, -1.2420140846e-1f);
-    p = FX_FMAF(p, f, 1.4249322787e-1f);
-    p = FX_FMAF(p, f, -1.6668057665e-1f);
-    p = FX_FMAF(p, f, 2.0000714765e-1f);
-    p = FX_FMAF(p, f, -2.4999993993e-1f);
-    p = FX_FMAF(p, f, 3.3333331174e-1f);
-    const float ef = (float)e;
-    float y = p * f * z;
-    y = FX_FMAF(ef, -2.12194440e-4f, y);
-    y = FX_FMAF(z, -0.5f, y);
-    float r = (f + y) + ef * 0.693359375f;
-    r = x == 0.0f ? -__builtin_inff() : r;
-    r = x < 0.0f ? __builtin_nanf("") : r;
-    r = x == __builtin_inff() ? x : r;
-    return x != x ? x : r;
-}
-
-/* log(1 + x) in float: log of u = 1 + x plus the rounding correction (x - (u - 1)) / u. */
-static inline __attribute__((always_inline)) float fx_log1pf(float x) {
-    const float u = 1.0f + x;
-    const float c = (u == 1.0f || u == 0.0f) ? 0.0f : (x - (u - 1.0f)) / u;
-    const float r = u == 1.0f ? x : fx_logf(u) + c;   /* log1p(x) = x to float precision */
-    return (u - u == 0.0f) ? r : fx_logf(u);     /* u = inf or NaN: log(u) */
-}
-
 static inline __attribute__((always_inline)) float fx_expf(float x) { return fx_expf2(x, 0.0f); }
 
 /* exp(z - m) for z <= m without rounding z - m first: TwoSum carries its rounding error into
@@ -362,8 +317,8 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
         GRAD                                                                               \
     }
 #define FX_PROB_GRAD_STMT(W, TT) g[i] = -((W) * (ka * (TT) + kb)) / cp;
-#define FX_PROB_BODY_GRAD_f(W, TT) FX_PROB_BODY_T(float, fx_logf, FX_PROB_GRAD_STMT(W, TT), W, TT)
-#define FX_PROB_BODY_f(W, TT) FX_PROB_BODY_T(float, fx_logf, , W, TT)
+#define FX_PROB_BODY_GRAD_f(W, TT) FX_PROB_BODY_T(float, logf, FX_PROB_GRAD_STMT(W, TT), W, TT)
+#define FX_PROB_BODY_f(W, TT) FX_PROB_BODY_T(float, logf, , W, TT)
 #define FX_PROB_BODY_GRAD_d(W, TT) FX_PROB_BODY_T(double, log, FX_PROB_GRAD_STMT(W, TT), W, TT)
 #define FX_PROB_BODY_d(W, TT) FX_PROB_BODY_T(double, log, , W, TT)
 
@@ -408,10 +363,10 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
     if (from_logits) { FX_BCE_BY_STORE_K(FX_BCE_LOGIT, T, EXP, LOG, LOG1P, FABS, W, PW) }  \
     else { FX_BCE_BY_STORE_K(FX_BCE_PROB, T, EXP, LOG, LOG1P, FABS, W, PW) }
 #define FX_BCE_BY_STORE(W, PW, S) FX_BCE_BY_STORE_##S(W, PW)
-#define FX_BCE_BY_STORE_f(W, PW) FX_BCE_BY_STORE_T(float, fx_expf, fx_logf, fx_log1pf, fabsf, W, PW)
+#define FX_BCE_BY_STORE_f(W, PW) FX_BCE_BY_STORE_T(float, fx_expf, logf, log1pf, fabsf, W, PW)
 #define FX_BCE_BY_STORE_d(W, PW) FX_BCE_BY_STORE_T(double, fx_exp, log, log1p, fabs, W, PW)
 
-FX_DEFINE_LOOPS(float, f, fx_expf, fx_expf_sub, fx_logf, fx_log1pf, fabsf)
+FX_DEFINE_LOOPS(float, f, fx_expf, fx_expf_sub, logf, log1pf, fabsf)
 FX_DEFINE_LOOPS(double, d, fx_exp, fx_exp_sub, log, log1p, fabs)
 
 #endif
