@@ -65,47 +65,8 @@ static inline __attribute__((always_inline)) float fx_expf_sub(float z, float m)
     return fx_expf2(d, d - d == 0.0f ? err : 0.0f);   /* no correction for inf or NaN */
 }
 
-/* exp(x) for x <= 0 (or NaN) in double, inlined into vector loops like fx_expf2. Cody-Waite
- * reduction with fdlibm's split of ln 2 and a degree-13 Taylor polynomial on |r| <= ln2/2
- * (truncation < 4e-18); 2^k is built from the bits of k + 1023 via the 1.5 * 2^52 rounding
- * constant (no double-to-int64 conversion, which AVX2 lacks), in two factors so that
- * results below DBL_MIN stay subnormal. NaN -> NaN, -inf -> 0. */
-static inline __attribute__((always_inline)) double fx_exp(double x) {
-    const double shift = 6755399441055744.0;     /* 1.5 * 2^52 */
-    x = x < -746.0 ? -746.0 : x;                 /* keeps NaN */
-    const double kr = FX_FMA(x, 1.4426950408889634, shift);
-    const double k = kr - shift;                 /* rint(x / ln 2) */
-    double r = FX_FMA(k, -6.93147180369123816490e-01, x);
-    r = FX_FMA(k, -1.90821492927058770002e-10, r);
-    double p = 1.0 / 6227020800.0;
-    p = FX_FMA(p, r, 1.0 / 479001600.0);
-    p = FX_FMA(p, r, 1.0 / 39916800.0);
-    p = FX_FMA(p, r, 1.0 / 3628800.0);
-    p = FX_FMA(p, r, 1.0 / 362880.0);
-    p = FX_FMA(p, r, 1.0 / 40320.0);
-    p = FX_FMA(p, r, 1.0 / 5040.0);
-    p = FX_FMA(p, r, 1.0 / 720.0);
-    p = FX_FMA(p, r, 1.0 / 120.0);
-    p = FX_FMA(p, r, 1.0 / 24.0);
-    p = FX_FMA(p, r, 1.0 / 6.0);
-    p = FX_FMA(p, r, 0.5);
-    p = FX_FMA(p * r, r, r) + 1.0;
-    const double k1 = k < -1022.0 ? -1022.0 : k, k2 = k - k1;   /* 2^k = 2^k1 2^k2 */
-    const double b1 = k1 + shift, b2 = k2 + shift;
-    long long i1, i2, ishift;
-    __builtin_memcpy(&i1, &b1, sizeof i1);
-    __builtin_memcpy(&i2, &b2, sizeof i2);
-    __builtin_memcpy(&ishift, &shift, sizeof ishift);
-    const unsigned long long e1 = (unsigned long long)(i1 - ishift + 1023) << 52;
-    const unsigned long long e2 = (unsigned long long)(i2 - ishift + 1023) << 52;
-    double s1, s2;
-    __builtin_memcpy(&s1, &e1, sizeof s1);
-    __builtin_memcpy(&s2, &e2, sizeof s2);
-    return p * s1 * s2;
-}
-
 static inline __attribute__((always_inline)) double fx_exp_sub(double z, double m) {
-    return fx_exp(z - m);
+    return exp(z - m);
 }
 
 #define FX_SIMD _Pragma("omp simd")
@@ -364,9 +325,9 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
     else { FX_BCE_BY_STORE_K(FX_BCE_PROB, T, EXP, LOG, LOG1P, FABS, W, PW) }
 #define FX_BCE_BY_STORE(W, PW, S) FX_BCE_BY_STORE_##S(W, PW)
 #define FX_BCE_BY_STORE_f(W, PW) FX_BCE_BY_STORE_T(float, fx_expf, logf, log1pf, fabsf, W, PW)
-#define FX_BCE_BY_STORE_d(W, PW) FX_BCE_BY_STORE_T(double, fx_exp, log, log1p, fabs, W, PW)
+#define FX_BCE_BY_STORE_d(W, PW) FX_BCE_BY_STORE_T(double, exp, log, log1p, fabs, W, PW)
 
 FX_DEFINE_LOOPS(float, f, fx_expf, fx_expf_sub, logf, log1pf, fabsf)
-FX_DEFINE_LOOPS(double, d, fx_exp, fx_exp_sub, log, log1p, fabs)
+FX_DEFINE_LOOPS(double, d, exp, fx_exp_sub, log, log1p, fabs)
 
 #endif
