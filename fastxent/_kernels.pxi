@@ -234,6 +234,29 @@ cdef inline real *_at_out(real *p, Py_ssize_t offset) noexcept nogil:
 
 # ---- multiclass rows ------------------------------------------------------------------------
 
+cdef struct RowTotals:
+    double a_kmax               # target weight at the arg-max
+    double a_rest               # total target weight of the other classes
+    double loss
+
+
+cdef inline RowTotals _add_hard_label(double m, Py_ssize_t kmax, Py_ssize_t y, double zy,
+                                      double hard, double a_kmax, double a_rest, double lin,
+                                      double l1p) noexcept nogil:
+    """Add the hard label's weight `hard` at class y (y < 0: none) to the totals of the soft
+    and smoothing weights; the row's loss lin + A log1p(rest) with l1p = log1p(rest)."""
+    cdef RowTotals totals
+    totals.a_kmax = a_kmax
+    totals.a_rest = a_rest
+    if y == kmax:
+        totals.a_kmax += hard
+    elif y >= 0 and hard != 0.0:
+        totals.a_rest += hard
+        lin += hard * (m - zy)
+    totals.loss = lin + (totals.a_rest + totals.a_kmax) * l1p
+    return totals
+
+
 cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ssize_t n_classes,
                               Py_ssize_t y, double alpha, double beta, double hard, double k,
                               real *g) noexcept nogil:
@@ -243,7 +266,8 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
     """
     cdef real m = _max(z, n_classes)
     cdef Py_ssize_t kmax = _find(z, n_classes, m), tail
-    cdef double rest, zy = 0.0, lin = 0.0, asum = 0.0, a_kmax, a_rest, a_all, inv, loss
+    cdef double rest, zy = 0.0, lin = 0.0, asum = 0.0, a_kmax, a_all, inv
+    cdef RowTotals totals
     if z[kmax] != m:                             # no arg-max to find: NaN in the row
         if g != NULL:
             _fill(g, n_classes, <real>NAN)
@@ -258,21 +282,15 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
     else:
         rest = _expsum(z, kmax, m, g) + _expsum(z + kmax + 1, tail, m, _at_out(g, kmax + 1))
     a_kmax = (w[kmax] if w != NULL else 1.0) * (alpha * (t[kmax] if t != NULL else 0.0) + beta)
-    a_rest = asum
-    if y == kmax:
-        a_kmax += hard
-    elif y >= 0 and hard != 0.0:
-        a_rest += hard
-        lin += hard * (<double>m - zy)
-    a_all = a_rest + a_kmax
-    loss = lin + a_all * log1p(rest)
+    totals = _add_hard_label(m, kmax, y, zy, hard, a_kmax, asum, lin, log1p(rest))
     if g != NULL:
+        a_all = totals.a_rest + totals.a_kmax
         inv = 1.0 / (1.0 + rest)
         _grad(g, t, w, n_classes, <real>(k * a_all * inv), <real>(k * alpha), <real>(k * beta))
-        g[kmax] = <real>(k * (a_rest - a_kmax * rest) * inv)
+        g[kmax] = <real>(k * (totals.a_rest - totals.a_kmax * rest) * inv)
         if y >= 0 and y != kmax:
             g[y] = g[y] - <real>(k * hard)
-    return loss
+    return totals.loss
 
 
 cdef inline double _prob_row(const real *p, const real *t, const real *w, Py_ssize_t n_classes,
@@ -315,6 +333,32 @@ cdef struct ClassOptions:
     double grad_scale           # 1 / denominator for reduction="mean", else 1
 
 
+cdef inline ClassOptions _class_options(Py_ssize_t n_classes, Py_ssize_t n_inner,
+                                        const int64_t *labels, const double *sample_weight,
+                                        bint has_ignore, int64_t ignore_index,
+                                        double label_smoothing, bint from_logits, double clip_lo,
+                                        double clip_hi, double grad_scale) noexcept nogil:
+    cdef ClassOptions o
+    o.n_classes = n_classes
+    o.n_inner = n_inner
+    o.labels = labels
+    o.sample_weight = sample_weight
+    o.has_ignore = has_ignore
+    o.ignore_index = ignore_index
+    o.keep = 1.0 - label_smoothing
+    o.alpha = 0.0 if labels != NULL else 1.0 - label_smoothing
+    o.beta = label_smoothing / n_classes
+    o.from_logits = from_logits
+    o.clip_lo = clip_lo
+    o.clip_hi = clip_hi
+    o.grad_scale = grad_scale
+    return o
+
+
+cdef inline Py_ssize_t _rows_per_block(Py_ssize_t n_classes) noexcept nogil:
+    return max(1, BLOCK_ELEMENTS // max(n_classes, 1))
+
+
 cdef inline double _class_row(const real *x, const real *t, const real *w,
                               const ClassOptions *o, Py_ssize_t y, double hard, double k,
                               real *g) noexcept nogil:
@@ -340,7 +384,8 @@ cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *
     cdef double lin[SHORT_BATCH]
     cdef double asum[SHORT_BATCH]
     cdef Py_ssize_t C = o.n_classes, start, n, i, r, c, y, km
-    cdef double s, k, hard, a_kmax, a_rest, a_all, row_lin, inv, loss, total = 0.0
+    cdef double s, k, hard, a_all, inv, loss, total = 0.0
+    cdef RowTotals totals
     cdef real p, kb
     cdef real *g
     start = r0
@@ -367,23 +412,18 @@ cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *
                 k = s * o.grad_scale
                 hard = o.keep * (w[y] if w != NULL else 1.0)
                 km = kmax[i]
-                a_kmax = o.beta * (w[km] if w != NULL else 1.0)
-                a_rest = asum[i]
-                row_lin = lin[i]
-                if y == km:
-                    a_kmax += hard
-                elif hard != 0.0:
-                    a_rest += hard
-                    row_lin += hard * (<double>m[i] - x[r * C + y])
-                a_all = a_rest + a_kmax
-                loss = s * (row_lin + a_all * l1p[i])
+                totals = _add_hard_label(m[i], km, y, x[r * C + y], hard,
+                                         o.beta * (w[km] if w != NULL else 1.0), asum[i], lin[i],
+                                         l1p[i])
+                loss = s * totals.loss
                 if g != NULL:
+                    a_all = totals.a_rest + totals.a_kmax
                     inv = 1.0 / (1.0 + rest[i])
                     p = <real>(k * a_all * inv)
                     kb = <real>(k * o.beta)
                     for c in range(C):
                         g[c] = p * E[c * n + i] - kb * (w[c] if w != NULL else 1)
-                    g[km] = <real>(k * (a_rest - a_kmax * rest[i]) * inv)
+                    g[km] = <real>(k * (totals.a_rest - totals.a_kmax * rest[i]) * inv)
                     if y != km:
                         g[y] = g[y] - <real>(k * hard)
             if row_loss != NULL:
@@ -462,9 +502,10 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
     """
     cdef ClassOptions o
     cdef Py_ssize_t n_rows = x.shape[0] // n_classes if n_classes > 0 else 0
-    cdef Py_ssize_t per_block = max(1, BLOCK_ELEMENTS // max(n_classes, 1))
+    cdef Py_ssize_t per_block = _rows_per_block(n_classes)
     cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
     cdef Py_ssize_t b, r0, r1
+    cdef real clip_lo = <real>clip_eps, clip_hi = <real>1.0 - <real>clip_eps  # kernel dtype
     cdef double total = 0.0
     cdef double *partial
     cdef real *scratch = NULL
@@ -474,23 +515,9 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
     cdef real *grad_p = NULL
     if n_rows == 0:
         return 0.0
-    o.n_classes = n_classes
-    o.n_inner = n_inner
-    o.labels = &labels[0] if labels is not None else NULL
-    o.sample_weight = &sample_weight[0] if sample_weight is not None else NULL
-    o.has_ignore = has_ignore
-    o.ignore_index = ignore_index
-    o.keep = 1.0 - label_smoothing
-    o.alpha = 0.0 if labels is not None else 1.0 - label_smoothing
-    o.beta = label_smoothing / n_classes
-    o.from_logits = from_logits
-    if real is float:                            # the clip bounds in the kernel's own dtype
-        o.clip_lo = <float>clip_eps
-        o.clip_hi = <float>1.0 - <float>clip_eps
-    else:
-        o.clip_lo = clip_eps
-        o.clip_hi = 1.0 - clip_eps
-    o.grad_scale = grad_scale
+    o = _class_options(n_classes, n_inner, &labels[0] if labels is not None else NULL,
+                       &sample_weight[0] if sample_weight is not None else NULL, has_ignore,
+                       ignore_index, label_smoothing, from_logits, clip_lo, clip_hi, grad_scale)
     if soft is not None:
         soft_p = &soft[0]
     if class_weight is not None:
@@ -637,7 +664,7 @@ def transform_rows(const real[::1] x,            # IN  (outer, C, inner) C-order
                    int n_threads):
     """Softmax, log-softmax or log-sum-exp over the class axis of every row."""
     cdef Py_ssize_t n_rows = x.shape[0] // n_classes
-    cdef Py_ssize_t per_block = max(1, BLOCK_ELEMENTS // n_classes)
+    cdef Py_ssize_t per_block = _rows_per_block(n_classes)
     cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
     cdef Py_ssize_t b, r, c, base, outer, step = n_inner
     cdef real *out_p = NULL
@@ -781,20 +808,8 @@ cdef int _capi_softmax_ce(const real *logits, Py_ssize_t n_rows, Py_ssize_t n_cl
             n_bad += 1
     if n_bad > 0:
         return <int>min(n_bad, <Py_ssize_t>2147483647)
-    o.n_classes = n_classes
-    o.n_inner = 1
-    o.labels = labels
-    o.sample_weight = NULL
-    o.has_ignore = False
-    o.ignore_index = 0
-    o.keep = 1.0
-    o.alpha = 0.0
-    o.beta = 0.0
-    o.from_logits = True
-    o.clip_lo = 0.0
-    o.clip_hi = 1.0
-    o.grad_scale = 1.0
-    per_block = max(1, BLOCK_ELEMENTS // n_classes)
+    o = _class_options(n_classes, 1, labels, NULL, False, 0, 0.0, True, 0.0, 1.0, 1.0)
+    per_block = _rows_per_block(n_classes)
     n_blocks = (n_rows + per_block - 1) // per_block
     for b in prange(n_blocks, schedule="static", num_threads=_capi_threads(n_threads)):
         _class_rows(logits, NULL, NULL, &o, b * per_block, min((b + 1) * per_block, n_rows),
