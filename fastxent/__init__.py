@@ -9,11 +9,11 @@ import os
 from fastxent._binary import (binary_cross_entropy, binary_cross_entropy_grad,
                               binary_cross_entropy_loss_and_grad)
 from fastxent._config import __version__, config, show_config
+from fastxent._evaluate import CalibrationBins, EvaluationResult, Evaluator, evaluate
 from fastxent._multiclass import (cross_entropy, cross_entropy_grad,
                                   cross_entropy_loss_and_grad)
 from fastxent._softmax import log_softmax, logsumexp, softmax
 from fastxent._threads import effective_n_threads
-
 
 
 def get_include():
@@ -32,11 +32,15 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_grad",
     "binary_cross_entropy_loss_and_grad",
+    "CalibrationBins",
     "config",
     "cross_entropy",
     "cross_entropy_grad",
     "cross_entropy_loss_and_grad",
     "effective_n_threads",
+    "evaluate",
+    "EvaluationResult",
+    "Evaluator",
     "get_include",
     "log_softmax",
     "logsumexp",

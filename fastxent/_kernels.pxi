@@ -18,9 +18,9 @@
 # all terms non-negative, so confident rows keep their small loss and gradient exactly.
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY, NAN, log, log1p
+from libc.math cimport INFINITY, NAN, exp, log, log1p
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 
 cdef extern from "_loops.h" nogil:
     int FASTXENT_LIBMVEC
@@ -620,6 +620,11 @@ def outside(const real[::1] x, double lo, double hi, bint has_skip, double skip,
                     first = i
                     break
     return count, first
+
+
+# ---- evaluation metrics ---------------------------------------------------------------------
+
+include "_evaluate.pxi"
 
 
 # ---- softmax, log-softmax, log-sum-exp ------------------------------------------------------

@@ -65,8 +65,9 @@ class _Problem:
     denominator: float = 0.0
 
 
-def _prepare(input, target, from_logits, weight, sample_weight, ignore_index, label_smoothing,
-             eps, reduction, axis, validate, n_threads):
+def prepare(input, target, from_logits, weight, sample_weight, ignore_index, label_smoothing,
+            eps, reduction, axis, validate, n_threads):
+    """Validate a multiclass call (every check before any kernel writes); a ``_Problem``."""
     x = v.float_input(input)
     n_classes, n_inner, rows_shape = v.class_layout(x, axis)
     v.check_reduction(reduction)
@@ -156,7 +157,7 @@ def _run(p, grad):
 def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight=None,
                   ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean", axis=-1,
                   validate=True, n_threads=None):
-    p = _prepare(input, target, from_logits, weight, sample_weight, ignore_index,
+    p = prepare(input, target, from_logits, weight, sample_weight, ignore_index,
                  label_smoothing, eps, reduction, axis, validate, n_threads)
     return _run(p, None)
 
@@ -165,7 +166,7 @@ def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
                                 sample_weight=None, ignore_index=None, label_smoothing=0.0,
                                 eps=None, reduction="mean", axis=-1, validate=True,
                                 n_threads=None, out=None):
-    p = _prepare(input, target, from_logits, weight, sample_weight, ignore_index,
+    p = prepare(input, target, from_logits, weight, sample_weight, ignore_index,
                  label_smoothing, eps, reduction, axis, validate, n_threads)
     grad = v.output(out, p.x, (p.labels, p.soft, p.class_weight, p.sample_weight))
     return _run(p, grad), grad

@@ -5,6 +5,10 @@ Subcommands
 bench
     Time fastxent against the installed peers (NumPy, PyTorch, scikit-learn, JAX) on the
     built-in workloads of :mod:`fastxent._bench` and print a table, JSON or a plot.
+eval
+    Evaluate logits (or probabilities) and labels stored in ``.npy``/``.npz`` files with
+    :func:`fastxent._files.evaluate_files`, memory-mapped and in chunks, optionally
+    checkpointed; print a table or JSON.
 
 Each subcommand is added by an ``_add_<name>_command(subparsers)`` function that sets a
 ``handler`` default; ``main`` calls the handler of the chosen subcommand.
@@ -13,11 +17,12 @@ Each subcommand is added by an ``_add_<name>_command(subparsers)`` function that
 import argparse
 import importlib.util
 import json
+import logging
 import math
 import sys
 
 import fastxent
-from fastxent import _bench
+from fastxent import _bench, _files
 
 PLOT_DEPENDENCY_ERROR = "matplotlib is required for --plot"
 DEFAULT_REPEAT = 5
@@ -48,6 +53,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"fastxent {fastxent.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench_command(subparsers)
+    _add_eval_command(subparsers)
     return parser
 
 
@@ -195,6 +201,135 @@ def _ratio_cell(peer_result):
     if "error" in peer_result:
         return "error"
     return f"{peer_result['ratio']:.2f}x"
+
+
+def _add_eval_command(subparsers):
+    evaluate = subparsers.add_parser(
+        "eval", help="evaluate logits and labels stored in .npy/.npz files",
+        description="Compute the loss, perplexity, accuracy, top-k accuracy, entropy, Brier "
+                    "score and calibration error of logits (or probabilities) and labels "
+                    "stored in .npy/.npz files, reading them memory-mapped in chunks of rows. "
+                    "A file is FILE.npy, FILE.npz (holding one array) or FILE.npz:NAME.")
+    evaluate.add_argument("logits", metavar="LOGITS",
+                          help="logits (N, C) (classes along the last axis), float32 or float64")
+    evaluate.add_argument("labels", metavar="LABELS",
+                          help="integer class labels (N,), or float soft targets (N, C)")
+    evaluate.add_argument("--from-probs", action="store_true",
+                          help="LOGITS holds probabilities, not logits")
+    evaluate.add_argument("--topk", type=_positive_int, nargs="+", default=[1, 5], metavar="K",
+                          help="top-k accuracies to report (default: 1 5)")
+    evaluate.add_argument("--chunk-rows", type=_positive_int, metavar="N",
+                          help="rows per chunk (default: about 64 MiB of logits)")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print the result as JSON (NaN and infinities as null)")
+    evaluate.add_argument("--checkpoint", metavar="STATE",
+                          help="save progress to this JSON file and resume from it")
+    evaluate.add_argument("--threads", type=_positive_int, metavar="N",
+                          help="threads for the kernels (default: fastxent.effective_n_threads())")
+    evaluate.add_argument("--ignore-index", type=int, metavar="I",
+                          help="labels equal to I are not counted")
+    evaluate.add_argument("--eps", type=float, metavar="E",
+                          help="probability clipping bound (default: the dtype's eps)")
+    evaluate.add_argument("--weight", metavar="FILE",
+                          help="class weights, C values in a .npy/.npz (applied to the loss)")
+    evaluate.add_argument("--bins", action="store_true",
+                          help="also print the calibration bins")
+    evaluate.add_argument("--no-progress", action="store_true",
+                          help="no progress bar (shown by default when stderr is a terminal)")
+    evaluate.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fastxent eval: %(message)s"))
+    logger = logging.getLogger(_files.logger.name)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        weight = _files.read_array(args.weight) if args.weight else None
+        result = _files.evaluate_files(
+            args.logits, args.labels, from_logits=not args.from_probs, topk=args.topk,
+            weight=weight, ignore_index=args.ignore_index, eps=args.eps,
+            chunk_rows=args.chunk_rows, checkpoint=args.checkpoint,
+            progress=False if args.no_progress else None, n_threads=args.threads)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"fastxent eval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        note = (f"; {args.checkpoint} holds the progress: run the same command to resume"
+                if args.checkpoint else "")
+        print(f"fastxent eval: interrupted{note}", file=sys.stderr)
+        return 130
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    report = result.to_dict()
+    if args.json:
+        print(json.dumps(strict_json(report)))
+    else:
+        print(format_eval_table(report))
+        if args.bins and report.get("ece_bins") is not None:
+            print()
+            print(format_bins_table(report["ece_bins"]))
+    return 0
+
+
+def strict_json(value):
+    """Return `value` with every NaN or infinite float replaced by None (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def _metric_cell(value, digits=6):
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def format_eval_table(report):
+    """Format an ``EvaluationResult.to_dict()`` as a two-column text table.
+
+    Metrics that do not apply (accuracy and calibration with soft targets) show ``-``.
+    """
+    rows = [("loss", report["loss"]), ("perplexity", report["perplexity"]),
+            ("accuracy", report["accuracy"])]
+    topk = report.get("topk") or {}
+    rows += [(f"top-{k}", value) for k, value in sorted(topk.items(), key=lambda kv: int(kv[0]))]
+    rows += [("entropy", report["entropy"]), ("brier", report["brier"]),
+             ("ece", report["ece"])]
+    cells = [(name, _metric_cell(value)) for name, value in rows]
+    cells += [("count", _metric_cell(report["count"])),
+              ("weight_sum", _metric_cell(report["weight_sum"], 12))]
+    return _two_columns(["metric", "value"], cells, text_columns=1)
+
+
+def format_bins_table(bins):
+    """Format the calibration bins of ``to_dict()["ece_bins"]`` as a text table."""
+    edges = bins["edges"]
+    cells = [(f"({edges[b]:.3f}, {edges[b + 1]:.3f}]", _metric_cell(bins["weight"][b], 12),
+              _metric_cell(bins["confidence"][b], 4), _metric_cell(bins["accuracy"][b], 4))
+             for b in range(len(edges) - 1)]
+    return _two_columns(["confidence bin", "weight", "mean conf", "accuracy"], cells,
+                        text_columns=1)
+
+
+def _two_columns(headers, rows, text_columns):
+    widths = [max(map(len, column)) for column in zip(headers, *rows)]
+    lines = [
+        "  ".join(cell.ljust(width) if index < text_columns else cell.rjust(width)
+                  for index, (cell, width) in enumerate(zip(line, widths))).rstrip()
+        for line in [headers, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
 
 
 def plot_ratios(results, path):

@@ -1,0 +1,373 @@
+"""Batch evaluation: every metric of a classifier's outputs in one read of the data.
+
+``evaluate`` and ``Evaluator`` validate like ``cross_entropy`` and run one kernel
+(``evaluate_rows``) that returns float64 sums; the metrics are ratios of those sums, so chunks
+and evaluators merge exactly by adding them. See ``docs/evaluation.md``.
+"""
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastxent import _docstrings as docs
+from fastxent._dispatch import kernels
+from fastxent._multiclass import prepare
+
+N_BINS = 15                      # equal-width confidence bins of the calibration error
+STATE_VERSION = 1
+_SUMS = kernels.EVAL_STATS       # the named sums, in the kernel's order
+
+
+@dataclass(frozen=True)
+class CalibrationBins:
+    """Equal-width confidence bins of the expected calibration error.
+
+    Attributes
+    ----------
+    edges : ndarray of shape (n_bins + 1,)
+        Bin ``b`` holds the confidences in ``(edges[b], edges[b + 1]]``.
+    weight : ndarray of shape (n_bins,)
+        Summed sample weight of the rows in each bin.
+    confidence : ndarray of shape (n_bins,)
+        Mean confidence of each bin (NaN when empty).
+    accuracy : ndarray of shape (n_bins,)
+        Mean accuracy of each bin (NaN when empty).
+    """
+
+    edges: np.ndarray
+    weight: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+    def to_dict(self):
+        """The bins as a dict of lists."""
+        return {name: getattr(self, name).tolist()
+                for name in ("edges", "weight", "confidence", "accuracy")}
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Metrics of a classifier over the counted rows (see ``fastxent.evaluate``).
+
+    Attributes
+    ----------
+    loss : float
+        Mean cross-entropy, as ``cross_entropy(..., reduction="mean")``.
+    perplexity : float
+        ``exp(loss)``.
+    accuracy : float or None
+        Top-1 accuracy (None for soft targets).
+    topk : dict of int to float, or None
+        Top-k accuracy for each requested k (None for soft targets).
+    entropy : float
+        Mean predictive entropy in nats.
+    brier : float
+        Mean multiclass Brier score ``sum_c (p_c - t_c)**2``.
+    ece : float or None
+        Expected calibration error over 15 equal-width confidence bins (None for soft
+        targets).
+    ece_bins : CalibrationBins or None
+        The bins behind `ece`.
+    count : int
+        Number of counted rows (rows whose label is ``ignore_index`` are not counted).
+    weight_sum : float
+        Summed sample weight of the counted rows (`count` without sample weights).
+    """
+
+    loss: float
+    perplexity: float
+    accuracy: float | None
+    topk: dict | None
+    entropy: float
+    brier: float
+    ece: float | None
+    ece_bins: CalibrationBins | None
+    count: int
+    weight_sum: float
+
+    def to_dict(self):
+        """The metrics as a dict with the attributes' names (``ece_bins`` as a dict)."""
+        return {"loss": self.loss, "perplexity": self.perplexity, "accuracy": self.accuracy,
+                "topk": None if self.topk is None else dict(self.topk),
+                "entropy": self.entropy, "brier": self.brier, "ece": self.ece,
+                "ece_bins": None if self.ece_bins is None else self.ece_bins.to_dict(),
+                "count": self.count, "weight_sum": self.weight_sum}
+
+
+def _check_topk(topk):
+    """Return `topk` as a sorted tuple of distinct positive ints."""
+    try:
+        values = list(topk)
+    except TypeError:
+        raise TypeError(f"topk must be a sequence of positive ints, got {topk!r}") from None
+    if not values:
+        raise ValueError("topk must hold at least one k")
+    for k in values:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"topk must hold ints, got {k!r}")
+        if k < 1:
+            raise ValueError(f"topk must hold positive ints, got {k!r}")
+    return tuple(sorted({int(k) for k in values}))
+
+
+def _ratio(numerator, denominator):
+    return float(numerator / denominator) if denominator != 0 else math.nan
+
+
+def _calibration_bins(weight, confidence_sum, correct_sum):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(weight != 0, confidence_sum / weight, np.nan)
+        accuracy = np.where(weight != 0, correct_sum / weight, np.nan)
+    return CalibrationBins(edges=np.arange(N_BINS + 1) / N_BINS, weight=weight.copy(),
+                           confidence=confidence, accuracy=accuracy)
+
+
+class Evaluator:
+    """Accumulates the metrics of ``fastxent.evaluate`` over chunks of rows.
+
+    The state is a set of float64 sums, so ``merge`` is exact up to float64 rounding and
+    ``to_dict``/``from_dict`` save and restore it exactly.
+
+    Parameters
+    ----------
+    from_logits, topk, weight, ignore_index, eps, axis, validate, n_threads
+        As for ``fastxent.evaluate``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> ev = fastxent.Evaluator(topk=(1, 2))
+    >>> _ = ev.update(np.array([[2.0, 1.0, 0.0]]), np.array([1]))
+    >>> _ = ev.update(np.array([[0.0, 1.0, 3.0]]), np.array([2]))
+    >>> result = ev.result()
+    >>> result.accuracy, result.topk, result.count
+    (0.5, {1: 0.5, 2: 1.0}, 2)
+    """
+
+    def __init__(self, *, from_logits=True, topk=(1, 5), weight=None, ignore_index=None,
+                 eps=None, axis=-1, validate=True, n_threads=None):
+        self.from_logits = bool(from_logits)
+        self.topk = _check_topk(topk)
+        self.weight = None if weight is None else np.array(weight, dtype=np.float64)
+        self.ignore_index = ignore_index
+        self.eps = eps
+        self.axis = axis
+        self.validate = validate
+        self.n_threads = n_threads
+        self.n_classes = None           # fixed by the first update
+        self.target_kind = None         # "labels" or "soft", fixed by the first update
+        self._kernel_topk = np.array(sorted(set(self.topk) | {1}), dtype=np.int64)
+        self._stats = np.zeros(len(_SUMS) + len(self._kernel_topk) + 3 * N_BINS)
+
+    def update(self, input, target, sample_weight=None):
+        """Add a chunk of rows.
+
+        Parameters
+        ----------
+        input : array_like
+            Logits or probabilities of the chunk, classes along `axis`.
+        target : array_like
+            Integer class labels or soft targets of the chunk.
+        sample_weight : array_like, optional
+            Per-row weights of the chunk.
+
+        Returns
+        -------
+        Evaluator
+            self.
+        """
+        p = prepare(input, target, self.from_logits, self.weight, sample_weight,
+                    self.ignore_index, 0.0, self.eps, "mean", self.axis, self.validate,
+                    self.n_threads)
+        kind = "labels" if p.labels is not None else "soft"
+        self._adopt(p.n_classes, kind)
+        class_weight = p.class_weight
+        if class_weight is None and kind == "soft":
+            class_weight = np.ones(p.n_classes)     # the soft-target loop reads weights
+        stats = np.empty_like(self._stats)
+        kernels.evaluate_rows(
+            p.x.reshape(-1), p.n_classes, p.n_inner, p.labels,
+            None if p.soft is None else p.soft.reshape(-1),
+            None if class_weight is None else class_weight.astype(p.x.dtype),
+            p.sample_weight, p.has_ignore, p.ignore_index, p.from_logits, p.eps,
+            self._kernel_topk, N_BINS, stats, p.n_threads)
+        self._stats += stats
+        return self
+
+    def _adopt(self, n_classes, kind):
+        if self.n_classes is not None and n_classes != self.n_classes:
+            raise ValueError(f"this Evaluator has seen {self.n_classes} classes; the new rows "
+                             f"have {n_classes}")
+        if self.target_kind is not None and kind != self.target_kind:
+            raise ValueError(f"this Evaluator has seen {self.target_kind} targets; the new "
+                             f"rows have {kind} targets")
+        self.n_classes = n_classes
+        self.target_kind = kind
+
+    def _options(self):
+        return {"from_logits": self.from_logits, "topk": list(self.topk),
+                "weight": None if self.weight is None else self.weight.tolist(),
+                "ignore_index": self.ignore_index, "eps": self.eps, "axis": self.axis}
+
+    def merge(self, other):
+        """Add the state of another Evaluator with the same options.
+
+        Parameters
+        ----------
+        other : Evaluator
+
+        Returns
+        -------
+        Evaluator
+            self.
+        """
+        if not isinstance(other, Evaluator):
+            raise TypeError(f"can only merge an Evaluator, got {type(other).__name__}")
+        mine, theirs = self._options(), other._options()
+        differ = [name for name in mine if mine[name] != theirs[name]]
+        if differ:
+            raise ValueError(f"cannot merge Evaluators whose options differ: "
+                             + ", ".join(f"{n}={mine[n]!r} vs {theirs[n]!r}" for n in differ))
+        if other.n_classes is not None:
+            self._adopt(other.n_classes, other.target_kind)
+        self._stats += other._stats
+        return self
+
+    def _sums(self):
+        return dict(zip(_SUMS, self._stats[:len(_SUMS)].tolist()))
+
+    def result(self):
+        """The metrics over every row seen so far.
+
+        Returns
+        -------
+        EvaluationResult
+        """
+        sums = self._sums()
+        total = sums["weight"]
+        loss = _ratio(sums["loss"], sums["loss_weight"])
+        with np.errstate(over="ignore", invalid="ignore"):
+            perplexity = float(np.exp(loss))
+        accuracy = topk = ece = bins = None
+        if self.target_kind != "soft":
+            correct = dict(zip(self._kernel_topk.tolist(),
+                               self._stats[len(_SUMS):len(_SUMS) + len(self._kernel_topk)]))
+            accuracy = _ratio(correct[1], total)
+            topk = {k: _ratio(correct[k], total) for k in self.topk}
+            weight, confidence_sum, correct_sum = self._bin_sums()
+            ece = _ratio(np.abs(correct_sum - confidence_sum).sum(), total)
+            bins = _calibration_bins(weight, confidence_sum, correct_sum)
+        return EvaluationResult(
+            loss=loss, perplexity=perplexity, accuracy=accuracy, topk=topk,
+            entropy=_ratio(sums["entropy"], total), brier=_ratio(sums["brier"], total),
+            ece=ece, ece_bins=bins, count=int(sums["count"]), weight_sum=total)
+
+    def _bin_sums(self):
+        """Per confidence bin: summed weight, weight * confidence, weight * correct."""
+        return self._stats[-3 * N_BINS:].reshape(3, N_BINS)
+
+    def to_dict(self):
+        """The state as a JSON-serialisable dict (floats round-trip exactly through JSON).
+
+        Returns
+        -------
+        dict
+        """
+        n_correct = len(self._kernel_topk)
+        correct = self._stats[len(_SUMS):len(_SUMS) + n_correct]
+        weight, confidence, hits = self._bin_sums()
+        return {"version": STATE_VERSION, "options": self._options(),
+                "n_classes": self.n_classes, "target_kind": self.target_kind,
+                "sums": self._sums(),
+                "correct": {str(k): c for k, c in zip(self._kernel_topk.tolist(),
+                                                      correct.tolist())},
+                "bins": {"weight": weight.tolist(), "confidence_sum": confidence.tolist(),
+                         "correct_sum": hits.tolist()}}
+
+    @classmethod
+    def from_dict(cls, state, n_threads=None):
+        """Restore an Evaluator saved by ``to_dict``.
+
+        Parameters
+        ----------
+        state : dict
+            The output of ``to_dict`` (possibly through JSON).
+        n_threads : int, optional
+            Threads for later updates.
+
+        Returns
+        -------
+        Evaluator
+        """
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ValueError("not an Evaluator state (from Evaluator.to_dict) of version "
+                             f"{STATE_VERSION}")
+        try:
+            options = state["options"]
+            ev = cls(from_logits=options["from_logits"], topk=options["topk"],
+                     weight=options["weight"], ignore_index=options["ignore_index"],
+                     eps=options["eps"], axis=options["axis"], n_threads=n_threads)
+            ev.n_classes = state["n_classes"]
+            ev.target_kind = state["target_kind"]
+            sums = [state["sums"][name] for name in _SUMS]
+            correct = [state["correct"][str(k)] for k in ev._kernel_topk.tolist()]
+            bins = state["bins"]
+            stats = np.array(sums + correct + bins["weight"] + bins["confidence_sum"]
+                             + bins["correct_sum"], dtype=np.float64)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"incomplete Evaluator state: {exc!r}") from None
+        if stats.shape != ev._stats.shape:
+            raise ValueError("Evaluator state has the wrong number of sums")
+        ev._stats = stats
+        return ev
+
+
+def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sample_weight=None,
+             ignore_index=None, eps=None, axis=-1, validate=True, n_threads=None):
+    return Evaluator(from_logits=from_logits, topk=topk, weight=weight,
+                     ignore_index=ignore_index, eps=eps, axis=axis, validate=validate,
+                     n_threads=n_threads).update(input, target, sample_weight).result()
+
+
+evaluate.__doc__ = f"""Every evaluation metric of a classifier in one read of the data.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits (``from_logits=True``) or probabilities, classes along `axis`.
+    target : array_like
+        Integer class labels of any integer dtype, or soft targets shaped like `input`.
+    from_logits : bool, default=True
+        Whether `input` holds logits or probabilities (clipped to ``[eps, 1 - eps]`` where a
+        log is taken).
+    topk : sequence of int, default=(1, 5)
+        The k of each top-k accuracy. Tied scores rank by class index.
+    weight : array_like of shape (C,), optional
+        Per-class weights of the loss (only the loss).
+    sample_weight : array_like, optional
+        Per-row weights of every metric, shaped like the rows.
+    ignore_index : int, optional
+        Rows with this label count nowhere.
+    eps : float in [0, 0.5), optional
+        Probability clipping bound; None means ``np.finfo(dtype).eps``.
+    axis : int, default=-1
+        The class axis.
+    validate : bool, default=True
+        Check that probabilities and soft targets lie in [0, 1] (labels are always checked).
+{docs.N_THREADS}
+    Returns
+    -------
+    EvaluationResult
+        loss, perplexity, accuracy, topk, entropy, brier, ece, ece_bins, count, weight_sum
+        (see ``docs/evaluation.md`` for the exact definitions).
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> r = fastxent.evaluate(np.array([[0.4, 0.4, 0.2], [0.1, 0.2, 0.7]]),
+    ...                       np.array([1, 2]), from_logits=False, topk=(1, 2))
+    >>> round(r.loss, 6), r.accuracy, r.topk
+    (0.636483, 0.5, {{1: 0.5, 2: 1.0}})
+    """

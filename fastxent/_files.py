@@ -1,0 +1,679 @@
+"""Evaluate classifier outputs stored in ``.npy``/``.npz`` files, chunk by chunk.
+
+:func:`evaluate_files` reads the logits (or probabilities) and the labels memory-mapped, feeds
+them to a :class:`fastxent.Evaluator` ``chunk_rows`` rows at a time and gives each processed
+chunk's pages back to the operating system, so the resident memory stays near one chunk
+whatever the size of the files. With ``checkpoint=`` the evaluator's state is saved atomically
+about once a second; a run that is stopped and started again resumes there and ends with the
+same numbers, bit for bit, as a run that was never stopped.
+
+Every problem with a file (not a ``.npy``/``.npz``, truncated, wrong dtype or shape, lengths
+that disagree, labels out of range, a checkpoint of another run) raises :class:`EvalFileError`,
+a ``ValueError`` whose message names the file and the problem.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import mmap
+import os
+import struct
+import sys
+import tempfile
+import time
+import zipfile
+import zlib
+
+import numpy as np
+import numpy.lib.format as npy_format
+
+from fastxent._config import __version__
+
+#: Bytes of logits per chunk when ``chunk_rows`` is not given.
+CHUNK_BYTES = 64 * 2**20
+#: Seconds between two checkpoint saves (checked after each chunk).
+CHECKPOINT_INTERVAL = 1.0
+CHECKPOINT_FORMAT = "fastxent.evaluate_files checkpoint"
+CHECKPOINT_VERSION = 1
+# Test-only hook: sleep this many seconds after each chunk, so that a test can kill a run
+# deterministically in the middle. Not part of the API.
+_CHUNK_DELAY_ENV = "FASTXENT_EVAL_CHUNK_DELAY"
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_ZIP_LOCAL_HEADER = struct.Struct("<4s22xHH")    # signature, ..., name length, extra length
+_SKIP_BYTES = 16 * 2**20                          # read size when skipping compressed rows
+
+logger = logging.getLogger("fastxent.eval")
+
+
+class EvalFileError(ValueError):
+    """A problem with an input file or a checkpoint; the message names the file."""
+
+
+def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), weight=None,
+                   ignore_index=None, eps=None, chunk_rows=None, checkpoint=None,
+                   progress=None, n_threads=None, checkpoint_interval=CHECKPOINT_INTERVAL):
+    """Evaluate a classifier's outputs stored in files, in chunks of rows.
+
+    Parameters
+    ----------
+    logits_path : str or os.PathLike
+        A ``.npy`` file, a ``.npz`` file holding a single array, or ``FILE.npz:NAME`` for the
+        member ``NAME`` (``NAME.npy`` works too) of a ``.npz``. Logits (or probabilities with
+        ``from_logits=False``) of shape ``(N, C)``, or ``(d0, ..., C)`` with the classes along
+        the last axis. float32 and float64 are read where they lie; float16, other floating
+        dtypes and non-native byte orders are converted one chunk at a time. Fortran-ordered
+        arrays are rejected.
+    labels_path : str or os.PathLike
+        Same syntax. Integer class labels of shape ``(N,)`` (the logits' shape without the
+        class axis), any integer dtype, or float soft targets of the logits' shape.
+    from_logits, topk, weight, ignore_index, eps : optional
+        As for :func:`fastxent.evaluate`.
+    chunk_rows : int, optional
+        Rows per chunk; by default about 64 MiB of logits. The result depends on the chunking
+        only through float64 rounding (about 1e-15 relative), and is the same, bit for bit,
+        for the same ``chunk_rows``.
+    checkpoint : str or os.PathLike, optional
+        A JSON file for the state. If it exists and was written by a run over the same files
+        (same resolved paths, sizes, modification times, shapes, dtypes) with the same options
+        and chunking, the evaluation resumes from it; if it belongs to another run,
+        :class:`EvalFileError` is raised (delete the file to start over). The state is saved
+        atomically about every ``checkpoint_interval`` seconds and at the end, where it is
+        marked complete and kept: running again returns the saved result without reading the
+        data.
+    progress : bool, optional
+        Show a tqdm progress bar over rows on stderr; by default only when stderr is a
+        terminal.
+    n_threads : int, optional
+        Threads for the kernels (results do not depend on it).
+    checkpoint_interval : float, optional
+        Seconds between two checkpoint saves (0: after every chunk).
+
+    Returns
+    -------
+    fastxent.EvaluationResult
+        The same metrics as :func:`fastxent.evaluate` on the loaded arrays.
+
+    Raises
+    ------
+    EvalFileError
+        A file is not a ``.npy``/``.npz``, is truncated, has an unsupported dtype or shape,
+        the two files disagree, a label is out of range, or the checkpoint belongs to another
+        run. The message names the file.
+    FileNotFoundError
+        An input file does not exist.
+    """
+    from fastxent._evaluate import Evaluator
+
+    evaluator = Evaluator(from_logits=from_logits, topk=topk, weight=weight,
+                          ignore_index=ignore_index, eps=eps, n_threads=n_threads)
+    options = {
+        "from_logits": bool(from_logits),
+        "topk": sorted({int(k) for k in topk}),
+        "weight": None if weight is None else [float(w) for w in np.ravel(
+            np.asarray(weight, dtype=np.float64))],
+        "ignore_index": _plain_number(ignore_index),
+        "eps": None if eps is None else float(eps),
+    }
+    if chunk_rows is not None and (isinstance(chunk_rows, bool) or int(chunk_rows) != chunk_rows
+                                   or chunk_rows < 1):
+        raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+        directory = os.path.dirname(os.path.abspath(checkpoint))
+        if not os.path.isdir(directory):
+            raise EvalFileError(f"{checkpoint}: the directory {directory} does not exist")
+    with contextlib.ExitStack() as stack:
+        logits = stack.enter_context(open_array(logits_path))
+        labels = stack.enter_context(open_array(labels_path))
+        n_rows, n_classes, soft = _check_pair(logits, labels, options["weight"])
+        if chunk_rows is None:
+            chunk_rows = max(1, CHUNK_BYTES // (n_classes * logits.dtype.itemsize))
+        chunk_rows = int(chunk_rows)
+        run = {
+            "inputs": {"logits": logits.identity(), "labels": labels.identity()},
+            "options": options,
+            "chunk_rows": chunk_rows,
+            "rows": n_rows,
+        }
+        start = 0
+        if checkpoint is not None:
+            saved = _load_checkpoint(checkpoint)
+            if saved is not None:
+                _check_same_run(checkpoint, saved, run)
+                evaluator = Evaluator.from_dict(saved["evaluator"], n_threads=n_threads)
+                if saved["complete"]:
+                    logger.info("%s is complete: showing its saved result (delete it to "
+                                "evaluate again)", checkpoint)
+                    return evaluator.result()
+                start = saved["next_row"]
+                logger.info("resuming from %s at row %d of %d", checkpoint, start, n_rows)
+        _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk_rows,
+                    options["ignore_index"], checkpoint, run, progress, checkpoint_interval)
+    return evaluator.result()
+
+
+def _plain_number(value):
+    """An int or float that survives JSON unchanged (None stays None)."""
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def read_array(spec):
+    """Load a small array (such as class weights) given as ``FILE.npy`` or ``FILE.npz[:NAME]``.
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+        The same syntax as :func:`evaluate_files` takes.
+
+    Returns
+    -------
+    ndarray
+        The whole array, in memory, in native byte order.
+    """
+    with open_array(spec) as source:
+        source.row_elements = 1
+        flat = source.read(0, math.prod(source.shape))
+        if source.fortran_order:
+            return flat.reshape(source.shape[::-1]).T.copy()
+        return flat.reshape(source.shape).copy()
+
+
+def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk_rows,
+                ignore_index, checkpoint, run, progress, checkpoint_interval):
+    delay = float(os.environ.get(_CHUNK_DELAY_ENV) or 0.0)
+    if progress is None:
+        progress = sys.stderr is not None and sys.stderr.isatty()
+    bar = _progress_bar(progress, n_rows, start, logits.name)
+    last_save = time.monotonic()
+    try:
+        for begin in range(start, n_rows, chunk_rows):
+            end = min(begin + chunk_rows, n_rows)
+            x = logits.read(begin, end).reshape(end - begin, n_classes)
+            t = labels.read(begin, end)
+            if soft:
+                t = t.reshape(end - begin, n_classes)
+            else:
+                _check_labels(t, begin, n_classes, ignore_index, labels)
+            try:
+                evaluator.update(x, t)
+            except ValueError as exc:
+                raise EvalFileError(f"{logits.name} and {labels.name}, rows {begin} to "
+                                    f"{end - 1}: {exc}") from None
+            del x, t
+            logits.release(begin, end)
+            labels.release(begin, end)
+            if bar is not None:
+                bar.update(end - begin)
+            if delay:
+                time.sleep(delay)
+            if checkpoint is not None and end < n_rows:
+                now = time.monotonic()
+                if now - last_save >= checkpoint_interval:
+                    _save_checkpoint(checkpoint, run, evaluator, end, complete=False)
+                    last_save = now
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, run, evaluator, n_rows, complete=True)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _progress_bar(show, total, initial, name):
+    if not show:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, unit="row", unit_scale=True, desc=name,
+                file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking the two arrays against each other
+
+
+def _check_pair(logits, labels, weight):
+    """Return (rows, classes, soft) or raise EvalFileError naming the file at fault."""
+    shape, dtype = logits.shape, logits.dtype
+    if len(shape) < 2:
+        raise EvalFileError(
+            f"{logits.name}: shape {shape}: logits must have a class axis, shape (N, C) "
+            f"(or (d0, ..., C) with the classes last)")
+    if dtype.kind != "f":
+        raise EvalFileError(
+            f"{logits.name}: dtype {dtype}: logits and probabilities must be floating point "
+            f"(float32 or float64)")
+    n_classes = shape[-1]
+    if n_classes == 0:
+        raise EvalFileError(f"{logits.name}: shape {shape} has no classes (C = 0)")
+    if logits.fortran_order:
+        raise EvalFileError(
+            f"{logits.name}: the array is stored in Fortran order; rows must be contiguous: "
+            f"save it with np.save(path, np.ascontiguousarray(a))")
+    rows_shape = shape[:-1]
+    n_rows = math.prod(rows_shape)
+    kind = labels.dtype.kind
+    if kind in "iu":
+        soft = False
+        if labels.shape != rows_shape:
+            if len(rows_shape) == 1 and len(labels.shape) == 1:
+                raise EvalFileError(f"{labels.name}: {labels.shape[0]} rows, but "
+                                    f"{logits.name} has {n_rows}")
+            raise EvalFileError(
+                f"{labels.name}: shape {labels.shape} does not fit {logits.name} of shape "
+                f"{shape}: class labels must have shape {rows_shape}")
+    elif kind == "f":
+        soft = True
+        if labels.shape != shape:
+            hint = ""
+            if labels.shape == rows_shape:
+                hint = f" (class labels must have an integer dtype, not {labels.dtype})"
+            raise EvalFileError(
+                f"{labels.name}: {labels.dtype} soft targets of shape {labels.shape} do not "
+                f"fit {logits.name}: they must have the logits' shape {shape}{hint}")
+    else:
+        raise EvalFileError(
+            f"{labels.name}: dtype {labels.dtype}: labels must be integers (class labels) or "
+            f"floats (soft targets)")
+    if labels.fortran_order and len(labels.shape) > 1:
+        raise EvalFileError(
+            f"{labels.name}: the array is stored in Fortran order; rows must be contiguous: "
+            f"save it with np.save(path, np.ascontiguousarray(a))")
+    if weight is not None and len(weight) != n_classes:
+        raise EvalFileError(f"weight has {len(weight)} entries, but {logits.name} has "
+                            f"{n_classes} classes")
+    logits.row_elements = n_classes
+    labels.row_elements = n_classes if soft else 1
+    return n_rows, n_classes, soft
+
+
+def _check_labels(t, begin, n_classes, ignore_index, source):
+    """Raise EvalFileError naming the first label outside [0, C) that is not ignore_index."""
+    if t.size == 0:
+        return
+    if t.min() >= 0 and t.max() < n_classes:
+        return
+    bad = (t < 0) | (t >= n_classes)
+    if ignore_index is not None:
+        bad &= t != ignore_index
+    if not bad.any():
+        return
+    first = int(np.argmax(bad))
+    position = begin + first
+    if len(source.shape) == 1:
+        where = f"row {position}"
+    else:
+        where = f"index {tuple(int(i) for i in np.unravel_index(position, source.shape))}"
+    also = "" if ignore_index is None else f" and is not ignore_index {ignore_index}"
+    raise EvalFileError(f"{source.name}: label {t[first]} at {where} is out of range "
+                        f"[0, {n_classes}){also}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading arrays
+
+
+def parse_path(spec):
+    """Split ``"FILE.npz:NAME"`` into ``(FILE.npz, NAME)``; other paths give ``(path, None)``.
+
+    A path that exists as given is never split, so file names holding a colon still work.
+    """
+    spec = os.fspath(spec)
+    if not os.path.exists(spec) and ":" in spec:
+        base, member = spec.rsplit(":", 1)
+        if base.lower().endswith(".npz") and member:
+            return base, member
+    return spec, None
+
+
+def open_array(spec):
+    """Open a ``.npy`` file or a ``.npz`` member for reading rows without loading it.
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+        ``FILE.npy``, ``FILE.npz`` (a single array) or ``FILE.npz:NAME``.
+
+    Returns
+    -------
+    ArraySource
+        Memory-mapped for ``.npy`` files and uncompressed ``.npz`` members (``np.savez``),
+        streamed for compressed members (``np.savez_compressed``). Use as a context manager.
+    """
+    name = os.fspath(spec)
+    path, member = parse_path(spec)
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(6)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise EvalFileError(f"{name}: is a directory, not a .npy or .npz file") from None
+    if head.startswith(_NPY_MAGIC):
+        if member is not None:
+            raise EvalFileError(f"{name}: {path} is a .npy file; ':NAME' selects a member of "
+                                f"a .npz file")
+        return _open_npy(name, path)
+    if head[:4] in _ZIP_MAGICS:
+        return _open_npz_member(name, path, member)
+    if not head:
+        raise EvalFileError(f"{name}: empty file, not a .npy or .npz file")
+    raise EvalFileError(f"{name}: not a .npy or .npz file (it starts with {head!r})")
+
+
+def _read_npy_header(fp, name):
+    """Read a .npy header from `fp`: return (shape, fortran_order, dtype)."""
+    try:
+        version = npy_format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran_order, dtype = npy_format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = npy_format.read_array_header_2_0(fp)
+        elif version == (3, 0) and hasattr(npy_format, "_read_array_header"):
+            shape, fortran_order, dtype = npy_format._read_array_header(fp, version)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, EOFError, SyntaxError, struct.error) as exc:
+        raise EvalFileError(f"{name}: not a valid .npy file: {exc}") from None
+    if dtype.hasobject:
+        raise EvalFileError(f"{name}: dtype {dtype} holds Python objects (pickled data), "
+                            f"which cannot be read in chunks")
+    if dtype.names is not None or dtype.subdtype is not None:
+        raise EvalFileError(f"{name}: structured dtype {dtype} is not supported")
+    return tuple(int(d) for d in shape), bool(fortran_order), dtype
+
+
+def _check_length(name, shape, dtype, available):
+    expected = math.prod(shape) * dtype.itemsize
+    if available < expected:
+        raise EvalFileError(
+            f"{name}: truncated: header says {shape} {dtype} = {expected} bytes of data, "
+            f"file has {max(available, 0)}")
+
+
+def _open_npy(name, path):
+    with open(path, "rb") as fp:
+        shape, fortran_order, dtype = _read_npy_header(fp, name)
+        offset = fp.tell()
+        stat = os.fstat(fp.fileno())
+    _check_length(name, shape, dtype, stat.st_size - offset)
+    return _MappedArray(name, path, None, stat, shape, fortran_order, dtype, offset)
+
+
+def _open_npz_member(name, path, member):
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise EvalFileError(f"{name}: not a valid .npz (zip) file: {exc}") from None
+    with archive:
+        infos = [info for info in archive.infolist() if not info.is_dir()]
+        names = [info.filename for info in infos]
+        shown = ", ".join(n[:-4] if n.endswith(".npy") else n for n in names) or "nothing"
+        if member is None:
+            if len(infos) != 1:
+                raise EvalFileError(f"{name}: holds {len(infos)} arrays ({shown}); choose one "
+                                    f"with {path}:NAME")
+            info = infos[0]
+        else:
+            matches = [info for info in infos if info.filename in (member, member + ".npy")]
+            if not matches:
+                raise EvalFileError(f"{name}: {path} has no array {member!r} (it holds "
+                                    f"{shown})")
+            info = matches[0]
+        if info.flag_bits & 0x1:
+            raise EvalFileError(f"{name}: the member is encrypted")
+        stat = os.stat(path)
+        if info.compress_type == zipfile.ZIP_STORED:
+            return _open_stored_member(name, path, info, stat)
+        try:
+            return _StreamedArray(name, path, info, stat)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+                RuntimeError) as exc:
+            raise EvalFileError(f"{name}: cannot read the compressed member: {exc}") from None
+
+
+def _open_stored_member(name, path, info, stat):
+    """Locate an uncompressed member's bytes in the zip file, to map them like a .npy."""
+    with open(path, "rb") as fp:
+        fp.seek(info.header_offset)
+        local = fp.read(_ZIP_LOCAL_HEADER.size)
+        if len(local) < _ZIP_LOCAL_HEADER.size:
+            raise EvalFileError(f"{name}: truncated .npz file (the member's header is cut off)")
+        signature, name_length, extra_length = _ZIP_LOCAL_HEADER.unpack(local)
+        if signature != b"PK\x03\x04":
+            raise EvalFileError(f"{name}: corrupt .npz file (bad local header)")
+        member_start = info.header_offset + _ZIP_LOCAL_HEADER.size + name_length + extra_length
+        fp.seek(member_start)
+        shape, fortran_order, dtype = _read_npy_header(fp, name)
+        offset = fp.tell()
+    member_end = min(member_start + info.file_size, stat.st_size)
+    _check_length(name, shape, dtype, member_end - offset)
+    return _MappedArray(name, path, info.filename, stat, shape, fortran_order, dtype, offset)
+
+
+class ArraySource:
+    """An array in a file, read a range of rows at a time.
+
+    Attributes
+    ----------
+    name : str
+        The path as the caller gave it (used in messages).
+    shape, dtype, fortran_order
+        From the ``.npy`` header.
+    row_elements : int
+        Elements per row (set by the caller: C for logits and soft targets, 1 for labels).
+    """
+
+    def __init__(self, name, path, member, stat, shape, fortran_order, dtype):
+        self.name = name
+        self.path = os.path.realpath(path)
+        self.member = member
+        self.shape = shape
+        self.fortran_order = fortran_order
+        self.dtype = dtype
+        self.row_elements = 1
+        self._stat = stat
+
+    def identity(self):
+        """What a checkpoint records to recognise this input."""
+        return {"path": self.path, "member": self.member, "size": self._stat.st_size,
+                "mtime_ns": self._stat.st_mtime_ns, "shape": list(self.shape),
+                "dtype": self.dtype.str}
+
+    def _native(self, arr):
+        """Return `arr` in native byte order and aligned (copying only when needed)."""
+        if not self.dtype.isnative:
+            return arr.astype(self.dtype.newbyteorder("="))
+        if not arr.flags.aligned:
+            return arr.copy()
+        return arr
+
+    def read(self, start, stop):
+        """Return the elements of rows [start, stop) as a 1-D array."""
+        raise NotImplementedError
+
+    def release(self, start, stop):
+        """Tell the source that rows [start, stop) will not be read again."""
+
+    def close(self):
+        """Release the file."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class _MappedArray(ArraySource):
+    """A .npy file or an uncompressed .npz member, memory-mapped read-only."""
+
+    def __init__(self, name, path, member, stat, shape, fortran_order, dtype, offset):
+        super().__init__(name, path, member, stat, shape, fortran_order, dtype)
+        self._offset = offset
+        self._file = open(path, "rb")
+        try:
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            self._file.close()
+            raise EvalFileError(f"{name}: cannot memory-map the file: {exc}") from None
+        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
+            self._map.madvise(mmap.MADV_SEQUENTIAL)
+
+    def read(self, start, stop):
+        step = self.row_elements
+        arr = np.frombuffer(self._map, dtype=self.dtype, count=(stop - start) * step,
+                            offset=self._offset + start * step * self.dtype.itemsize)
+        return self._native(arr)
+
+    def release(self, start, stop):
+        """Drop the pages of rows [start, stop) from this process (they stay in the cache)."""
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        row_bytes = self.row_elements * self.dtype.itemsize
+        first = (self._offset + start * row_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        last = min(self._offset + stop * row_bytes, len(self._map))
+        if last > first:
+            self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+    def close(self):
+        try:
+            self._map.close()
+        except BufferError:      # an array still views the map; it closes when collected
+            pass
+        self._file.close()
+
+
+class _StreamedArray(ArraySource):
+    """A compressed .npz member, decompressed sequentially (seeking back re-reads from 0)."""
+
+    def __init__(self, name, path, info, stat):
+        self._archive = zipfile.ZipFile(path)
+        self._info = info
+        self._member_name = name
+        try:
+            self._stream, shape, fortran_order, dtype = self._open_stream()
+        except BaseException:
+            self._archive.close()
+            raise
+        super().__init__(name, path, info.filename, stat, shape, fortran_order, dtype)
+        _check_length(name, shape, dtype, info.file_size - self._header_bytes)
+        self._row = 0
+
+    def _open_stream(self):
+        stream = self._archive.open(self._info)
+        shape, fortran_order, dtype = _read_npy_header(stream, self._member_name)
+        self._header_bytes = stream.tell()
+        return stream, shape, fortran_order, dtype
+
+    def _read_exactly(self, nbytes, start):
+        parts, missing = [], nbytes
+        try:
+            while missing:
+                part = self._stream.read(min(missing, 1 << 30))
+                if not part:
+                    break
+                parts.append(part)
+                missing -= len(part)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            raise EvalFileError(f"{self.name}: corrupt compressed data near row {start}: "
+                                f"{exc}") from None
+        if missing:
+            raise EvalFileError(f"{self.name}: truncated compressed data at row {start}")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def read(self, start, stop):
+        row_bytes = self.row_elements * self.dtype.itemsize
+        if start < self._row:
+            self._stream.close()
+            self._stream = self._open_stream()[0]
+            self._row = 0
+        while self._row < start:
+            rows = min(start - self._row, max(1, _SKIP_BYTES // max(row_bytes, 1)))
+            self._read_exactly(rows * row_bytes, self._row)
+            self._row += rows
+        data = self._read_exactly((stop - start) * row_bytes, start)
+        self._row = stop
+        return self._native(np.frombuffer(data, dtype=self.dtype))
+
+    def close(self):
+        self._stream.close()
+        self._archive.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _load_checkpoint(path):
+    """The saved state, or None when `path` does not exist."""
+    try:
+        with open(path, encoding="utf-8") as fp:
+            saved = json.load(fp)
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EvalFileError(f"{path}: not a fastxent eval checkpoint (invalid JSON: {exc}); "
+                            f"delete it to start over") from None
+    if (not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT
+            or saved.get("version") != CHECKPOINT_VERSION
+            or not {"complete", "next_row", "evaluator"} <= saved.keys()):
+        raise EvalFileError(f"{path}: not a fastxent eval checkpoint (version "
+                            f"{CHECKPOINT_VERSION}); delete it to start over")
+    return saved
+
+
+def _check_same_run(path, saved, run):
+    """Raise EvalFileError when the checkpoint was written by a different run."""
+    differences = []
+    for role in ("logits", "labels"):
+        old, new = saved.get("inputs", {}).get(role, {}), run["inputs"][role]
+        for key, value in new.items():
+            if old.get(key) != value:
+                differences.append(f"{role} {key} was {old.get(key)!r}, now {value!r}")
+    for key, value in run["options"].items():
+        old = saved.get("options", {}).get(key)
+        if old != value:
+            differences.append(f"option {key} was {old!r}, now {value!r}")
+    if saved.get("chunk_rows") != run["chunk_rows"]:
+        differences.append(f"chunk_rows was {saved.get('chunk_rows')!r}, now "
+                           f"{run['chunk_rows']!r}")
+    if differences:
+        raise EvalFileError(f"{path}: checkpoint of another run ({'; '.join(differences)}); "
+                            f"delete it to start over, or run with the same files and options")
+
+
+def _save_checkpoint(path, run, evaluator, next_row, complete):
+    """Write the state to `path` atomically: a temporary file, fsync, then os.replace."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "fastxent": __version__,
+        "complete": complete,
+        "next_row": next_row,
+        **run,
+        "evaluator": evaluator.to_dict(),
+    }
+    text = json.dumps(state, indent=1)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fp:
+            fp.write(text)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError, AttributeError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
