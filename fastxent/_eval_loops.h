@@ -8,6 +8,8 @@
 #ifndef FASTXENT_EVAL_LOOPS_H
 #define FASTXENT_EVAL_LOOPS_H
 
+#include <stdint.h>
+
 #include "_loops.h"
 
 /* Slots of the per-row sums the loops add to. */
@@ -63,6 +65,50 @@ static inline Py_ssize_t fx_eval_logits_##S(const T *z, const T *t, const T *w, 
     sums[FX_REST] += rest; sums[FX_ENT] += ent; sums[FX_SQ] += sq;                         \
     sums[FX_LIN] += lin; sums[FX_ASUM] += asum; sums[FX_DOT] += dot; sums[FX_TT] += tt;    \
     return above;                                                                          \
+}                                                                                          \
+                                                                                           \
+/* Short logit rows with labels, vectorised across rows: R rows of C classes (row-major x,  \
+ * labels y, true-class logits zy) are transposed into X (C x R). Per row r it finds m[r]   \
+ * (max) and kmax[r] (first arg-max), and sums over c != kmax rest, ent and sq as           \
+ * fx_eval_logits, with l1p[r] = log1p(rest[r]) and ey[r] = exp(zy[r] - m[r]);           \
+ * rank[r] = #{c : x_c > zy} + #{c < y : x_c == zy}. */                                    \
+static inline void fx_eval_short_##S(const T *x, Py_ssize_t R, Py_ssize_t C,               \
+                                     const int64_t *y, const T *zy, T *X, T *m, int *kmax, \
+                                     double *rest, double *l1p, double *ey, double *ent,   \
+                                     double *sq, int *rank) {                              \
+    for (Py_ssize_t r = 0; r < R; ++r)                                                     \
+        for (Py_ssize_t c = 0; c < C; ++c) X[c * R + r] = x[r * C + c];                    \
+    FX_SIMD                                                                                \
+    for (Py_ssize_t r = 0; r < R; ++r) { m[r] = X[r]; kmax[r] = 0; rest[r] = 0.0;          \
+                                         ent[r] = 0.0; sq[r] = 0.0; rank[r] = 0; }         \
+    for (Py_ssize_t c = 1; c < C; ++c) {                                                   \
+        const T *Xc = X + c * R;                                                           \
+        FX_SIMD                                                                            \
+        for (Py_ssize_t r = 0; r < R; ++r) m[r] = Xc[r] > m[r] ? Xc[r] : m[r];             \
+    }                                                                                      \
+    for (Py_ssize_t c = C - 1; c > 0; --c) {                                               \
+        const T *Xc = X + c * R;                                                           \
+        FX_SIMD                                                                            \
+        for (Py_ssize_t r = 0; r < R; ++r) kmax[r] = Xc[r] == m[r] ? (int)c : kmax[r];     \
+    }                                                                                      \
+    for (Py_ssize_t c = 0; c < C; ++c) {                                                   \
+        const T *Xc = X + c * R;                                                           \
+        FX_SIMD                                                                            \
+        for (Py_ssize_t r = 0; r < R; ++r) {                                               \
+            const T v = Xc[r];                                                             \
+            const T e = EXPSUB(v, m[r]);                                                   \
+            const int other = kmax[r] != (int)c;                                           \
+            rest[r] += other ? (double)e : 0.0;                                            \
+            ent[r] += other && e > 0 ? (double)e * ((double)m[r] - (double)v) : 0.0;       \
+            sq[r] += other ? (double)e * (double)e : 0.0;                                  \
+            rank[r] += (v > zy[r]) | ((v == zy[r]) & (c < y[r]));                          \
+        }                                                                                  \
+    }                                                                                      \
+    FX_SIMD                                                                                \
+    for (Py_ssize_t r = 0; r < R; ++r) {                                                   \
+        l1p[r] = log1p(rest[r]);                                                           \
+        ey[r] = exp((double)zy[r] - (double)m[r]);                                         \
+    }                                                                                      \
 }                                                                                          \
                                                                                            \
 /* A row of probabilities, clipped to [lo, hi] where a log is taken. Adds FX_ENT (p_i = 0   \

@@ -24,6 +24,14 @@ cdef extern from "_eval_loops.h" nogil:
     Py_ssize_t fx_eval_logits_d(const double *z, const double *t, const double *w,
                                 Py_ssize_t n, double m, double zy, Py_ssize_t tie_end,
                                 double *sums) noexcept
+    void fx_eval_short_f(const float *x, Py_ssize_t R, Py_ssize_t C, const int64_t *y,
+                         const float *zy, float *X, float *m, int *kmax, double *rest,
+                         double *l1p, double *ey, double *ent, double *sq,
+                         int *rank) noexcept
+    void fx_eval_short_d(const double *x, Py_ssize_t R, Py_ssize_t C, const int64_t *y,
+                         const double *zy, double *X, double *m, int *kmax, double *rest,
+                         double *l1p, double *ey, double *ent, double *sq,
+                         int *rank) noexcept
     Py_ssize_t fx_eval_probs_f(const float *p, const float *t, const float *w, Py_ssize_t n,
                                float lo, float hi, float py, Py_ssize_t tie_end,
                                double *sums) noexcept
@@ -86,46 +94,59 @@ cdef inline RowMetrics _nan_row(bint has_label) noexcept nogil:
     return r
 
 
+cdef inline RowMetrics _logit_label_metrics(double m, Py_ssize_t kmax, Py_ssize_t y, double zy,
+                                            double rest, double l1p, double e_y, double ent,
+                                            double sq, double w_y,
+                                            Py_ssize_t rank) noexcept nogil:
+    """Metrics of a logit row with label y from its sums over c != kmax (see the top),
+    l1p = log1p(rest) and e_y = exp(zy - m)."""
+    cdef RowMetrics r
+    cdef double S = 1.0 + rest
+    r.rank = rank
+    r.entropy = l1p + ent / S
+    r.confidence = 1.0 / S
+    r.loss_weight = w_y
+    if y == kmax:
+        r.loss = w_y * l1p
+        r.brier = (rest * rest + sq) / (S * S)
+    else:
+        r.loss = w_y * ((m - zy) + l1p) if w_y != 0.0 else 0.0
+        r.brier = ((1.0 + (rest - e_y)) * (1.0 + (rest - e_y)) + 1.0 + (sq - e_y * e_y)) / (S * S)
+    return r
+
+
 cdef inline RowMetrics _eval_logit_row(const real *z, const real *t, const real *w,
                                        Py_ssize_t n_classes, Py_ssize_t y) noexcept nogil:
     """Metrics of one logit row with label y, or soft targets t (then w is not NULL)."""
     cdef double sums[FX_ROW_SUMS]
     cdef RowMetrics r
     cdef real m = _max(z, n_classes)
-    cdef Py_ssize_t kmax = _find(z, n_classes, m), i
+    cdef Py_ssize_t kmax = _find(z, n_classes, m), i, rank
     cdef real zy = z[y] if t == NULL else 0
-    cdef double rest, l1p, S, e_y, w_y, t_k
+    cdef double rest, l1p, S, t_k
     if z[kmax] != m:                             # NaN is all the row holds
         return _nan_row(t == NULL)
     for i in range(FX_ROW_SUMS):
         sums[i] = 0.0
-    r.rank = (_eval_logits(z, t, w, kmax, m, zy, y, sums)
-              + _eval_logits(z + kmax + 1, _at(t, kmax + 1), _at(w, kmax + 1),
-                             n_classes - kmax - 1, m, zy, y - kmax - 1, sums))
+    rank = (_eval_logits(z, t, w, kmax, m, zy, y, sums)
+            + _eval_logits(z + kmax + 1, _at(t, kmax + 1), _at(w, kmax + 1),
+                           n_classes - kmax - 1, m, zy, y - kmax - 1, sums))
     rest = sums[FX_REST]
-    l1p = log1p(rest)
-    S = 1.0 + rest
+    if t == NULL:
+        return _logit_label_metrics(m, kmax, y, zy, rest, log1p(rest),
+                                    exp(<double>zy - <double>m), sums[FX_ENT], sums[FX_SQ],
+                                    w[y] if w != NULL else 1.0,
+                                    rank + ((m > zy) or (m == zy and kmax < y)))
+    l1p = log1p(rest)                            # soft targets: the arg-max adds a_kmax to
+    S = 1.0 + rest                               # asum and 1 to the exponentials
+    t_k = t[kmax]
+    r.rank = -1
     r.entropy = l1p + sums[FX_ENT] / S
     r.confidence = 1.0 / S
-    if t == NULL:
-        r.rank += (m > zy) or (m == zy and kmax < y)
-        w_y = w[y] if w != NULL else 1.0
-        r.loss_weight = w_y
-        if y == kmax:
-            r.loss = w_y * l1p
-            r.brier = (rest * rest + sums[FX_SQ]) / (S * S)
-        else:
-            r.loss = w_y * (((<double>m - <double>zy) + l1p)) if w_y != 0.0 else 0.0
-            e_y = exp(<double>zy - <double>m)
-            r.brier = ((1.0 + (rest - e_y)) * (1.0 + (rest - e_y))
-                       + 1.0 + (sums[FX_SQ] - e_y * e_y)) / (S * S)
-    else:                                        # the arg-max adds a_kmax to asum, 1 to e
-        t_k = t[kmax]
-        r.rank = -1
-        r.loss_weight = 1.0
-        r.loss = sums[FX_LIN] + (sums[FX_ASUM] + w[kmax] * t_k) * l1p
-        r.brier = ((1.0 + sums[FX_SQ]) / (S * S) - 2.0 * (sums[FX_DOT] + t_k) / S
-                   + sums[FX_TT] + t_k * t_k)
+    r.loss_weight = 1.0
+    r.loss = sums[FX_LIN] + (sums[FX_ASUM] + w[kmax] * t_k) * l1p
+    r.brier = ((1.0 + sums[FX_SQ]) / (S * S) - 2.0 * (sums[FX_DOT] + t_k) / S
+               + sums[FX_TT] + t_k * t_k)
     return r
 
 
@@ -202,6 +223,51 @@ cdef inline void _add_row(double *stats, RowMetrics r, double s, const int64_t *
     bins[2 * n_bins + b] += NAN if nan_row else (s if r.rank == 0 else 0.0)
 
 
+cdef void _eval_short_rows(const real *x, const real *w, const ClassOptions *o, Py_ssize_t r0,
+                           Py_ssize_t r1, const int64_t *topk, Py_ssize_t n_topk,
+                           Py_ssize_t n_bins, double *stats) noexcept nogil:
+    """Rows [r0, r1) of contiguous logits with labels and C <= SHORT_ROW, as _eval_rows,
+    SHORT_BATCH rows at a time vectorised across rows (fx_eval_short)."""
+    cdef real X[SHORT_ROW * SHORT_BATCH]
+    cdef real m[SHORT_BATCH]
+    cdef real zy[SHORT_BATCH]
+    cdef int64_t ys[SHORT_BATCH]
+    cdef int kmax[SHORT_BATCH]
+    cdef int rank[SHORT_BATCH]
+    cdef double rest[SHORT_BATCH]
+    cdef double ent[SHORT_BATCH]
+    cdef double sq[SHORT_BATCH]
+    cdef double l1p[SHORT_BATCH]
+    cdef double ey[SHORT_BATCH]
+    cdef Py_ssize_t C = o.n_classes, start, n, i, r, y
+    cdef bint ignored
+    start = r0
+    while start < r1:
+        n = min(<Py_ssize_t>SHORT_BATCH, r1 - start)
+        for i in range(n):
+            y = o.labels[start + i]
+            ignored = o.has_ignore and y == o.ignore_index
+            ys[i] = 0 if ignored else y          # an ignored label indexes nothing
+            zy[i] = x[(start + i) * C + ys[i]]
+        if real is float:
+            fx_eval_short_f(x + start * C, n, C, ys, zy, X, m, kmax, rest, l1p, ey, ent, sq,
+                            rank)
+        else:
+            fx_eval_short_d(x + start * C, n, C, ys, zy, X, m, kmax, rest, l1p, ey, ent, sq,
+                            rank)
+        for i in range(n):
+            r = start + i
+            y = o.labels[r]
+            if o.has_ignore and y == o.ignore_index:
+                continue
+            _add_row(stats, _logit_label_metrics(m[i], kmax[i], y, zy[i], rest[i], l1p[i], ey[i],
+                                                 ent[i], sq[i], w[y] if w != NULL else 1.0,
+                                                 rank[i]),
+                     o.sample_weight[r] if o.sample_weight != NULL else 1.0, topk, n_topk,
+                     n_bins)
+        start += n
+
+
 cdef void _eval_rows(const real *x, const real *soft, const real *w, const ClassOptions *o,
                      Py_ssize_t r0, Py_ssize_t r1, const int64_t *topk, Py_ssize_t n_topk,
                      Py_ssize_t n_bins, double *stats, real *scratch) noexcept nogil:
@@ -210,6 +276,9 @@ cdef void _eval_rows(const real *x, const real *soft, const real *w, const Class
     cdef const real *row
     cdef const real *trow
     cdef RowMetrics metrics
+    if step == 1 and C <= SHORT_ROW and o.labels != NULL and o.from_logits:
+        _eval_short_rows(x, w, o, r0, r1, topk, n_topk, n_bins, stats)
+        return
     for r in range(r0, r1):
         y = -1
         if o.labels != NULL:

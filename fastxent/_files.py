@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import mmap
+import numbers
 import os
 import struct
 import sys
@@ -117,9 +118,11 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         "ignore_index": _plain_number(ignore_index),
         "eps": None if eps is None else float(eps),
     }
-    if chunk_rows is not None and (isinstance(chunk_rows, bool) or int(chunk_rows) != chunk_rows
-                                   or chunk_rows < 1):
-        raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+    if chunk_rows is not None:
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, numbers.Integral) \
+                or chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+        chunk_rows = int(chunk_rows)
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
         directory = os.path.dirname(os.path.abspath(checkpoint))
@@ -129,9 +132,11 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         logits = stack.enter_context(open_array(logits_path))
         labels = stack.enter_context(open_array(labels_path))
         n_rows, n_classes, soft = _check_pair(logits, labels, options["weight"])
+        saved = None if checkpoint is None else _load_checkpoint(checkpoint)
+        if chunk_rows is None and saved is not None:
+            chunk_rows = saved.get("chunk_rows")       # the run being resumed chose it
         if chunk_rows is None:
             chunk_rows = max(1, CHUNK_BYTES // (n_classes * logits.dtype.itemsize))
-        chunk_rows = int(chunk_rows)
         run = {
             "inputs": {"logits": logits.identity(), "labels": labels.identity()},
             "options": options,
@@ -140,15 +145,23 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         }
         start = 0
         if checkpoint is not None:
-            saved = _load_checkpoint(checkpoint)
             if saved is not None:
                 _check_same_run(checkpoint, saved, run)
-                evaluator = Evaluator.from_dict(saved["evaluator"], n_threads=n_threads)
+                next_row = saved["next_row"]
+                if (not isinstance(next_row, int) or not 0 <= next_row <= n_rows
+                        or (next_row % chunk_rows and next_row != n_rows)):
+                    raise EvalFileError(f"{checkpoint}: corrupt checkpoint (next_row "
+                                        f"{next_row!r}); delete it to start over")
+                try:
+                    evaluator = Evaluator.from_dict(saved["evaluator"], n_threads=n_threads)
+                except ValueError as exc:
+                    raise EvalFileError(f"{checkpoint}: corrupt checkpoint ({exc}); delete it "
+                                        f"to start over") from None
                 if saved["complete"]:
                     logger.info("%s is complete: showing its saved result (delete it to "
                                 "evaluate again)", checkpoint)
                     return evaluator.result()
-                start = saved["next_row"]
+                start = next_row
                 logger.info("resuming from %s at row %d of %d", checkpoint, start, n_rows)
         _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk_rows,
                     options["ignore_index"], checkpoint, run, progress, checkpoint_interval)
@@ -202,7 +215,7 @@ def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk
             try:
                 evaluator.update(x, t)
             except ValueError as exc:
-                raise EvalFileError(f"{logits.name} and {labels.name}, rows {begin} to "
+                raise EvalFileError(f"{_culprit(str(exc), logits, labels)}: in rows {begin} to "
                                     f"{end - 1}: {exc}") from None
             del x, t
             logits.release(begin, end)
@@ -221,6 +234,15 @@ def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk
     finally:
         if bar is not None:
             bar.close()
+
+
+def _culprit(message, logits, labels):
+    """The file a kernel's message is about (it names ``input`` or ``target``)."""
+    if message.startswith("target"):
+        return labels.name
+    if message.startswith("input"):
+        return logits.name
+    return f"{logits.name} and {labels.name}"
 
 
 def _progress_bar(show, total, initial, name):
@@ -407,7 +429,8 @@ def _open_npz_member(name, path, member):
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise EvalFileError(f"{name}: not a valid .npz (zip) file: {exc}") from None
+        raise EvalFileError(f"{name}: not a valid .npz (zip) file, or truncated: "
+                            f"{exc}") from None
     with archive:
         infos = [info for info in archive.infolist() if not info.is_dir()]
         names = [info.filename for info in infos]
@@ -620,7 +643,8 @@ def _load_checkpoint(path):
                             f"delete it to start over") from None
     if (not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT
             or saved.get("version") != CHECKPOINT_VERSION
-            or not {"complete", "next_row", "evaluator"} <= saved.keys()):
+            or not {"complete", "next_row", "evaluator", "chunk_rows"} <= saved.keys()
+            or not isinstance(saved["chunk_rows"], int) or saved["chunk_rows"] < 1):
         raise EvalFileError(f"{path}: not a fastxent eval checkpoint (version "
                             f"{CHECKPOINT_VERSION}); delete it to start over")
     return saved
@@ -657,7 +681,7 @@ def _save_checkpoint(path, run, evaluator, next_row, complete):
         **run,
         "evaluator": evaluator.to_dict(),
     }
-    text = json.dumps(state, indent=1)
+    text = json.dumps(state)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)

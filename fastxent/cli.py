@@ -287,11 +287,14 @@ def strict_json(value):
 
 
 def _metric_cell(value, digits=6):
+    """Fixed-point with `digits` decimals for ordinary magnitudes (so the points align)."""
     if value is None:
         return "-"
     if isinstance(value, int):
         return str(value)
-    return f"{value:.{digits}g}"
+    if value == 0 or not math.isfinite(value) or 1e-3 <= abs(value) < 1e9:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}e}"
 
 
 def format_eval_table(report):
@@ -307,21 +310,21 @@ def format_eval_table(report):
              ("ece", report["ece"])]
     cells = [(name, _metric_cell(value)) for name, value in rows]
     cells += [("count", _metric_cell(report["count"])),
-              ("weight_sum", _metric_cell(report["weight_sum"], 12))]
-    return _two_columns(["metric", "value"], cells, text_columns=1)
+              ("weight_sum", _metric_cell(report["weight_sum"]))]
+    return _text_table(["metric", "value"], cells, text_columns=1)
 
 
 def format_bins_table(bins):
     """Format the calibration bins of ``to_dict()["ece_bins"]`` as a text table."""
     edges = bins["edges"]
-    cells = [(f"({edges[b]:.3f}, {edges[b + 1]:.3f}]", _metric_cell(bins["weight"][b], 12),
+    cells = [(f"({edges[b]:.3f}, {edges[b + 1]:.3f}]", _metric_cell(bins["weight"][b], 1),
               _metric_cell(bins["confidence"][b], 4), _metric_cell(bins["accuracy"][b], 4))
              for b in range(len(edges) - 1)]
-    return _two_columns(["confidence bin", "weight", "mean conf", "accuracy"], cells,
+    return _text_table(["confidence bin", "weight", "mean conf", "accuracy"], cells,
                         text_columns=1)
 
 
-def _two_columns(headers, rows, text_columns):
+def _text_table(headers, rows, text_columns):
     widths = [max(map(len, column)) for column in zip(headers, *rows)]
     lines = [
         "  ".join(cell.ljust(width) if index < text_columns else cell.rjust(width)

@@ -20,8 +20,11 @@ Dask array, or adds each block's loss sum (and ``mean``'s denominator) in a tree
 ``dask.distributed`` cluster. See ``docs/dask.md``.
 """
 
+import contextlib
 import functools
 import math
+import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,7 +52,7 @@ def _compute_dtype(dtype):
 def _check_split_every(split_every):
     if split_every is None:
         return SPLIT_EVERY
-    if isinstance(split_every, bool) or not isinstance(split_every, (int, np.integer)) \
+    if isinstance(split_every, bool) or not isinstance(split_every, numbers.Integral) \
             or split_every < 2:
         raise ValueError(f"split_every must be an int >= 2 or None, got {split_every!r}")
     return int(split_every)
@@ -62,54 +65,84 @@ def _check_known_chunks(a, name):
 
 
 def _dask_like(a, chunks, name):
-    """`a` as a Dask array with exactly `chunks` (numpy input is wrapped, Dask rechunked)."""
+    """`a` as a Dask array with exactly `chunks` (NumPy input is wrapped, Dask rechunked)."""
     if isinstance(a, da.Array):
         _check_known_chunks(a, name)
         return a.rechunk(chunks)
     return da.from_array(np.asarray(a), chunks=chunks)
 
 
-def _empty_rows(shape, row_axis):
+def _no_rows(shape, row_axis):
     return shape[:row_axis] + (0,) + shape[row_axis + 1:]
 
 
-def _align(input, target, sample_weight, axis, check):
-    """Wrap and align the arrays; check shapes and options on empty stand-ins.
+@dataclass
+class _Blocks:
+    """The inputs of one call, aligned block for block.
 
-    Returns the input with its class axis in one chunk, the target and sample weight
-    rechunked to the input's blocks of rows, and the normalised class axis. `check` is the
-    single-machine function, called on zero-row arrays of the same shapes and dtypes so that
-    a bad option or shape raises here, when the graph is built, rather than on a worker.
+    `x`, `t` and `s` (or None) have the same number of dimensions and the same chunks along
+    every axis but `axis`, the class axis, which is one chunk: labels and sample weights get
+    a class axis of length 1 (``_block_args`` removes it again in each block).
+    """
+
+    x: da.Array
+    t: da.Array
+    s: "da.Array | None"
+    axis: int
+
+    def delayed(self):
+        """An iterator of ``(rows, input, target, sample_weight)``, Delayed, per block.
+
+        `rows` is the block's place among the rows, as ``((start, stop), ...)``; the three
+        arrays are optimised together, so an upstream step that they share runs once.
+        """
+        arrays = dask.optimize(*(a for a in (self.x, self.t, self.s) if a is not None))
+        blocks = [a.to_delayed(optimize_graph=False).ravel() for a in arrays]
+        if self.s is None:
+            blocks.append([None] * len(blocks[0]))
+        rows_chunks = self.x.chunks[:self.axis] + self.x.chunks[self.axis + 1:]
+        bounds = [np.cumsum((0,) + sizes) for sizes in rows_chunks]
+        places = [tuple((int(b[i]), int(b[i + 1])) for b, i in zip(bounds, index))
+                  for index in np.ndindex(*map(len, rows_chunks))]
+        return zip(places, *blocks)
+
+
+def _align(input, target, sample_weight, axis, check):
+    """Wrap, check and align the inputs of a call; return a `_Blocks`.
+
+    The class axis of the input is rechunked into one chunk (a block holds whole rows), the
+    target and sample weight to the input's blocks of rows. `check` is the single-machine
+    function, called on zero-row arrays of the same shapes and dtypes, so that a bad option
+    raises here, when the graph is built, rather than on a worker.
     """
     if isinstance(input, da.Array):
         _check_known_chunks(input, "input")
         x = input
     else:
-        x = da.from_array(np.asarray(input))
+        x = np.asarray(input)
     if x.ndim < 2:
         raise ValueError(f"input must have a class axis and at least one axis of rows to "
                          f"split into blocks, got shape {x.shape}")
-    axis = int(axis)
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an int, got {axis!r}")
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis {axis} is out of bounds for input of shape {x.shape}")
-    axis %= x.ndim
-    x = x.rechunk({axis: -1})               # a block holds whole rows
+    axis = int(axis) % x.ndim
+    x = x.rechunk({axis: -1}) if isinstance(x, da.Array) else da.from_array(x, {axis: -1})
     rows_shape = x.shape[:axis] + x.shape[axis + 1:]
     rows_chunks = x.chunks[:axis] + x.chunks[axis + 1:]
 
     t_dtype = target.dtype if hasattr(target, "dtype") else np.asarray(target).dtype
-    if t_dtype.kind in "iu":                # class labels: shaped like the rows
-        t_shape, t_chunks = rows_shape, rows_chunks
-    elif t_dtype.kind == "f":               # soft targets: shaped like the input
-        t_shape, t_chunks = x.shape, x.chunks
-    else:
+    labels = t_dtype.kind in "iu"
+    if not labels and t_dtype.kind != "f":
         raise TypeError(f"target must hold integer class labels or float soft targets, got "
                         f"dtype {t_dtype}")
+    t_shape = rows_shape if labels else x.shape
     if tuple(np.shape(target)) != t_shape:
-        kind = "integer class labels" if t_dtype.kind in "iu" else "soft targets"
+        kind = "integer class labels" if labels else "soft targets"
         raise ValueError(f"{kind} must have shape {t_shape} (input {x.shape}, class axis "
                          f"{axis}), got {tuple(np.shape(target))}")
-    t = _dask_like(target, t_chunks, "target")
+    t = _dask_like(target, rows_chunks if labels else x.chunks, "target")
     s = None
     if sample_weight is not None:
         if tuple(np.shape(sample_weight)) != rows_shape:
@@ -117,39 +150,37 @@ def _align(input, target, sample_weight, axis, check):
                              f"{tuple(np.shape(sample_weight))}")
         s = _dask_like(sample_weight, rows_chunks, "sample_weight")
 
-    row_axis = 1 if axis == 0 else 0        # in the input; it is axis 0 of target rows
-    t_row_axis = row_axis if t_dtype.kind == "f" else 0
-    check(np.zeros(_empty_rows(x.shape, row_axis), x.dtype),
-          np.zeros(_empty_rows(t.shape, t_row_axis), t.dtype),
-          None if s is None else np.zeros(_empty_rows(s.shape, 0), s.dtype),
+    row_axis = 1 if axis == 0 else 0        # the first axis of rows, in the input
+    check(np.zeros(_no_rows(x.shape, row_axis), x.dtype),
+          np.zeros(_no_rows(t.shape, 0 if labels else row_axis), t.dtype),
+          None if s is None else np.zeros(_no_rows(s.shape, 0), s.dtype),
           axis)
-    return x, t, s, axis
+    return _Blocks(x=x, t=da.expand_dims(t, axis) if labels else t,
+                   s=None if s is None else da.expand_dims(s, axis), axis=axis)
 
 
-def _blocks(x, t, s, axis):
-    """Yield ``(input, target, sample_weight)`` Delayed blocks, one triple per block of rows.
+def _block_args(x, t, s, options):
+    """A block's arrays as the single-machine functions take them (no class axis of 1)."""
+    axis = options["axis"]
+    if t.dtype.kind in "iu":
+        t = t.squeeze(axis)
+    return x, t, None if s is None else s.squeeze(axis)
 
-    The three arrays are optimised together (so an upstream step they share runs once);
-    their blocks line up because `_align` gave them the same chunks along the rows.
-    """
-    arrays = (x, t) if s is None else (x, t, s)
-    arrays = dask.optimize(*arrays)
-    x_blocks = np.squeeze(arrays[0].to_delayed(optimize_graph=False), axis).ravel()
-    t_blocks = arrays[1].to_delayed(optimize_graph=False)
-    if t.ndim == x.ndim:
-        t_blocks = np.squeeze(t_blocks, axis)
-    t_blocks = t_blocks.ravel()
-    s_blocks = ([None] * len(x_blocks) if s is None
-                else arrays[2].to_delayed(optimize_graph=False).ravel())
-    return zip(x_blocks, t_blocks, s_blocks)
+
+@contextlib.contextmanager
+def _in_block(rows):
+    """Add to a ValueError (a bad label or value) which block of rows it came from."""
+    try:
+        yield
+    except ValueError as exc:
+        where = ", ".join(f"{start}:{stop}" for start, stop in rows)
+        raise ValueError(f"{exc} (indices within the block of rows [{where}])") from exc
 
 
 def _tree(parts, combine, finish, split_every):
-    """Reduce Delayed `parts` with `combine` in a tree `split_every` wide; `finish` the root.
-
-    ``combine(*parts)`` returns a part; ``finish(*parts)`` combines the last (at most
-    `split_every`) parts into the final value.
-    """
+    """Reduce Delayed `parts` in a tree: ``combine(*parts)`` of at most `split_every` parts
+    gives a part, until ``finish(*parts)`` of the last (at most `split_every`) gives the
+    result."""
     while len(parts) > split_every:
         parts = [delayed(combine, pure=True)(*parts[i:i + split_every])
                  for i in range(0, len(parts), split_every)]
@@ -158,9 +189,11 @@ def _tree(parts, combine, finish, split_every):
 
 # --- evaluate --------------------------------------------------------------------------
 
-def _evaluate_block(x, t, s, options):
+def _evaluate_block(rows, x, t, s, options):
     """One block of rows -> the ``to_dict()`` state of an Evaluator that has seen it."""
-    return fastxent.Evaluator(**options).update(x, t, sample_weight=s).to_dict()
+    x, t, s = _block_args(x, t, s, options)
+    with _in_block(rows):
+        return fastxent.Evaluator(**options).update(x, t, sample_weight=s).to_dict()
 
 
 def _merged(states):
@@ -241,41 +274,45 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
     def check(x0, t0, s0, axis):
         fastxent.evaluate(x0, t0, sample_weight=s0, axis=axis, **options)
 
-    x, t, s, axis = _align(input, target, sample_weight, axis, check)
-    options["axis"] = axis
+    blocks = _align(input, target, sample_weight, axis, check)
+    options["axis"] = blocks.axis
     if weight is not None:
         options["weight"] = np.asarray(weight)
-    states = [delayed(_evaluate_block, pure=True)(xb, tb, sb, options)
-              for xb, tb, sb in _blocks(x, t, s, axis)]
+    states = [delayed(_evaluate_block, pure=True)(rows, x, t, s, options)
+              for rows, x, t, s in blocks.delayed()]
     result = _tree(states, _merge_states, _evaluation_result, split_every)
     return result.compute() if compute else result
 
 
 # --- cross_entropy ---------------------------------------------------------------------
 
-def _block_losses(x, t, s, options):
-    return fastxent.cross_entropy(x, t, sample_weight=s, reduction="none", **options)
+def _losses_block(x, t, s, options, block_info=None):
+    """One block of rows -> its per-row losses."""
+    x, t, s = _block_args(x, t, s, options)
+    with _in_block(block_info[None]["array-location"]):
+        return fastxent.cross_entropy(x, t, sample_weight=s, reduction="none", **options)
 
 
-def _block_sum(x, t, s, options, with_denominator):
-    """One block -> ``(loss sum, mean's denominator)`` as float64 (denominator 0 if unused)."""
-    total = float(fastxent.cross_entropy(x, t, sample_weight=s, reduction="sum", **options))
+def _sum_block(rows, x, t, s, options, with_denominator):
+    """One block of rows -> ``(loss sum, mean's denominator or 0)`` in float64."""
+    x, t, s = _block_args(x, t, s, options)
+    with _in_block(rows):
+        total = fastxent.cross_entropy(x, t, sample_weight=s, reduction="sum", **options)
     if not with_denominator:
-        return total, 0.0
-    t = np.asarray(t)
+        return float(total), 0.0
     if t.dtype.kind == "f":                 # soft targets: the row count, or Σ s
-        n_rows = t.size // x.shape[options["axis"]]
-        return total, float(n_rows if s is None else np.sum(s, dtype=np.float64))
-    # labels (already checked by the kernel call): Σ s·weight[y] over the rows not ignored
+        n_rows = t.size // t.shape[options["axis"]]
+        return float(total), float(n_rows if s is None else np.sum(s, dtype=np.float64))
+    # labels (checked by the kernel call): Σ s·weight[label] over the rows not ignored
     labels = t.reshape(-1)
     counted = (np.ones(labels.shape, bool) if options["ignore_index"] is None
                else labels != options["ignore_index"])
-    per_row = np.ones(labels.shape)
+    row_weight = np.ones(labels.shape)
     if options["weight"] is not None:
-        per_row = options["weight"][np.where(counted, labels, 0)]
+        row_weight = options["weight"][np.where(counted, labels, 0)]
     if s is not None:
-        per_row = per_row * np.asarray(s, np.float64).reshape(-1)
-    return total, float(per_row[counted].sum())
+        row_weight = row_weight * np.asarray(s, np.float64).reshape(-1)
+    return float(total), float(row_weight[counted].sum())
 
 
 def _add_sums(*pairs):
@@ -348,22 +385,20 @@ def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight
         fastxent.cross_entropy(x0, t0, sample_weight=s0, reduction=reduction, axis=axis,
                                **options)
 
-    x, t, s, axis = _align(input, target, sample_weight, axis, check)
-    options["axis"] = axis
+    blocks = _align(input, target, sample_weight, axis, check)
+    options["axis"] = blocks.axis
     if weight is not None:
         options["weight"] = np.asarray(weight, np.float64)
-    dtype = _compute_dtype(x.dtype)
+    dtype = _compute_dtype(blocks.x.dtype)
 
     if reduction == "none":
-        x_index = tuple(range(x.ndim))
-        rows_index = x_index[:axis] + x_index[axis + 1:]
-        return da.blockwise(_block_losses, rows_index,
-                            x, x_index, t, x_index if t.ndim == x.ndim else rows_index,
-                            s, None if s is None else rows_index, options, None,
-                            concatenate=True, meta=np.empty((0,) * len(rows_index), dtype))
-
-    sums = [delayed(_block_sum, pure=True)(xb, tb, sb, options, reduction == "mean")
-            for xb, tb, sb in _blocks(x, t, s, axis)]
+        return da.map_blocks(_losses_block, blocks.x, blocks.t, blocks.s, options,
+                             token="cross_entropy_none",
+                             drop_axis=blocks.axis, dtype=dtype,
+                             meta=np.empty((0,) * (blocks.x.ndim - 1), dtype))
+    sums = [delayed(_sum_block, pure=True)(rows, x, t, s, options, reduction == "mean")
+            for rows, x, t, s in blocks.delayed()]
     root = _tree(sums, _add_sums, functools.partial(_reduce_sums, reduction, dtype),
                  split_every)
-    return da.from_delayed(root, shape=(), dtype=dtype, meta=np.empty((), dtype))
+    return da.from_delayed(root, shape=(), dtype=dtype, meta=np.empty((), dtype),
+                           name=f"cross_entropy_{reduction}-{root.key.rsplit('-', 1)[-1]}")
