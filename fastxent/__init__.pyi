@@ -1,5 +1,6 @@
 """Type stubs for fastxent's public API (see fastxent/__init__.py)."""
 
+from collections.abc import Sequence
 from typing import Any, Literal, SupportsIndex, overload
 
 import numpy as np
@@ -121,6 +122,57 @@ def log_softmax(x: ArrayLike, *, axis: SupportsIndex = ..., out: _Array | None =
                 n_threads: int | None = ...) -> _Array: ...
 def logsumexp(x: ArrayLike, *, axis: SupportsIndex = ..., out: _Array | None = ...,
               n_threads: int | None = ...) -> _Array: ...
+
+# ---- evaluation -----------------------------------------------------------------------------
+
+class CalibrationBins:
+    edges: NDArray[np.float64]
+    weight: NDArray[np.float64]
+    confidence: NDArray[np.float64]
+    accuracy: NDArray[np.float64]
+    def __init__(self, edges: NDArray[np.float64], weight: NDArray[np.float64],
+                 confidence: NDArray[np.float64], accuracy: NDArray[np.float64]) -> None: ...
+    def to_dict(self) -> dict[str, list[float]]: ...
+
+class EvaluationResult:
+    loss: float
+    perplexity: float
+    accuracy: float | None
+    topk: dict[int, float] | None
+    entropy: float
+    brier: float
+    ece: float | None
+    ece_bins: CalibrationBins | None
+    count: int
+    weight_sum: float
+    def __init__(self, loss: float, perplexity: float, accuracy: float | None,
+                 topk: dict[int, float] | None, entropy: float, brier: float,
+                 ece: float | None, ece_bins: CalibrationBins | None, count: int,
+                 weight_sum: float) -> None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+class Evaluator:
+    from_logits: bool
+    topk: tuple[int, ...]
+    n_classes: int | None
+    target_kind: Literal["labels", "soft"] | None
+    def __init__(self, *, from_logits: bool = ..., topk: Sequence[int] = ...,
+                 weight: ArrayLike | None = ..., ignore_index: int | None = ...,
+                 eps: float | None = ..., axis: SupportsIndex = ..., validate: bool = ...,
+                 n_threads: int | None = ...) -> None: ...
+    def update(self, input: ArrayLike, target: ArrayLike,
+               sample_weight: ArrayLike | None = ...) -> Evaluator: ...
+    def merge(self, other: Evaluator) -> Evaluator: ...
+    def result(self) -> EvaluationResult: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], n_threads: int | None = ...) -> Evaluator: ...
+
+def evaluate(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+             topk: Sequence[int] = ..., weight: ArrayLike | None = ...,
+             sample_weight: ArrayLike | None = ..., ignore_index: int | None = ...,
+             eps: float | None = ..., axis: SupportsIndex = ..., validate: bool = ...,
+             n_threads: int | None = ...) -> EvaluationResult: ...
 
 # ---- threads and build ----------------------------------------------------------------------
 

@@ -44,3 +44,11 @@ def binary_cross_entropy(x: _Real, y: _Real, row_len: int, weight: _Real | None,
                          has_ignore: bool, ignore_value: float, from_logits: bool,
                          clip_eps: float, grad_scale: float, loss_out: _Real | None,
                          grad: _Real | None, n_threads: int) -> float: ...
+
+EVAL_STATS: tuple[str, ...]
+
+def evaluate_rows(x: _Real, n_classes: int, n_inner: int, labels: _Int64 | None,
+                  soft: _Real | None, class_weight: _Real | None,
+                  sample_weight: _Double | None, has_ignore: bool, ignore_index: int,
+                  from_logits: bool, clip_eps: float, topk: _Int64, n_bins: int,
+                  stats: _Double, n_threads: int) -> None: ...

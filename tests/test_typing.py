@@ -46,6 +46,8 @@ def _stub_signatures(stub):
                      if isinstance(f, ast.FunctionDef)]
         for name, fn in items:
             sig = params(fn)
+            if any(isinstance(d, ast.Name) and d.id == "classmethod" for d in fn.decorator_list):
+                sig = sig[1:]                    # the runtime signature is bound: no cls
             if name in found and not any(isinstance(d, ast.Name) and d.id == "overload"
                                          for d in fn.decorator_list):
                 raise AssertionError(f"{stub}: {name} defined twice")

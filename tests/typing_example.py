@@ -31,13 +31,20 @@ def main() -> float:
     p = np.full((4, 2), 0.5)
     sk = log_loss(["a", "b", "a", "b"], p, normalize=False, sample_weight=[1, 2, 3, 4])
 
+    result = fastxent.evaluate(logits, labels, topk=(1, 3))
+    evaluator = fastxent.Evaluator(topk=[1, 2]).update(logits, labels).merge(
+        fastxent.Evaluator.from_dict(fastxent.Evaluator(topk=[1, 2]).to_dict()))
+    top3: float = result.topk[3] if result.topk is not None else 0.0
+    accuracy: float | None = evaluator.result().accuracy
+
     threads: int = fastxent.effective_n_threads()
     info: dict[str, object] = fastxent.config()
     version: str = fastxent.__version__
     shapes = (per_row.shape, grad.shape, grad2.shape, probs.shape, lse.shape,
               log_probs.shape, bce_rows.shape, bce_grad.shape, bce_grad2.shape)
     assert all(len(s) >= 1 for s in shapes) and threads >= 1 and info and version
-    return float(mean) + float(loss) + float(bce) + float(bce_loss) + sk
+    return (float(mean) + float(loss) + float(bce) + float(bce_loss) + sk + result.loss + top3
+            + (accuracy or 0.0))
 
 
 if __name__ == "__main__":
