@@ -1,0 +1,1039 @@
+"""fastxent.evaluate, EvaluationResult, CalibrationBins and Evaluator against the float64 NumPy
+reference in ``eval_reference.py`` (written from docs/evaluation.md) and against hand-worked
+numbers."""
+
+import dataclasses
+import itertools
+import json
+import math
+import zlib
+
+import numpy as np
+import pytest
+
+import fastxent
+from eval_reference import (EDGES, confidence_of, rank_counting, rank_stable,
+                            reference_evaluate, rows_of)
+from helpers import labels, logits, probabilities, soft_targets
+
+KEYS = {"loss", "perplexity", "accuracy", "topk", "entropy", "brier", "ece", "ece_bins",
+        "count", "weight_sum"}
+BIN_KEYS = {"edges", "weight", "confidence", "accuracy"}
+FLOAT_METRICS = ("loss", "perplexity", "entropy", "brier", "ece")
+
+# (rtol, atol) for the float metrics against the reference
+TOL = {np.dtype(np.float64): (1e-12, 1e-14), np.dtype(np.float32): (2e-5, 1e-6)}
+# confidences closer than this to an internal bin edge are moved away in the random data, so
+# that a float32 kernel and the float64 reference put every row in the same bin
+EDGE_MARGIN = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 1e-5}
+LABEL_DTYPES = ("int8", "uint8", "int32", "int64")
+NAN = float("nan")
+
+
+def _seed(*parts):
+    return zlib.crc32(repr(parts).encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# comparison helpers
+
+
+def plain(result):
+    """``result.to_dict()`` checked for its keys, topk keys as ints, bins as float64 arrays;
+    also checks that the attributes say the same as the dict."""
+    assert isinstance(result, fastxent.EvaluationResult)
+    d = result.to_dict()
+    assert set(d) == KEYS, sorted(d)
+    out = dict(d)
+    if d["topk"] is not None:
+        out["topk"] = {int(k): float(v) for k, v in d["topk"].items()}
+        assert list(out["topk"]) == sorted(out["topk"])
+    if d["ece_bins"] is not None:
+        assert set(d["ece_bins"]) == BIN_KEYS
+        for k, v in d["ece_bins"].items():
+            assert isinstance(v, list), (k, type(v))
+        out["ece_bins"] = {k: np.asarray(v, dtype=np.float64) for k, v in d["ece_bins"].items()}
+    # attributes
+    for key in ("loss", "perplexity", "accuracy", "entropy", "brier", "ece", "weight_sum"):
+        a, b = getattr(result, key), d[key]
+        assert (a is None) == (b is None), key
+        if a is not None:
+            assert _same(float(a), float(b)), (key, a, b)
+    assert int(result.count) == int(d["count"]) == d["count"]
+    if d["topk"] is None:
+        assert result.topk is None
+    else:
+        assert sorted(int(k) for k in result.topk) == list(out["topk"])
+        for k, v in result.topk.items():
+            assert _same(float(v), out["topk"][int(k)]), (k, v)
+    if d["ece_bins"] is None:
+        assert result.ece_bins is None
+    else:
+        bins = result.ece_bins
+        assert isinstance(bins, fastxent.CalibrationBins)
+        for k in BIN_KEYS:
+            np.testing.assert_array_equal(np.asarray(getattr(bins, k), np.float64),
+                                          out["ece_bins"][k], err_msg=k)
+    return out
+
+
+def _same(a, b):
+    """Float equality, NaN equal to NaN and the sign of zero counted."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def assert_identical(a, b, path="result"):
+    """Bitwise (NaN-aware) equality of two to_dict() trees."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict), path
+        assert {str(k) for k in a} == {str(k) for k in b}, path
+        bk = {str(k): k for k in b}
+        for k in a:
+            assert_identical(a[k], b[bk[str(k)]], f"{path}[{k!r}]")
+    elif isinstance(a, (list, tuple)) and not all(
+            isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in a):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert_identical(u, v, f"{path}[{i}]")
+    elif isinstance(a, (list, tuple, np.ndarray)):
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        assert a.shape == b.shape, path
+        assert a.tobytes() == b.tobytes() or (
+            np.array_equal(a, b, equal_nan=True)
+            and np.array_equal(np.signbit(a), np.signbit(b))), (path, a, b)
+    elif a is None:
+        assert b is None, path
+    elif isinstance(a, (str, bool, np.bool_)):
+        assert type(a) is type(b) and a == b, (path, a, b)
+    elif isinstance(a, (bool, int, np.integer)) and not isinstance(a, float):
+        assert int(a) == int(b), (path, a, b)
+    else:
+        assert _same(float(a), float(b)), (path, a, b)
+
+
+def _close(got, exp, rtol, atol, what):
+    assert (got is None) == (exp is None), what
+    if got is None:
+        return
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(exp, np.float64),
+                               rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
+
+
+def check_invariants(d):
+    """perplexity = exp(loss); topk[1] = accuracy; topk non-decreasing in k, in [0, 1];
+    bin weights add up to weight_sum."""
+    loss, ppl = d["loss"], d["perplexity"]
+    if math.isnan(loss):
+        assert math.isnan(ppl)
+    else:
+        with np.errstate(over="ignore"):
+            expected = float(np.exp(loss))
+        assert ppl == pytest.approx(expected, rel=1e-15, abs=0), (ppl, loss)
+    if d["topk"] is not None:
+        vals = list(d["topk"].values())
+        if 1 in d["topk"]:
+            assert _same(d["topk"][1], d["accuracy"])
+        if not any(math.isnan(v) for v in vals):
+            assert all(0.0 <= v <= 1.0 + 1e-15 for v in vals)
+            assert all(a <= b + 1e-15 for a, b in zip(vals, vals[1:]))
+    if d["ece_bins"] is not None:
+        bins = d["ece_bins"]
+        np.testing.assert_array_equal(bins["edges"], np.arange(16) / 15)
+        assert bins["weight"].shape == bins["confidence"].shape == bins["accuracy"].shape \
+            == (15,)
+        if d["count"] and not math.isnan(d["loss"]) and not math.isnan(d["accuracy"]):
+            assert float(np.sum(bins["weight"])) == pytest.approx(d["weight_sum"], rel=1e-12)
+    assert d["count"] >= 0
+
+
+def compare(result, ref, dtype, *, weighted=False, check_bins=True, tol=None, what=""):
+    """Every metric of `result` against the reference dict `ref`.
+
+    Counts, accuracies and bin weights are exact without sample weights (sums of ones), and
+    within 1e-13 with them (float64 sums in another order)."""
+    dtype = np.dtype(dtype)
+    got = plain(result)
+    check_invariants(got)
+    rtol, atol = TOL[dtype] if tol is None else tol
+    for key in FLOAT_METRICS:
+        _close(got[key], ref[key], rtol, atol, f"{what} {key}")
+    assert got["count"] == ref["count"], (what, got["count"], ref["count"])
+    exact_rtol = 1e-13 if weighted else 0.0
+    _close(got["weight_sum"], ref["weight_sum"], exact_rtol, 0.0, f"{what} weight_sum")
+    _close(got["accuracy"], ref["accuracy"], exact_rtol, 0.0, f"{what} accuracy")
+    assert (got["topk"] is None) == (ref["topk"] is None), what
+    if ref["topk"] is not None:
+        assert list(got["topk"]) == list(ref["topk"]), (what, got["topk"], ref["topk"])
+        for k in ref["topk"]:
+            _close(got["topk"][k], ref["topk"][k], exact_rtol, 0.0, f"{what} top-{k}")
+    assert (got["ece_bins"] is None) == (ref["ece_bins"] is None), what
+    if ref["ece_bins"] is not None and check_bins:
+        gb, rb = got["ece_bins"], ref["ece_bins"]
+        np.testing.assert_array_equal(gb["edges"], np.asarray(rb["edges"]))
+        _close(gb["weight"], rb["weight"], exact_rtol, 0.0, f"{what} bin weight")
+        _close(gb["accuracy"], rb["accuracy"], exact_rtol, 0.0, f"{what} bin accuracy")
+        _close(gb["confidence"], rb["confidence"], rtol, atol, f"{what} bin confidence")
+    return got
+
+
+def check_loss_matches_cross_entropy(result, x, t, dtype, **kwargs):
+    """evaluate's loss is cross_entropy(..., reduction="mean")."""
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("topk",)}
+    ce = float(fastxent.cross_entropy(x, t, reduction="mean", **kwargs))
+    rtol = 1e-12 if np.dtype(dtype) == np.float64 else 1e-6
+    np.testing.assert_allclose(float(result.loss), ce, rtol=rtol, atol=0, equal_nan=True,
+                               err_msg="loss vs cross_entropy")
+
+
+def check(x, t, *, dtype=None, check_bins=True, what="", **kwargs):
+    """evaluate vs reference vs cross_entropy; returns the plain result dict."""
+    dtype = np.asarray(x).dtype if dtype is None else np.dtype(dtype)
+    result = fastxent.evaluate(x, t, **kwargs)
+    ref_kwargs = {k: v for k, v in kwargs.items() if k not in ("n_threads", "validate")}
+    ref = reference_evaluate(x, t, **ref_kwargs)
+    got = compare(result, ref, dtype, weighted=kwargs.get("sample_weight") is not None,
+                  check_bins=check_bins, what=what)
+    check_loss_matches_cross_entropy(result, x, t, dtype, **kwargs)
+    return got
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def avoid_edges(rng, x, from_logits, axis):
+    """Move rows whose confidence lies within EDGE_MARGIN of an internal bin edge."""
+    dtype = x.dtype
+    margin = EDGE_MARGIN[np.dtype(dtype)]
+    xm = np.moveaxis(x, axis, -1).copy()
+    rows = xm.reshape(-1, xm.shape[-1])
+    for _ in range(100):
+        conf = confidence_of(rows, from_logits)
+        dist = np.min(np.abs(conf[:, None] - EDGES[None, 1:-1]), axis=1) if rows.size else conf
+        bad = np.flatnonzero(dist < margin)
+        if bad.size == 0:
+            break
+        if from_logits:
+            first = np.argmax(rows[bad], axis=1)
+            rows[bad, first] = (rows[bad, first].astype(np.float64) + 0.37).astype(dtype)
+        else:
+            p = rng.uniform(0.02, 1.0, size=(bad.size, rows.shape[1]))
+            rows[bad] = (p / p.sum(axis=1, keepdims=True)).astype(dtype)
+    else:
+        raise AssertionError("could not move confidences away from the bin edges")
+    return np.ascontiguousarray(np.moveaxis(xm, -1, axis))
+
+
+def make_case(rng, shape, dtype, from_logits, target, axis=-1, scale=3.0):
+    """Random input (away from bin edges) and target ("soft" or an integer dtype)."""
+    n_classes = shape[axis]
+    rows_shape = tuple(np.delete(np.array(shape), axis % len(shape)))
+    x = (logits(rng, shape, dtype, scale=scale) if from_logits
+         else probabilities(rng, shape, dtype, axis=axis))
+    x = avoid_edges(rng, x, from_logits, axis)
+    if target == "soft":
+        t = soft_targets(rng, shape, dtype, axis=axis)
+    else:
+        t = labels(rng, rows_shape, n_classes, target)
+    return x, t
+
+
+# ---------------------------------------------------------------------------------------------
+# hand-worked examples
+
+
+def test_hand_worked_probabilities():
+    """3 rows, 3 classes, probabilities as given.
+
+    row 0: p = [0.7, 0.2, 0.1], y = 0: rank 0, -log p_y = 0.356675, brier 0.3²+0.2²+0.1² = 0.14,
+           H = 0.801819, conf 0.7 -> bin 10 (10/15, 11/15], correct.
+    row 1: p = [0.1, 0.35, 0.55], y = 1: rank 1, -log 0.35 = 1.049822,
+           brier 0.01+0.4225+0.3025 = 0.735, H = 0.926506, conf 0.55 -> bin 8, wrong (pred 2).
+    row 2: p = [0.2, 0.5, 0.3], y = 2: rank 1, -log 0.3 = 1.203973,
+           brier 0.04+0.25+0.49 = 0.78, H = 1.029653, conf 0.5 -> bin 7, wrong (pred 1).
+    loss = 2.610470 / 3 = 0.870157, accuracy 1/3, top-2 1, brier 1.655 / 3 = 0.551667,
+    entropy 2.757978 / 3 = 0.919326, ece = (|1 - 0.7| + |0 - 0.55| + |0 - 0.5|) / 3 = 0.45.
+    """
+    x = np.array([[0.7, 0.2, 0.1], [0.1, 0.35, 0.55], [0.2, 0.5, 0.3]])
+    y = np.array([0, 1, 2])
+    ln = math.log
+    r = fastxent.evaluate(x, y, from_logits=False, topk=(1, 2, 3))
+    d = plain(r)
+    check_invariants(d)
+
+    def h(*p):
+        return -sum(q * ln(q) for q in p)
+
+    assert d["loss"] == pytest.approx(-(ln(0.7) + ln(0.35) + ln(0.3)) / 3, rel=1e-14)
+    assert d["loss"] == pytest.approx(0.870157, abs=1e-6)
+    assert d["perplexity"] == pytest.approx(math.exp(d["loss"]), rel=1e-15)
+    assert d["accuracy"] == 1 / 3
+    assert d["topk"] == {1: 1 / 3, 2: 1.0, 3: 1.0}
+    assert d["brier"] == pytest.approx((0.14 + 0.735 + 0.78) / 3, rel=1e-14)
+    assert d["entropy"] == pytest.approx(
+        (h(0.7, 0.2, 0.1) + h(0.1, 0.35, 0.55) + h(0.2, 0.5, 0.3)) / 3, rel=1e-14)
+    assert d["entropy"] == pytest.approx(0.919326, abs=1e-6)
+    assert d["ece"] == pytest.approx(0.45, rel=1e-14)
+    assert d["count"] == 3 and d["weight_sum"] == 3.0
+    bins = d["ece_bins"]
+    expected_w = np.zeros(15)
+    expected_w[[7, 8, 10]] = 1.0
+    np.testing.assert_array_equal(bins["weight"], expected_w)
+    conf = np.full(15, NAN)
+    conf[[7, 8, 10]] = [0.5, 0.55, 0.7]
+    np.testing.assert_array_equal(bins["confidence"], conf)
+    acc = np.full(15, NAN)
+    acc[[7, 8, 10]] = [0.0, 0.0, 1.0]
+    np.testing.assert_array_equal(bins["accuracy"], acc)
+    np.testing.assert_array_equal(bins["edges"], np.arange(16) / 15)
+    check_loss_matches_cross_entropy(r, x, y, np.float64, from_logits=False)
+
+
+def test_hand_worked_weighted():
+    """The rows above with sample_weight s = [2, 1, 1] and class weight w = [1, 2, 0.5].
+
+    loss = (2·1·0.356675 + 1·2·1.049822 + 1·0.5·1.203973) / (2·1 + 1·2 + 1·0.5)
+         = 3.414980 / 4.5 = 0.758884 (class weights apply to the loss only);
+    W = 4: accuracy 2/4, brier (2·0.14 + 0.735 + 0.78) / 4 = 0.44875,
+    entropy (2·0.801819 + 0.926506 + 1.029653) / 4 = 0.889949,
+    ece = (2·0.3 + 0.55 + 0.5) / 4 = 0.4125; bin weights 2 (bin 10), 1 (bin 8), 1 (bin 7).
+    """
+    x = np.array([[0.7, 0.2, 0.1], [0.1, 0.35, 0.55], [0.2, 0.5, 0.3]])
+    y = np.array([0, 1, 2])
+    ln = math.log
+    r = fastxent.evaluate(x, y, from_logits=False, topk=(1, 2), sample_weight=[2.0, 1.0, 1.0],
+                          weight=[1.0, 2.0, 0.5])
+    d = plain(r)
+    check_invariants(d)
+    assert d["loss"] == pytest.approx(
+        -(2 * ln(0.7) + 2 * ln(0.35) + 0.5 * ln(0.3)) / 4.5, rel=1e-14)
+    assert d["loss"] == pytest.approx(0.758884, abs=1e-6)
+    assert d["accuracy"] == 0.5
+    assert d["topk"] == {1: 0.5, 2: 1.0}
+    assert d["brier"] == pytest.approx((2 * 0.14 + 0.735 + 0.78) / 4, rel=1e-14)
+    assert d["entropy"] == pytest.approx(0.889949, abs=1e-6)
+    assert d["ece"] == pytest.approx(0.4125, rel=1e-14)
+    assert d["count"] == 3 and d["weight_sum"] == 4.0
+    np.testing.assert_array_equal(d["ece_bins"]["weight"][[7, 8, 10]], [1.0, 1.0, 2.0])
+    assert float(np.nansum(d["ece_bins"]["weight"])) == 4.0
+
+
+def test_hand_worked_logits_and_ties():
+    """Logits; ties ordered by class index.
+
+    row A: z = [0, 0, ln 2] -> p = [1/4, 1/4, 1/2], y = 1: rank = 1 (class 2 larger)
+           + 1 (class 0 tied, lower index) = 2; loss ln 4; H = 1.5 ln 2;
+           brier 1/16 + 9/16 + 1/4 = 0.875; conf 1/2 -> bin 7, prediction 2 (wrong).
+    row B: z = [ln 7, 0, 0] -> p = [7/9, 1/9, 1/9], y = 0: rank 0; loss ln(9/7);
+           H = 7/9 ln(9/7) + 2/9 ln 9; brier 6/81; conf 7/9 -> bin 11, correct.
+    row C: z = [0, ln 3, ln 3] -> p = [1/7, 3/7, 3/7], y = 2: rank 1 (tied with class 1);
+           loss ln(7/3); H = 1/7 ln 7 + 6/7 ln(7/3); brier 1/49 + 9/49 + 16/49 = 26/49;
+           conf 3/7 -> bin 6, prediction 1 (first maximum, wrong).
+    loss = (ln 4 + ln 9/7 + ln 7/3) / 3 = ln(12) / 3; accuracy 1/3; top-2 2/3; top-3 1;
+    ece = (1/2 + 2/9 + 3/7) / 3.
+    """
+    ln = math.log
+    z = np.array([[0.0, 0.0, ln(2)], [ln(7), 0.0, 0.0], [0.0, ln(3), ln(3)]])
+    y = np.array([1, 0, 2])
+    r = fastxent.evaluate(z, y, topk=(3, 1, 2, 1))
+    d = plain(r)
+    check_invariants(d)
+    assert d["loss"] == pytest.approx(ln(12) / 3, rel=1e-14)
+    assert d["accuracy"] == 1 / 3
+    assert d["topk"] == {1: 1 / 3, 2: 2 / 3, 3: 1.0}
+    assert list(d["topk"]) == [1, 2, 3]
+    assert d["entropy"] == pytest.approx(
+        (1.5 * ln(2) + 7 / 9 * ln(9 / 7) + 2 / 9 * ln(9) + 1 / 7 * ln(7) + 6 / 7 * ln(7 / 3))
+        / 3, rel=1e-13)
+    assert d["brier"] == pytest.approx((0.875 + 6 / 81 + 26 / 49) / 3, rel=1e-13)
+    assert d["ece"] == pytest.approx((0.5 + 2 / 9 + 3 / 7) / 3, rel=1e-13)
+    w = d["ece_bins"]["weight"]
+    np.testing.assert_array_equal(np.flatnonzero(w), [6, 7, 11])
+    np.testing.assert_allclose(d["ece_bins"]["confidence"][[6, 7, 11]], [3 / 7, 0.5, 7 / 9],
+                               rtol=1e-14)
+    np.testing.assert_array_equal(d["ece_bins"]["accuracy"][[6, 7, 11]], [0.0, 0.0, 1.0])
+    check(z, y, topk=(1, 2, 3))
+
+
+def test_bin_edges_are_upper_inclusive():
+    """Confidences exactly on the edges k/15 (float64 probabilities) land in bin k-1:
+    bin b holds (b/15, (b+1)/15]."""
+    k = np.arange(1, 16)
+    x = np.zeros((15, 3))
+    x[:, 0] = k / 15
+    y = np.zeros(15, np.int64)
+    d = plain(fastxent.evaluate(x, y, from_logits=False))
+    np.testing.assert_array_equal(d["ece_bins"]["weight"], np.ones(15))
+    np.testing.assert_array_equal(d["ece_bins"]["confidence"], k / 15)
+    np.testing.assert_array_equal(d["ece_bins"]["accuracy"], np.ones(15))
+    assert d["ece"] == pytest.approx(np.mean(1 - k / 15), rel=1e-14)
+    check(x, y, from_logits=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# against the reference, with options
+
+
+WEIGHT4 = [0.5, 2.0, 1.0, 3.0]
+OPTION_SETS = {
+    "plain": {},
+    "weight": {"weight": WEIGHT4},
+    "sample_weight": {"sample_weight": True},
+    "both_weights": {"weight": WEIGHT4, "sample_weight": True},
+    "ignore_-100": {"ignore_index": -100},
+    "ignore_class": {"ignore_index": 1},
+    "all": {"weight": WEIGHT4, "sample_weight": True, "ignore_index": 2, "topk": (3, 1, 2, 3)},
+    "topk_ge_C": {"topk": (1, 2, 4, 7, 1000)},
+    "eps": {"eps": 0.03},
+}
+LAYOUTS = [((37, 4), -1), ((5, 4, 6), 1), ((4, 9), 0)]
+
+
+def _option_cases():
+    i = 0
+    for (name, opts), layout, from_logits, dtype, target in itertools.product(
+            OPTION_SETS.items(), LAYOUTS, (True, False), ("float32", "float64"),
+            ("labels", "soft")):
+        if target == "soft" and "ignore_index" in opts:
+            continue
+        if name == "eps" and from_logits:
+            continue                     # eps is about probabilities
+        if target == "labels":
+            target = LABEL_DTYPES[i % len(LABEL_DTYPES)]
+            i += 1
+            if target == "uint8" and opts.get("ignore_index", 0) < 0:
+                target = "int8"
+        yield pytest.param(opts, layout, from_logits, dtype, target,
+                           id=f"{name}-{layout[0]}ax{layout[1]}-"
+                              f"{'logits' if from_logits else 'probs'}-{dtype}-{target}")
+
+
+def _materialise(rng, opts, x, t, axis, target):
+    kwargs = dict(opts)
+    rows_shape = np.moveaxis(x, axis, -1).shape[:-1]
+    if kwargs.get("sample_weight") is True:
+        kwargs["sample_weight"] = rng.uniform(0.1, 2.0, size=rows_shape)
+    if target != "soft" and "ignore_index" in kwargs:
+        t = t.copy()
+        flat = t.reshape(-1)
+        flat[::3] = kwargs["ignore_index"]           # a third of the rows ignored
+        if kwargs["ignore_index"] < 0:
+            flat[-1] = 0
+    return kwargs, t
+
+
+@pytest.mark.parametrize("opts, layout, from_logits, dtype, target", list(_option_cases()))
+def test_against_reference(opts, layout, from_logits, dtype, target):
+    """Every metric vs the reference and the loss vs cross_entropy: float32 and float64,
+    logits and probabilities, int8/uint8/int32/int64 labels and soft targets, class and
+    sample weights, ignore_index, eps, topk (k >= C included), axis -1, 1 and 0."""
+    shape, axis = layout
+    rng = np.random.default_rng(_seed(opts, layout, from_logits, dtype, target))
+    x, t = make_case(rng, shape, dtype, from_logits, target, axis=axis)
+    if opts.get("eps") and not from_logits:
+        x.reshape(-1)[::5] = 0.001                  # below eps: clipped in loss and entropy
+        x = avoid_edges(rng, x, from_logits, axis)
+    kwargs, t = _materialise(rng, opts, x, t, axis, target)
+    got = check(x, t, from_logits=from_logits, axis=axis, **kwargs)
+    if target == "soft":
+        assert got["accuracy"] is None and got["topk"] is None
+        assert got["ece"] is None and got["ece_bins"] is None
+    else:
+        assert got["ece"] is not None and got["topk"] is not None
+        if "topk" in opts:
+            assert list(got["topk"]) == sorted(set(opts["topk"]))
+            for k in opts["topk"]:
+                if k >= shape[axis]:
+                    assert got["topk"][k] == 1.0
+        else:
+            assert list(got["topk"]) == [1, 5]
+            assert got["topk"][5] == 1.0            # 5 >= C = 4
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_label_dtypes_agree(dtype, from_logits):
+    """int8, uint8, int16, int32, int64 and uint64 labels give the same result bitwise."""
+    rng = np.random.default_rng(_seed("label dtypes", dtype, from_logits))
+    x, y = make_case(rng, (300, 7), dtype, from_logits, "int64")
+    base = fastxent.evaluate(x, y, from_logits=from_logits, topk=(1, 2, 3)).to_dict()
+    for ldt in ("int8", "uint8", "int16", "int32", "uint64"):
+        other = fastxent.evaluate(x, y.astype(ldt), from_logits=from_logits, topk=(1, 2, 3))
+        assert_identical(other.to_dict(), base, ldt)
+
+
+def test_integer_input_computes_in_float64():
+    """Integer logits compute in float64, as in cross_entropy."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-4, 5, size=(50, 6))
+    y = labels(rng, (50,), 6)
+    a = fastxent.evaluate(x, y, topk=(1, 2))
+    b = fastxent.evaluate(x.astype(np.float64), y, topk=(1, 2))
+    assert_identical(a.to_dict(), b.to_dict())
+    check(x, y, dtype=np.float64, topk=(1, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# row lengths: short rows over many blocks, long rows
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+def test_short_rows_many_blocks(n_classes, dtype):
+    """Short rows, enough of them for several 32768-element blocks (and two threads)."""
+    n_rows = 2 * (32768 // n_classes) + 123
+    rng = np.random.default_rng(_seed("short", n_classes, dtype))
+    x, y = make_case(rng, (n_rows, n_classes), dtype, True, "int64")
+    s = rng.uniform(0.2, 3.0, size=n_rows)
+    y[::7] = -1
+    check(x, y, topk=(1, 2, 5), sample_weight=s, ignore_index=-1,
+          weight=np.linspace(0.5, 2.0, n_classes), n_threads=2)
+    check(x, y, topk=(1, 2, 5), ignore_index=-1)
+    t = soft_targets(rng, x.shape, dtype)
+    check(x, t, sample_weight=s, n_threads=2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("n_classes", [1000, 5000])
+def test_long_rows(n_classes, from_logits, dtype):
+    """Long rows (several blocks of rows); a third of the labels at the argmax."""
+    n_rows = 3 * max(1, 32768 // n_classes) + 5
+    rng = np.random.default_rng(_seed("long", n_classes, from_logits, dtype))
+    x, y = make_case(rng, (n_rows, n_classes), dtype, from_logits, "int32", scale=1.5)
+    y[::3] = np.argmax(x[::3], axis=1)
+    got = check(x, y, from_logits=from_logits, topk=(1, 5, 100, n_classes - 1, n_classes),
+                n_threads=2)
+    assert got["accuracy"] >= 1 / 3
+    assert got["topk"][n_classes] == 1.0
+    s = rng.uniform(0.2, 3.0, size=n_rows)
+    check(x, soft_targets(rng, x.shape, dtype), from_logits=from_logits, sample_weight=s)
+
+
+# ---------------------------------------------------------------------------------------------
+# ties
+
+
+def test_rank_formula_matches_stable_sort():
+    """The reference's stable-argsort rank equals the documented counting formula."""
+    rng = np.random.default_rng(11)
+    z = rng.integers(-2, 3, size=(2000, 6)).astype(np.float64)   # many ties
+    z[::9] = 0.0
+    z[5::11, 2] = -np.inf
+    y = labels(rng, (2000,), 6)
+    np.testing.assert_array_equal(rank_stable(z, y), rank_counting(z, y))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ties_hand_worked(dtype):
+    """Tied classes are ordered by class index: rank = #{x_c > x_y} + #{c < y : x_c = x_y}.
+
+    ranks: [0,0,0,0] y=0 -> 0; [0,0,0,0] y=2 -> 2; [1,3,3,0] y=1 -> 0; [1,3,3,0] y=2 -> 1;
+    [5,5,5,5] y=3 -> 3; [-1,2,2,2] y=3 -> 2.  top-1 2/6, top-2 3/6, top-3 5/6, top-4 1.
+    """
+    z = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [1, 3, 3, 0], [1, 3, 3, 0], [5, 5, 5, 5],
+                  [-1, 2, 2, 2]], dtype=dtype)
+    y = np.array([0, 2, 1, 2, 3, 3])
+    d = check(z, y, topk=(1, 2, 3, 4))
+    np.testing.assert_array_equal(rank_stable(z, y), [0, 2, 0, 1, 3, 2])
+    assert d["topk"] == {1: 2 / 6, 2: 3 / 6, 3: 5 / 6, 4: 1.0}
+    assert d["accuracy"] == 2 / 6
+    # ECE: the prediction is the first maximum (row 3 predicts class 1, wrong)
+    # all-zero / all-equal rows: conf 1/4 -> bin 3 with accuracy 1/3 (rows 0, 1, 4)
+    assert d["ece_bins"]["weight"][3] == 3.0
+    assert d["ece_bins"]["accuracy"][3] == 1 / 3
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ties_probabilities(dtype):
+    """Ties in probability rows, including a duplicated maximum."""
+    x = np.array([[0.25, 0.25, 0.25, 0.25], [0.45, 0.45, 0.05, 0.05],
+                  [0.45, 0.45, 0.05, 0.05], [0.05, 0.05, 0.45, 0.45],
+                  [0.05, 0.05, 0.45, 0.45]], dtype=dtype)
+    y = np.array([3, 0, 1, 3, 2])
+    d = check(x, y, from_logits=False, topk=(1, 2, 3))
+    # ranks 3, 0, 1, 1, 0
+    assert d["topk"] == {1: 2 / 5, 2: 4 / 5, 3: 4 / 5}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ties_random(dtype):
+    """Tie-heavy random logits (small integers, duplicated maxima) vs the reference."""
+    rng = np.random.default_rng(_seed("ties", dtype))
+    z = rng.integers(-1, 2, size=(3000, 7)).astype(dtype)
+    z[::13] = 0
+    y = labels(rng, (3000,), 7)
+    z = avoid_edges(rng, z, True, -1)
+    check(z, y, topk=(1, 2, 3, 6, 7))
+
+
+# ---------------------------------------------------------------------------------------------
+# special cases
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_single_class(dtype):
+    """C = 1: logits give loss 0, accuracy 1, confidence 1 (last bin), ece 0."""
+    x = np.array([[3.0], [-2.0], [0.0]], dtype=dtype)
+    y = np.zeros(3, np.int8)
+    d = check(x, y, topk=(1, 5))
+    assert d["loss"] == 0.0
+    assert d["perplexity"] == 1.0
+    assert d["accuracy"] == 1.0 and d["topk"] == {1: 1.0, 5: 1.0}
+    assert d["brier"] == 0.0
+    assert d["ece"] == pytest.approx(0.0, abs=1e-15)
+    assert d["ece_bins"]["weight"][14] == 3.0
+    # probabilities are not renormalised: [0.7] gives -log 0.7, brier 0.09, conf 0.7
+    p = np.array([[0.7], [0.7]], dtype=dtype)
+    d = check(p, np.zeros(2, np.int64), from_logits=False)
+    assert d["loss"] == pytest.approx(-math.log(0.7), rel=1e-6)
+    assert d["brier"] == pytest.approx(0.09, rel=1e-6)
+    assert d["ece_bins"]["weight"][10] == 2.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("how", ["no_rows", "all_ignored"])
+def test_no_counted_rows(dtype, how):
+    """No counted row: every metric NaN, count 0, weight_sum 0."""
+    if how == "no_rows":
+        x, y, kw = np.zeros((0, 4), dtype), np.zeros(0, np.int64), {}
+    else:
+        x, y, kw = np.ones((5, 4), dtype), np.full(5, -100), {"ignore_index": -100}
+    d = plain(fastxent.evaluate(x, y, topk=(1, 2), **kw))
+    for key in FLOAT_METRICS + ("accuracy",):
+        assert math.isnan(d[key]), key
+    assert list(d["topk"]) == [1, 2] and all(math.isnan(v) for v in d["topk"].values())
+    assert d["count"] == 0 and d["weight_sum"] == 0.0
+    np.testing.assert_array_equal(d["ece_bins"]["weight"], np.zeros(15))
+    assert np.all(np.isnan(d["ece_bins"]["confidence"]))
+    assert np.all(np.isnan(d["ece_bins"]["accuracy"]))
+    # soft targets with no rows
+    d = plain(fastxent.evaluate(np.zeros((0, 4), dtype), np.zeros((0, 4), dtype)))
+    for key in ("loss", "perplexity", "entropy", "brier"):
+        assert math.isnan(d[key]), key
+    assert d["accuracy"] is None and d["ece_bins"] is None
+    assert d["count"] == 0 and d["weight_sum"] == 0.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target", ["labels", "soft"])
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_nan_row_poisons_every_metric(dtype, target, from_logits):
+    """A row holding NaN makes every metric NaN; count and weight_sum still count it."""
+    rng = np.random.default_rng(_seed("nan", dtype, target, from_logits))
+    x, t = make_case(rng, (40, 5), dtype, from_logits,
+                     "soft" if target == "soft" else "int64")
+    x[17, 3] = np.nan
+    s = rng.uniform(0.5, 1.5, size=40)
+    r = fastxent.evaluate(x, t, from_logits=from_logits, sample_weight=s, topk=(1, 2),
+                          validate=False)
+    d = plain(r)
+    check_invariants(d)
+    for key in ("loss", "perplexity", "entropy", "brier"):
+        assert math.isnan(d[key]), key
+    if target == "soft":
+        assert d["accuracy"] is None and d["ece"] is None and d["topk"] is None
+    else:
+        assert math.isnan(d["accuracy"]) and math.isnan(d["ece"])
+        assert all(math.isnan(v) for v in d["topk"].values())
+    assert d["count"] == 40
+    assert d["weight_sum"] == pytest.approx(float(np.sum(s)), rel=1e-13)
+    ref = reference_evaluate(x, t, from_logits=from_logits, sample_weight=s, topk=(1, 2))
+    compare(r, ref, dtype, weighted=True, check_bins=False)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ignored_nan_row_counts_nowhere(dtype):
+    """A NaN row whose label is ignore_index counts nowhere (as in cross_entropy)."""
+    rng = np.random.default_rng(_seed("ignored nan", dtype))
+    x, y = make_case(rng, (30, 4), dtype, True, "int64")
+    x[4, 1] = np.nan
+    y[4] = -1
+    d = check(x, y, ignore_index=-1, topk=(1, 2))
+    assert d["count"] == 29 and not math.isnan(d["loss"]) and not math.isnan(d["ece"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target", ["labels", "soft"])
+def test_masked_logits(dtype, target):
+    """-inf (masked) logits: their probability is 0 and 0·log 0 = 0 in the entropy."""
+    inf = np.inf
+    rng = np.random.default_rng(_seed("masked", dtype, target))
+    x, _ = make_case(rng, (60, 5), dtype, True, "int64")
+    x[::2, 1] = -inf
+    x[::3, 3] = -inf
+    x[5, [0, 2, 3, 4]] = -inf               # one finite class left
+    y = labels(rng, (60,), 5)
+    y[x[np.arange(60), y] == -inf] = 0
+    y[5] = 1
+    x = avoid_edges(rng, x, True, -1)
+    if target == "soft":
+        t = soft_targets(rng, x.shape, dtype)
+        t[x == -inf] = 0.0                  # no target mass on masked classes
+        d = check(x, t, topk=(1, 2))
+    else:
+        d = check(x, y, topk=(1, 2, 4))
+    for key in ("loss", "entropy", "brier"):
+        assert math.isfinite(d[key]), key
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_label_on_masked_class(dtype):
+    """A label on a -inf class: the loss is +inf (as cross_entropy), perplexity +inf; the rank
+    still follows the rule (-inf ties ordered by index), the other metrics stay finite."""
+    x = np.array([[0.0, -np.inf, 1.0, -np.inf], [2.0, 0.5, -1.0, 0.0]], dtype=dtype)
+    y = np.array([3, 0])
+    d = check(x, y, topk=(1, 2, 3, 4))
+    assert d["loss"] == np.inf and d["perplexity"] == np.inf
+    assert d["topk"] == {1: 0.5, 2: 0.5, 3: 0.5, 4: 1.0}        # ranks 3 and 0
+    assert math.isfinite(d["entropy"]) and math.isfinite(d["brier"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_plus_inf_logit_loss_is_cross_entropy(dtype):
+    """A +inf logit: the loss is still cross_entropy's (0 for that row at its label, +inf
+    elsewhere)."""
+    x = np.array([[np.inf, 0.0, 0.0], [1.0, 2.0, 3.0], [0.5, -1.0, 0.0]], dtype=dtype)
+    for y in (np.array([0, 2, 1]), np.array([1, 2, 1])):
+        r = fastxent.evaluate(x, y, topk=(1, 2))
+        check_loss_matches_cross_entropy(r, x, y, dtype)
+        check_invariants(plain(r))
+
+
+def test_confident_rows_float64():
+    """Confident rows keep full relative precision in the loss."""
+    x = np.array([[40.0, 0.0, 0.0]])
+    d = check(x, np.array([0]))
+    q = math.exp(-40) / (1 + 2 * math.exp(-40))
+    assert d["loss"] == pytest.approx(2 * math.exp(-40), rel=1e-12)
+    assert d["loss"] == pytest.approx(math.log1p(2 * math.exp(-40)), rel=1e-14)
+    assert d["accuracy"] == 1.0
+    assert 0.0 <= d["brier"] <= 1e-30          # (2q)² + 2q² ≈ 5e-35
+    assert d["entropy"] == pytest.approx(2 * q * (1 - math.log(q)), abs=1e-15)
+    assert d["ece"] == pytest.approx(0.0, abs=1e-15)
+    assert d["ece_bins"]["weight"][14] == 1.0
+    # several confident rows, right and wrong
+    x = np.array([[40.0, 0.0, 0.0], [0.0, 35.0, 0.0], [0.0, 0.0, 30.0], [38.0, 0.0, 0.0]])
+    y = np.array([0, 1, 2, 1])
+    d = check(x, y, topk=(1, 2))
+    expected = (math.log1p(2 * math.exp(-40)) + math.log1p(2 * math.exp(-35))
+                + math.log1p(2 * math.exp(-30)) + 38 + math.log1p(2 * math.exp(-38))) / 4
+    assert d["loss"] == pytest.approx(expected, rel=1e-14)
+    assert d["accuracy"] == 0.75
+    assert d["ece"] == pytest.approx(0.25, rel=1e-12)
+
+
+def test_confident_rows_float32():
+    """float32: loss log1p(2 e^-20) ≈ 4.1e-9 to float32 precision."""
+    x = np.array([[20.0, 0.0, 0.0], [0.0, 17.0, 0.0]], np.float32)
+    d = check(x, np.array([0, 1]))
+    expected = (math.log1p(2 * math.exp(-20)) + math.log1p(2 * math.exp(-17))) / 2
+    assert d["loss"] == pytest.approx(expected, rel=2e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# threads
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target", ["labels", "soft"])
+def test_threads_bitwise_identical(dtype, target):
+    """n_threads=1 and n_threads=2 give bitwise identical results (inputs big enough for two
+    threads to run)."""
+    rng = np.random.default_rng(_seed("threads", dtype, target))
+    x, t = make_case(rng, (8000, 10), dtype, True, "soft" if target == "soft" else "int64")
+    kw = {"sample_weight": rng.uniform(0.1, 2.0, 8000), "weight": np.linspace(0.5, 2, 10)}
+    if target == "labels":
+        t[::5] = 7
+        kw.update(ignore_index=7, topk=(1, 2, 3, 9))
+    one = fastxent.evaluate(x, t, n_threads=1, **kw).to_dict()
+    two = fastxent.evaluate(x, t, n_threads=2, **kw).to_dict()
+    assert_identical(one, two)
+    xp, _ = make_case(rng, (8000, 10), dtype, False, "int64")
+    one = fastxent.evaluate(xp, t, from_logits=False, n_threads=1, **kw).to_dict()
+    two = fastxent.evaluate(xp, t, from_logits=False, n_threads=2, **kw).to_dict()
+    assert_identical(one, two)
+
+
+# ---------------------------------------------------------------------------------------------
+# result type
+
+
+def test_result_type():
+    """EvaluationResult is a frozen dataclass; ece_bins a CalibrationBins."""
+    r = fastxent.evaluate(np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([1, 1]))
+    assert dataclasses.is_dataclass(r)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.loss = 0.0
+    assert isinstance(r.ece_bins, fastxent.CalibrationBins)
+    np.testing.assert_array_equal(np.asarray(r.ece_bins.edges), np.arange(16) / 15)
+    assert np.shape(r.ece_bins.edges) == (16,)
+    for k in ("weight", "confidence", "accuracy"):
+        assert np.shape(getattr(r.ece_bins, k)) == (15,)
+    assert r.count == 2 and r.weight_sum == 2.0
+    assert list(r.topk) == [1, 5]
+    json.dumps(r.to_dict())                   # plain Python values
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluator
+
+
+def _splits(n, cuts):
+    bounds = [0, *cuts, n]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+EVAL_CASES = {
+    "labels-f64": dict(dtype="float64", from_logits=True, target="int64", shape=(500, 6),
+                       axis=-1, opts={"weight": np.linspace(0.5, 2, 6), "ignore_index": 4,
+                                      "topk": (1, 3)}),
+    "labels-f32-axis1": dict(dtype="float32", from_logits=True, target="int32",
+                             shape=(120, 5, 3), axis=1, opts={"topk": (1, 2, 5)}),
+    "probs-f64": dict(dtype="float64", from_logits=False, target="uint8", shape=(300, 4),
+                      axis=-1, opts={"eps": 1e-3}),
+    "soft-f64": dict(dtype="float64", from_logits=True, target="soft", shape=(400, 7),
+                     axis=-1, opts={"weight": np.linspace(2, 0.5, 7)}),
+    "soft-f32-probs": dict(dtype="float32", from_logits=False, target="soft", shape=(200, 3),
+                           axis=-1, opts={}),
+}
+
+
+def _eval_data(name):
+    case = EVAL_CASES[name]
+    rng = np.random.default_rng(_seed("evaluator", name))
+    x, t = make_case(rng, case["shape"], case["dtype"], case["from_logits"], case["target"],
+                     axis=case["axis"])
+    opts = dict(case["opts"], from_logits=case["from_logits"], axis=case["axis"])
+    if "ignore_index" in opts:
+        t.reshape(-1)[::4] = opts["ignore_index"]
+    s = rng.uniform(0.1, 2.0, size=np.moveaxis(x, case["axis"], -1).shape[:-1])
+    return x, t, s, opts
+
+
+def _assert_close_results(a, b, rtol=1e-13, atol=1e-15, what=""):
+    """Two results equal up to float64 rounding (counts exact)."""
+    a, b = plain(a), plain(b)
+    for key in FLOAT_METRICS + ("accuracy", "weight_sum"):
+        _close(a[key], b[key], rtol, atol, f"{what} {key}")
+    assert a["count"] == b["count"]
+    assert (a["topk"] is None) == (b["topk"] is None)
+    if a["topk"] is not None:
+        assert list(a["topk"]) == list(b["topk"])
+        for k in a["topk"]:
+            _close(a["topk"][k], b["topk"][k], rtol, atol, f"{what} top-{k}")
+    assert (a["ece_bins"] is None) == (b["ece_bins"] is None)
+    if a["ece_bins"] is not None:
+        for k in BIN_KEYS:
+            _close(a["ece_bins"][k], b["ece_bins"][k], rtol, atol, f"{what} bins {k}")
+
+
+@pytest.mark.parametrize("name", list(EVAL_CASES))
+def test_evaluator_chunks_equal_whole(name):
+    """update() over uneven chunks (an empty one included) equals evaluate on the whole."""
+    x, t, s, opts = _eval_data(name)
+    n = x.shape[0]
+    whole = fastxent.evaluate(x, t, sample_weight=s, **opts)
+    ev = fastxent.Evaluator(**opts)
+    for sl in _splits(n, [7, 7, n // 3, n // 3 + 1, n - 2]):
+        assert ev.update(x[sl], t[sl], sample_weight=s[sl]) is ev
+    _assert_close_results(ev.result(), whole, what=name)
+    # without sample weights
+    whole = fastxent.evaluate(x, t, **opts)
+    ev = fastxent.Evaluator(**opts)
+    for sl in _splits(n, [n // 2, n // 2, n - 1]):
+        ev.update(x[sl], t[sl])
+    _assert_close_results(ev.result(), whole, what=name)
+    assert plain(ev.result())["count"] == plain(whole)["count"]
+
+
+@pytest.mark.parametrize("name", list(EVAL_CASES))
+def test_evaluator_merge_equals_whole(name):
+    """merge() of evaluators fed with parts equals evaluate on the whole."""
+    x, t, s, opts = _eval_data(name)
+    n = x.shape[0]
+    whole = fastxent.evaluate(x, t, sample_weight=s, **opts)
+    parts = []
+    for sl in _splits(n, [n // 5, n // 2]):
+        parts.append(fastxent.Evaluator(**opts).update(x[sl], t[sl], sample_weight=s[sl]))
+    first = parts[0]
+    assert first.merge(parts[1]) is first
+    first.merge(parts[2])
+    _assert_close_results(first.result(), whole, what=name)
+    # the merged-in evaluators are unchanged
+    _assert_close_results(parts[2].result(),
+                          fastxent.evaluate(x[n // 2:], t[n // 2:], sample_weight=s[n // 2:],
+                                            **opts), what=name + " part")
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+@pytest.mark.parametrize("name", list(EVAL_CASES))
+def test_evaluator_json_round_trip(name, with_nan):
+    """to_dict -> json -> from_dict gives the same result bitwise, and the restored evaluator
+    goes on exactly like the original."""
+    x, t, s, opts = _eval_data(name)
+    if with_nan:
+        x = x.copy()
+        x[(1,) + (0,) * (x.ndim - 1)] = np.nan            # in a counted row
+        if "ignore_index" in opts:
+            t[1] = 0
+    n = x.shape[0]
+    ev = fastxent.Evaluator(**opts, validate=False).update(x[: n // 2], t[: n // 2],
+                                                           sample_weight=s[: n // 2])
+    text = json.dumps(ev.to_dict())
+    back = fastxent.Evaluator.from_dict(json.loads(text))
+    assert_identical(back.result().to_dict(), ev.result().to_dict())
+    back2 = fastxent.Evaluator.from_dict(json.loads(text), n_threads=1)
+    ev.update(x[n // 2:], t[n // 2:], sample_weight=s[n // 2:])
+    back2.update(x[n // 2:], t[n // 2:], sample_weight=s[n // 2:])
+    assert_identical(back2.result().to_dict(), ev.result().to_dict())
+    if with_nan:
+        assert math.isnan(ev.result().loss)
+
+
+def test_evaluator_fresh_result():
+    """A fresh Evaluator (no rows): NaN metrics, count 0, weight_sum 0."""
+    r = fastxent.Evaluator().result()
+    d = r.to_dict()
+    for key in ("loss", "perplexity", "entropy", "brier"):
+        assert math.isnan(d[key]), key
+    for key in ("accuracy", "ece"):
+        assert d[key] is None or math.isnan(d[key]), key
+    assert d["count"] == 0 and d["weight_sum"] == 0.0
+    # an empty first chunk: the same as evaluate on it
+    ev = fastxent.Evaluator(topk=(1, 3)).update(np.zeros((0, 4)), np.zeros(0, np.int64))
+    assert_identical(ev.result().to_dict(),
+                     fastxent.evaluate(np.zeros((0, 4)), np.zeros(0, np.int64),
+                                       topk=(1, 3)).to_dict())
+
+
+def _fed(rng, n_classes=4, soft=False, **opts):
+    x = logits(rng, (20, n_classes)) if opts.get("from_logits", True) else probabilities(
+        rng, (20, n_classes))
+    t = soft_targets(rng, x.shape) if soft else labels(rng, (20,), n_classes)
+    return fastxent.Evaluator(**opts).update(x, t)
+
+
+@pytest.mark.parametrize("other", [
+    dict(n_classes=5),
+    dict(soft=True),
+    dict(from_logits=False),
+    dict(topk=(1, 3)),
+    dict(weight=[1.0, 2.0, 1.0, 1.0]),
+    dict(ignore_index=-100),
+    dict(eps=1e-3),
+], ids=["classes", "target_kind", "from_logits", "topk", "weight", "ignore_index", "eps"])
+def test_evaluator_merge_mismatch_raises(other):
+    """merge() with another number of classes, other options or another target kind raises
+    ValueError and changes nothing."""
+    rng = np.random.default_rng(0)
+    base_opts = {"topk": (1, 5)}
+    ev = _fed(rng, **base_opts)
+    other = dict(other)
+    opts = dict(base_opts)
+    opts.update({k: v for k, v in other.items() if k not in ("n_classes", "soft")})
+    o = _fed(rng, n_classes=other.get("n_classes", 4), soft=other.get("soft", False), **opts)
+    before = ev.result().to_dict()
+    with pytest.raises(ValueError):
+        ev.merge(o)
+    assert_identical(ev.result().to_dict(), before)
+
+
+def test_evaluator_update_mismatch_raises():
+    """Every chunk must have the classes and the target kind of the first one."""
+    rng = np.random.default_rng(1)
+    ev = fastxent.Evaluator().update(logits(rng, (10, 4)), labels(rng, (10,), 4))
+    before = ev.result().to_dict()
+    with pytest.raises(ValueError):
+        ev.update(logits(rng, (10, 5)), labels(rng, (10,), 5))
+    with pytest.raises(ValueError):
+        ev.update(logits(rng, (10, 4)), soft_targets(rng, (10, 4)))
+    assert_identical(ev.result().to_dict(), before)
+    ev = fastxent.Evaluator().update(logits(rng, (10, 4)), soft_targets(rng, (10, 4)))
+    with pytest.raises(ValueError):
+        ev.update(logits(rng, (10, 4)), labels(rng, (10,), 4))
+
+
+def test_evaluator_failed_update_changes_nothing():
+    """An update that raises (a label out of range in its last row) leaves the state as it
+    was: nothing is computed partially."""
+    rng = np.random.default_rng(2)
+    x, y = logits(rng, (50, 4)), labels(rng, (50,), 4)
+    ev = fastxent.Evaluator(topk=(1, 2)).update(x, y)
+    before = ev.to_dict()
+    bad = y.copy()
+    bad[-1] = 4
+    with pytest.raises(ValueError, match=r"target\[49\] = 4"):
+        ev.update(x, bad)
+    with pytest.raises(ValueError):
+        ev.update(x, y, sample_weight=np.ones(7))
+    assert_identical(ev.to_dict(), before)
+    ev.update(x, y)                             # still usable, and counts x twice
+    _assert_close_results(ev.result(),
+                          fastxent.evaluate(np.concatenate([x, x]), np.concatenate([y, y]),
+                                            topk=(1, 2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+
+
+def _message(func, *args, **kwargs):
+    with pytest.raises(Exception) as info:
+        func(*args, **kwargs)
+    return info
+
+
+def test_label_out_of_range_names_the_row():
+    """Same message as cross_entropy: the offending row's index and value."""
+    x = np.zeros((2, 3, 4))
+    y = np.array([[0, 1, 2, 0], [0, 1, 2, 7]])
+    ce = _message(fastxent.cross_entropy, x, y, axis=1)
+    ev = _message(fastxent.evaluate, x, y, axis=1)
+    assert ev.type is ValueError and ce.type is ValueError
+    assert "target[1, 3] = 7" in str(ev.value)
+    assert str(ce.value) in str(ev.value)
+    ev = _message(fastxent.evaluate, np.zeros((4, 3)), np.array([0, -1, 5, 0]))
+    assert "target[1] = -1" in str(ev.value)
+    ev = _message(fastxent.evaluate, np.zeros((4, 3)), np.array([0, -1, 5, 0]),
+                  ignore_index=-1)
+    assert "target[2] = 5" in str(ev.value)
+
+
+@pytest.mark.parametrize("topk", [(0,), (1, 0), (-1,), (1, -5), (1.5,), (1, 2.0), ("a",), (),
+                                  [], "5", (None,)],
+                         ids=lambda v: repr(v))
+def test_bad_topk_raises(topk):
+    """topk must be a non-empty sequence of positive ints."""
+    x, y = np.zeros((3, 4)), np.array([0, 1, 2])
+    with pytest.raises((ValueError, TypeError)):
+        fastxent.evaluate(x, y, topk=topk)
+    with pytest.raises((ValueError, TypeError)):
+        fastxent.Evaluator(topk=topk)
+
+
+@pytest.mark.parametrize("case", [
+    dict(kw={"sample_weight": np.ones(3)}),
+    dict(kw={"weight": np.ones(3)}),
+    dict(kw={"ignore_index": 1}, soft=True),
+    dict(kw={}, x=np.full((4, 4), 1.5), from_logits=False),
+    dict(kw={}, x=np.full((4, 4), -0.5), from_logits=False),
+    dict(kw={"eps": 0.7}, from_logits=False),
+    dict(kw={"n_threads": 0}),
+    dict(kw={}, t=np.array([0.0, 1.0, 2.0, 1.0])),
+    dict(kw={}, t=np.zeros((4, 5))),
+    dict(kw={}, t=np.array([0, 1, 2])),
+    dict(kw={"axis": 2}),
+], ids=["sample_weight_shape", "weight_shape", "ignore_soft", "prob_gt_1", "prob_lt_0", "eps",
+        "n_threads_0", "float_labels", "soft_shape", "label_shape", "axis"])
+def test_errors_like_cross_entropy(case):
+    """The shared arguments are checked as cross_entropy checks them: the same exception."""
+    x = case.get("x", np.full((4, 4), 0.25))
+    t = case.get("t", np.full((4, 4), 0.25) if case.get("soft") else np.array([0, 1, 2, 3]))
+    kw = dict(case["kw"], from_logits=case.get("from_logits", True))
+    ce = _message(fastxent.cross_entropy, x, t, **kw)
+    ev = _message(fastxent.evaluate, x, t, **kw)
+    assert ev.type is ce.type, (ev.value, ce.value)
