@@ -237,9 +237,10 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
         As for ``fastxent.evaluate``. `weight` is a small array sent with every task.
     n_threads : int, optional
         OpenMP threads of each block's kernel call, as for ``fastxent.evaluate``: None uses
-        the worker's usable cores (or its ``OMP_NUM_THREADS``). Where Dask already runs
-        a task per core (the threaded scheduler, or several worker processes or threads
-        per machine), pass ``n_threads=1`` to avoid oversubscription.
+        the usable cores of the process that runs the task, or its ``OMP_NUM_THREADS``,
+        which ``dask.distributed`` workers set to 1 by default: on a cluster each block
+        runs on one thread unless `n_threads` says otherwise. With Dask's threaded
+        scheduler, which already runs a task per core, pass ``n_threads=1``.
     split_every : int >= 2, optional
         How many states each merge task combines (default 8).
     compute : bool, default=True
@@ -346,8 +347,8 @@ def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight
     from_logits, weight, ignore_index, label_smoothing, eps, reduction, axis, validate
         As for ``fastxent.cross_entropy``. `weight` is a small array sent with every task.
     n_threads : int, optional
-        OpenMP threads of each block's kernel call (see ``evaluate``); pass 1 where Dask
-        already runs a task per core.
+        OpenMP threads of each block's kernel call, as for ``evaluate`` (on a
+        ``dask.distributed`` worker, one by default).
     split_every : int >= 2, optional
         How many block sums each task of the ``"sum"``/``"mean"`` tree adds (default 8).
 

@@ -21,7 +21,7 @@ EXAMPLE = pathlib.Path(__file__).with_name("typing_example.py")
 
 def test_py_typed_marker_and_stubs_ship():
     assert (PACKAGE / "py.typed").is_file()
-    for stub in ("__init__.pyi", "sklearn.pyi", "torch.pyi", "_kernels_baseline.pyi"):
+    for stub in ("__init__.pyi", "sklearn.pyi", "torch.pyi", "dask.pyi", "_kernels_baseline.pyi"):
         assert (PACKAGE / stub).is_file(), stub
 
 
@@ -65,7 +65,8 @@ def _runtime_signature(obj):
 
 @pytest.mark.parametrize("module, stub, needs", [("fastxent", "__init__.pyi", None),
                                                  ("fastxent.sklearn", "sklearn.pyi", "sklearn"),
-                                                 ("fastxent.torch", "torch.pyi", "torch")])
+                                                 ("fastxent.torch", "torch.pyi", "torch"),
+                                                 ("fastxent.dask", "dask.pyi", "dask")])
 def test_stub_signatures_match_runtime(module, stub, needs):
     if needs:
         pytest.importorskip(needs)
