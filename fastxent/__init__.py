@@ -10,6 +10,7 @@ from fastxent._binary import (binary_cross_entropy, binary_cross_entropy_grad,
                               binary_cross_entropy_loss_and_grad)
 from fastxent._config import __version__, config, show_config
 from fastxent._evaluate import CalibrationBins, EvaluationResult, Evaluator, evaluate
+from fastxent._files import EvalFileError, evaluate_files
 from fastxent._multiclass import (cross_entropy, cross_entropy_grad,
                                   cross_entropy_loss_and_grad)
 from fastxent._softmax import log_softmax, logsumexp, softmax
@@ -38,7 +39,9 @@ __all__ = [
     "cross_entropy_grad",
     "cross_entropy_loss_and_grad",
     "effective_n_threads",
+    "EvalFileError",
     "evaluate",
+    "evaluate_files",
     "EvaluationResult",
     "Evaluator",
     "get_include",

@@ -1,6 +1,7 @@
 """Type stubs for fastxent's public API (see fastxent/__init__.py)."""
 
 from collections.abc import Sequence
+from os import PathLike
 from typing import Any, Literal, SupportsIndex, overload
 
 import numpy as np
@@ -173,6 +174,16 @@ def evaluate(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
              sample_weight: ArrayLike | None = ..., ignore_index: int | None = ...,
              eps: float | None = ..., axis: SupportsIndex = ..., validate: bool = ...,
              n_threads: int | None = ...) -> EvaluationResult: ...
+
+class EvalFileError(ValueError): ...
+
+def evaluate_files(logits_path: str | PathLike[str], labels_path: str | PathLike[str], *,
+                   from_logits: bool = ..., topk: Sequence[int] = ...,
+                   weight: ArrayLike | None = ..., ignore_index: int | None = ...,
+                   eps: float | None = ..., chunk_rows: int | None = ...,
+                   checkpoint: str | PathLike[str] | None = ..., progress: bool | None = ...,
+                   n_threads: int | None = ...,
+                   checkpoint_interval: float = ...) -> EvaluationResult: ...
 
 # ---- threads and build ----------------------------------------------------------------------
 

@@ -28,25 +28,37 @@ SOFTMAX_CE = "softmax_ce"
 SOFTMAX_CE_LOSS = "softmax_ce_loss"
 BINARY_CE = "binary_ce"
 BINARY_LOGLOSS = "binary_logloss"
+EVALUATE = "evaluate"
 KINDS_WITH_GRAD = frozenset({SOFTMAX_CE, BINARY_CE})
-SOFTMAX_KINDS = frozenset({SOFTMAX_CE, SOFTMAX_CE_LOSS})
+SOFTMAX_KINDS = frozenset({SOFTMAX_CE, SOFTMAX_CE_LOSS, EVALUATE})
 
 FULL_SIZES = {
     SOFTMAX_CE: [(200_000, 100), (20_000, 1000), (2048, 32_000), (1_000_000, 10), (64, 10)],
     SOFTMAX_CE_LOSS: [(20_000, 1000)],
     BINARY_CE: [(10_000_000,)],
     BINARY_LOGLOSS: [(10_000_000,)],
+    # 20000x1000 is left out of the default run, which it would take past a minute on 2 cores.
+    EVALUATE: [(1_000_000, 10)],
 }
 QUICK_SIZES = {
     SOFTMAX_CE: [(2000, 100), (64, 1000), (64, 10)],
     SOFTMAX_CE_LOSS: [(200, 1000)],
     BINARY_CE: [(100_000,)],
     BINARY_LOGLOSS: [(100_000,)],
+    EVALUATE: [(2000, 10), (64, 1000)],
 }
 DTYPES = ("float32", "float64")
 MAX_COPY_BYTES = 256 * 2**20
 # Keeps probabilities away from 0 and 1 so that no implementation has to clip them.
 PROBABILITY_MARGIN = 1e-4
+# The "evaluate" workload: top-1 and top-TOP_K accuracy, and the ECE over ECE_BINS equal-width
+# bins (bin b holds the confidences in (b/ECE_BINS, (b+1)/ECE_BINS]), as fastxent.evaluate has.
+TOP_K = 5
+EVALUATE_TOPK = (1, TOP_K)
+ECE_BINS = 15
+# The metrics every "evaluate" implementation computes (see EVALUATE_METRICS).
+EVALUATE_METRIC_NAMES = (
+    "loss", "perplexity", "accuracy", f"top{TOP_K}", "entropy", "brier", "ece")
 
 Run = Callable[[], float]
 Builder = Callable[["Data", int], Run]
@@ -60,8 +72,10 @@ class Workload:
     ----------
     kind : str
         ``"softmax_ce"`` (loss and gradient, integer labels), ``"softmax_ce_loss"`` (loss
-        only), ``"binary_ce"`` (binary CE with logits, loss and gradient) or
-        ``"binary_logloss"`` (binary CE on probabilities, loss only).
+        only), ``"binary_ce"`` (binary CE with logits, loss and gradient),
+        ``"binary_logloss"`` (binary CE on probabilities, loss only) or ``"evaluate"``
+        (every metric of :func:`fastxent.evaluate` from logits and integer labels, top-1 and
+        top-5).
     dtype : str
         ``"float32"`` or ``"float64"``.
     shape : tuple of int
@@ -106,7 +120,7 @@ class Timing:
 
 @dataclass(frozen=True)
 class Implementation:
-    """An implementation: the module it needs and one builder per workload kind."""
+    """An implementation: the module it needs and one builder per workload kind it supports."""
 
     module: str
     builders: dict[str, Builder]
@@ -236,6 +250,14 @@ def available_peers():
     return [name for name in PEERS if import_peer(name) is not None]
 
 
+def supports(name, kind):
+    """Whether implementation ``name`` has a builder for workload kind ``kind``.
+
+    A peer without one is not applicable to that kind: it is left out of the kind's results.
+    """
+    return kind in IMPLEMENTATIONS[name].builders
+
+
 def prepare(name, workload, data, threads):
     """Build the timed callable of implementation ``name`` for a workload.
 
@@ -263,7 +285,8 @@ def benchmark_workload(workload, *, threads, repeat, peers, copy_bytes_per_s):
     dict
         Workload description, fastxent timings, GB/s, percentage of copy bandwidth, and under
         ``"peers"`` for each peer ``{"median_s", "ratio"}`` (ratio = peer time / fastxent
-        time) or ``{"error": message}`` when the peer failed.
+        time) or ``{"error": message}`` when the peer failed. A peer with no builder for the
+        workload's kind (not applicable) is absent from ``"peers"``.
     """
     data = make_data(workload)
     timing = time_call(prepare("fastxent", workload, data, threads), repeat)
@@ -281,6 +304,7 @@ def benchmark_workload(workload, *, threads, repeat, peers, copy_bytes_per_s):
         "peers": {
             peer: _time_peer(peer, workload, data, threads, repeat, timing.median)
             for peer in peers
+            if supports(peer, workload.kind)
         },
     }
 
@@ -397,6 +421,20 @@ def _fastxent_binary_logloss(data, threads):
         data.inputs, data.targets, from_logits=False, n_threads=threads))
 
 
+def _fastxent_evaluate_metrics(data, threads):
+    def run():
+        result = fastxent.evaluate(data.inputs, data.targets, topk=EVALUATE_TOPK,
+                                   n_threads=threads)
+        return _metrics(result.loss, result.perplexity, result.accuracy, result.topk[TOP_K],
+                        result.entropy, result.brier, result.ece)
+    return run
+
+
+def _metrics(*values):
+    """The metrics of an "evaluate" run as a dict of floats keyed by EVALUATE_METRIC_NAMES."""
+    return dict(zip(EVALUATE_METRIC_NAMES, map(float, values), strict=True))
+
+
 # --- NumPy (single-threaded vectorised reference; `threads` is ignored) ---------------------
 
 def _numpy_sigmoid(x):
@@ -476,6 +514,40 @@ def _numpy_binary_logloss(data, threads):
     return run
 
 
+def _numpy_brier(probabilities, label_probabilities):
+    """Mean Brier score with one-hot targets: ``sum_c p_c**2 - 2 p_y + 1`` per row."""
+    return np.mean((probabilities ** 2).sum(axis=1) - 2 * label_probabilities + 1)
+
+
+def _numpy_ece(confidence, correct):
+    """Expected calibration error over ``ECE_BINS`` equal-width confidence bins."""
+    edges = np.arange(ECE_BINS + 1) / ECE_BINS
+    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, ECE_BINS - 1)
+    confidence_sums = np.bincount(bins, weights=confidence, minlength=ECE_BINS)
+    correct_sums = np.bincount(bins, weights=correct, minlength=ECE_BINS)
+    return np.abs(correct_sums - confidence_sums).sum() / len(confidence)
+
+
+def _numpy_evaluate_metrics(data, threads):
+    logits, labels = _as_rows(data)
+    rows = np.arange(len(labels))
+
+    def run():
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        probs = np.exp(log_probs)
+        label_log_probs = log_probs[rows, labels]
+        loss = -label_log_probs.mean()
+        correct = logits.argmax(axis=1) == labels
+        top_k = np.argpartition(logits, -TOP_K, axis=1)[:, -TOP_K:]
+        top_k_accuracy = (top_k == labels[:, None]).any(axis=1).mean()
+        entropy = -(probs * log_probs).sum(axis=1).mean()
+        brier = _numpy_brier(probs, np.exp(label_log_probs))
+        ece = _numpy_ece(probs.max(axis=1), correct)
+        return _metrics(loss, np.exp(loss), correct.mean(), top_k_accuracy, entropy, brier, ece)
+    return run
+
+
 # --- PyTorch --------------------------------------------------------------------------------
 
 def _torch_setup(data, threads, softmax, requires_grad):
@@ -525,6 +597,34 @@ def _torch_binary_logloss(data, threads):
     return _torch_loss_only(F.binary_cross_entropy, *_torch_setup(data, threads, False, False))
 
 
+def _torch_evaluate_metrics(data, threads):
+    import torch
+    import torch.nn.functional as F
+    logits, labels = _torch_setup(data, threads, True, False)
+    edges = torch.arange(ECE_BINS + 1, dtype=logits.dtype) / ECE_BINS
+
+    def run():
+        with torch.no_grad():
+            loss = F.cross_entropy(logits, labels)
+            log_probs = F.log_softmax(logits, dim=1)
+            probs = log_probs.exp()
+            correct = logits.argmax(dim=1) == labels
+            top_k = logits.topk(TOP_K, dim=1).indices
+            top_k_accuracy = (top_k == labels[:, None]).any(dim=1).float().mean()
+            entropy = -(probs * log_probs).sum(dim=1).mean()
+            label_probs = probs.gather(1, labels[:, None]).squeeze(1)
+            brier = (probs.square().sum(dim=1) - 2 * label_probs + 1).mean()
+            confidence = probs.amax(dim=1)
+            bins = (torch.bucketize(confidence, edges) - 1).clamp(0, ECE_BINS - 1)
+            confidence_sums = torch.bincount(bins, weights=confidence, minlength=ECE_BINS)
+            correct_sums = torch.bincount(bins, weights=correct.to(confidence.dtype),
+                                          minlength=ECE_BINS)
+            ece = (correct_sums - confidence_sums).abs().sum() / len(labels)
+            return _metrics(loss, loss.exp(), correct.float().mean(), top_k_accuracy, entropy,
+                            brier, ece)
+    return run
+
+
 # --- scikit-learn (per-sample losses and gradients, reduced to the mean loss) ---------------
 
 def _sklearn_loss_gradient(loss, inputs, targets, threads):
@@ -568,6 +668,27 @@ def _sklearn_binary_ce(data, threads):
 def _sklearn_binary_logloss(data, threads):
     from sklearn.metrics import log_loss
     return lambda: float(log_loss(data.targets, data.inputs))
+
+
+def _sklearn_evaluate_metrics(data, threads):
+    from scipy.special import softmax
+    from scipy.stats import entropy
+    from sklearn.metrics import accuracy_score, log_loss, top_k_accuracy_score
+    logits, labels = _as_rows(data)
+    classes = np.arange(logits.shape[1])
+    rows = np.arange(len(labels))
+
+    def run():
+        probs = softmax(logits, axis=1)
+        loss = log_loss(labels, probs, labels=classes)
+        predictions = probs.argmax(axis=1)
+        accuracy = accuracy_score(labels, predictions)
+        top_k_accuracy = top_k_accuracy_score(labels, probs, k=TOP_K, labels=classes)
+        mean_entropy = entropy(probs, axis=1).mean()
+        brier = _numpy_brier(probs, probs[rows, labels])
+        ece = _numpy_ece(probs.max(axis=1), predictions == labels)
+        return _metrics(loss, np.exp(loss), accuracy, top_k_accuracy, mean_entropy, brier, ece)
+    return run
 
 
 # --- JAX (jit-compiled; uses XLA's own thread pool, `threads` is ignored) -------------------
@@ -633,24 +754,50 @@ def _jax_binary_logloss(data, threads):
     return _jax_loss_only(_jax_logloss, *_jax_setup(data, softmax=False))
 
 
-def _implementation(module, softmax_ce, softmax_ce_loss, binary_ce, binary_logloss):
-    return Implementation(module, {
+def _loss_of(metrics_builder):
+    """The builder that times ``metrics_builder``'s call and returns only its loss."""
+    def builder(data, threads):
+        run = metrics_builder(data, threads)
+        return lambda: run()["loss"]
+    return builder
+
+
+def _implementation(module, softmax_ce, softmax_ce_loss, binary_ce, binary_logloss,
+                    evaluate_metrics=None):
+    builders = {
         SOFTMAX_CE: softmax_ce,
         SOFTMAX_CE_LOSS: softmax_ce_loss,
         BINARY_CE: binary_ce,
         BINARY_LOGLOSS: binary_logloss,
-    })
+    }
+    if evaluate_metrics is not None:
+        builders[EVALUATE] = _loss_of(evaluate_metrics)
+    return Implementation(module, builders)
 
+
+# Builders of the "evaluate" kind whose call returns every metric, as a dict keyed by
+# EVALUATE_METRIC_NAMES (the timed builders return only the loss). JAX has none: the kind is
+# not applicable to it.
+EVALUATE_METRICS = {
+    "fastxent": _fastxent_evaluate_metrics,
+    "numpy": _numpy_evaluate_metrics,
+    "torch": _torch_evaluate_metrics,
+    "sklearn": _sklearn_evaluate_metrics,
+}
 
 IMPLEMENTATIONS = {
     "fastxent": _implementation("fastxent", _fastxent_softmax_ce, _fastxent_softmax_ce_loss,
-                                _fastxent_binary_ce, _fastxent_binary_logloss),
+                                _fastxent_binary_ce, _fastxent_binary_logloss,
+                                EVALUATE_METRICS["fastxent"]),
     "numpy": _implementation("numpy", _numpy_softmax_ce, _numpy_softmax_ce_loss,
-                             _numpy_binary_ce, _numpy_binary_logloss),
+                             _numpy_binary_ce, _numpy_binary_logloss,
+                             EVALUATE_METRICS["numpy"]),
     "torch": _implementation("torch", _torch_softmax_ce, _torch_softmax_ce_loss,
-                             _torch_binary_ce, _torch_binary_logloss),
+                             _torch_binary_ce, _torch_binary_logloss,
+                             EVALUATE_METRICS["torch"]),
     "sklearn": _implementation("sklearn", _sklearn_softmax_ce, _sklearn_softmax_ce_loss,
-                               _sklearn_binary_ce, _sklearn_binary_logloss),
+                               _sklearn_binary_ce, _sklearn_binary_logloss,
+                               EVALUATE_METRICS["sklearn"]),
     "jax": _implementation("jax", _jax_softmax_ce, _jax_softmax_ce_loss,
                            _jax_binary_ce, _jax_binary_logloss),
 }

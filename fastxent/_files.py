@@ -105,6 +105,17 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         run. The message names the file.
     FileNotFoundError
         An input file does not exist.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, fastxent
+    >>> folder = tempfile.mkdtemp()
+    >>> logits, labels = os.path.join(folder, "logits.npy"), os.path.join(folder, "labels.npy")
+    >>> np.save(logits, np.array([[2.0, 0.0], [0.0, 1.0]], dtype=np.float32))
+    >>> np.save(labels, np.array([0, 0]))
+    >>> result = fastxent.evaluate_files(logits, labels, topk=(1,))
+    >>> result.accuracy, result.count
+    (0.5, 2)
     """
     from fastxent._evaluate import Evaluator
 

@@ -1,0 +1,213 @@
+"""``fastxent eval``: JSON and table output, errors without tracebacks, kill and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fastxent
+from fastxent import _files, cli
+
+N, C = 1000, 10
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = (2.0 * rng.standard_normal((N, C))).astype(np.float32)
+    y = rng.integers(0, C, N)
+    x[np.arange(N), y] += 1.5
+    np.save(tmp_path / "logits.npy", x)
+    np.save(tmp_path / "labels.npy", y)
+    monkeypatch.chdir(tmp_path)
+    return x, y
+
+
+def run_main(capsys, *argv):
+    status = cli.main(["eval", *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _reject_constant(name):
+    raise AssertionError(f"non-strict JSON constant {name}")
+
+
+def strict_loads(text):
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def test_json_has_the_keys_and_values_of_to_dict(files, capsys):
+    status, out, err = run_main(capsys, "logits.npy", "labels.npy", "--json", "--topk", "1",
+                                "3", "--chunk-rows", "64")
+    assert status == 0 and err == ""
+    report = strict_loads(out)
+    expected = _files.evaluate_files("logits.npy", "labels.npy", topk=(1, 3),
+                                     chunk_rows=64).to_dict()
+    assert report.keys() == expected.keys()
+    assert report["topk"] == {str(k): v for k, v in expected["topk"].items()}
+    for key in ("loss", "perplexity", "accuracy", "entropy", "brier", "ece", "count",
+                "weight_sum"):
+        assert report[key] == expected[key]
+    assert report["ece_bins"].keys() == expected["ece_bins"].keys()
+    assert report["ece_bins"]["weight"] == list(expected["ece_bins"]["weight"])
+
+
+def test_json_maps_nan_to_null(files, capsys):
+    np.save("ignored.npy", np.full(N, -100))
+    status, out, _ = run_main(capsys, "logits.npy", "ignored.npy", "--json",
+                              "--ignore-index", "-100")
+    assert status == 0
+    report = strict_loads(out)
+    assert report["count"] == 0 and report["loss"] is None and report["accuracy"] is None
+    assert report["ece_bins"]["confidence"] == [None] * 15
+
+
+def test_table(files, capsys):
+    x, y = files
+    status, out, _ = run_main(capsys, "logits.npy", "labels.npy", "--no-progress")
+    assert status == 0
+    result = fastxent.evaluate(x, y)
+    lines = out.splitlines()
+    assert lines[0].split() == ["metric", "value"]
+    assert set(lines[1]) <= {"-", " "}
+    cells = dict(line.split() for line in lines[2:])
+    assert list(cells) == ["loss", "perplexity", "accuracy", "top-1", "top-5", "entropy",
+                           "brier", "ece", "count", "weight_sum"]
+    assert cells["loss"] == f"{result.loss:.6f}"
+    assert cells["top-5"] == f"{result.topk[5]:.6f}"
+    assert cells["count"] == str(N)
+    assert len({len(line) for line in lines[2:]}) == 1          # values right-aligned
+
+
+def test_bins_table_and_soft_targets(files, capsys):
+    x, _ = files
+    status, out, _ = run_main(capsys, "logits.npy", "labels.npy", "--bins")
+    assert status == 0
+    assert "confidence bin" in out and "(0.933, 1.000]" in out
+    soft = np.full((N, C), 1.0 / C)
+    np.save("soft.npy", soft)
+    status, out, _ = run_main(capsys, "logits.npy", "soft.npy", "--bins")
+    assert status == 0
+    cells = dict(line.split() for line in out.splitlines()[2:])
+    assert cells["accuracy"] == "-" and cells["ece"] == "-" and "top-5" not in cells
+    assert "confidence bin" not in out
+
+
+def test_options(files, capsys):
+    x, y = files
+    p = np.exp(x.astype(np.float64))
+    p /= p.sum(axis=1, keepdims=True)
+    np.save("probs.npy", p)
+    weight = np.linspace(0.5, 2.0, C)
+    np.savez("weights.npz", w=weight)
+    _, out, _ = run_main(capsys, "probs.npy", "labels.npy", "--from-probs", "--json",
+                         "--weight", "weights.npz:w", "--eps", "1e-9", "--threads", "1")
+    expected = fastxent.evaluate(p, y, from_logits=False, weight=weight, eps=1e-9)
+    assert strict_loads(out)["loss"] == expected.loss
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["logits.npy", "short.npy"], "short.npy: 999 rows, but logits.npy has 1000"),
+    (["cut.npy", "labels.npy"], "cut.npy: truncated: header says (1000, 10) float32"),
+    (["logits.npy", "bad.npy"], "bad.npy: label 10 at row 3 is out of range [0, 10)"),
+    (["missing.npy", "labels.npy"], "missing.npy: no such file"),
+    (["logits.npy", "labels.npy", "--weight", "missing.npy"], "missing.npy: no such file"),
+    (["logits.npy", "labels.npy", "--topk", "1", "--checkpoint", "nodir/s.json"],
+     "does not exist"),
+])
+def test_errors_are_one_line(files, capsys, argv, message):
+    x, y = files
+    np.save("short.npy", y[:999])
+    with open("logits.npy", "rb") as fp:
+        data = fp.read()
+    with open("cut.npy", "wb") as fp:
+        fp.write(data[:-1000])
+    bad = y.copy()
+    bad[3] = C
+    np.save("bad.npy", bad)
+    status, out, err = run_main(capsys, *argv)
+    assert status == 2 and out == ""
+    assert err == f"fastxent eval: error: {err.split('error: ', 1)[1]}"
+    assert message in err and err.count("\n") == 1
+
+
+def _command(*argv):
+    return [sys.executable, "-m", "fastxent.cli", "eval", *argv]
+
+
+def test_error_exit_status_in_a_process(files):
+    np.save("short.npy", np.zeros(5, np.int64))
+    done = subprocess.run(_command("logits.npy", "short.npy"), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == "fastxent eval: error: short.npy: 5 rows, but logits.npy has 1000\n"
+    assert "Traceback" not in done.stderr
+
+
+def test_kill_and_resume(tmp_path, monkeypatch):
+    """SIGKILL a checkpointed run mid-way; the same command resumes to identical output."""
+    monkeypatch.chdir(tmp_path)
+    rows, classes, chunk = 40_000, 16, 200
+    rng = np.random.default_rng(7)
+    np.save("logits.npy", rng.standard_normal((rows, classes)).astype(np.float32))
+    np.save("labels.npy", rng.integers(0, classes, rows).astype(np.int32))
+    state = tmp_path / "state.json"
+    command = _command("logits.npy", "labels.npy", "--json", "--no-progress", "--chunk-rows",
+                       str(chunk), "--checkpoint", str(state))
+    env = {key: value for key, value in os.environ.items() if key != _files._CHUNK_DELAY_ENV}
+    reference = subprocess.run(command[:-2], capture_output=True, text=True, env=env,
+                               timeout=60)
+    assert reference.returncode == 0, reference.stderr
+
+    # 200 chunks at 20 ms each: about 4 s; the first checkpoint comes after about 1 s.
+    slow = {**env, _files._CHUNK_DELAY_ENV: "0.02"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=slow)
+    deadline = time.monotonic() + 30
+    while not state.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL and out == b""
+    saved = json.loads(state.read_text())
+    assert saved["complete"] is False
+    assert 0 < saved["next_row"] < rows and saved["next_row"] % chunk == 0
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {state} at row {saved['next_row']} of {rows}" in resumed.stderr
+    assert resumed.stdout == reference.stdout                       # bitwise, as text
+    assert strict_loads(resumed.stdout) == strict_loads(reference.stdout)
+    assert json.loads(state.read_text())["complete"] is True
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert again.stdout == reference.stdout and "is complete" in again.stderr
+
+
+def test_interrupt_keeps_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save("logits.npy", np.zeros((20_000, 4), np.float32))
+    np.save("labels.npy", np.zeros(20_000, np.int64))
+    state = tmp_path / "state.json"
+    command = _command("logits.npy", "labels.npy", "--no-progress", "--chunk-rows", "100",
+                       "--checkpoint", str(state))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, _files._CHUNK_DELAY_ENV: "0.02"})
+    deadline = time.monotonic() + 30
+    while not state.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert b"interrupted" in err and b"run the same command to resume" in err
+    assert b"Traceback" not in err
