@@ -240,15 +240,17 @@ cdef void _eval_short_rows(const real *x, const real *w, const ClassOptions *o, 
     cdef double l1p[SHORT_BATCH]
     cdef double ey[SHORT_BATCH]
     cdef Py_ssize_t C = o.n_classes, start, n, i, r, y
-    cdef bint ignored
     start = r0
     while start < r1:
         n = min(<Py_ssize_t>SHORT_BATCH, r1 - start)
-        for i in range(n):
-            y = o.labels[start + i]
-            ignored = o.has_ignore and y == o.ignore_index
-            ys[i] = 0 if ignored else y          # an ignored label indexes nothing
-            zy[i] = x[(start + i) * C + ys[i]]
+        for i in range(FX_PADDED_ROWS(n)):      # the loops read whole vectors of rows
+            ys[i] = 0
+            zy[i] = 0
+            if i < n:
+                y = o.labels[start + i]
+                if not (o.has_ignore and y == o.ignore_index):   # an ignored label
+                    ys[i] = y                                    # indexes nothing
+                    zy[i] = x[(start + i) * C + y]
         if real is float:
             fx_eval_short_f(x + start * C, n, C, ys, zy, X, m, kmax, rest, l1p, ey, ent, sq,
                             rank)

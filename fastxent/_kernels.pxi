@@ -26,6 +26,7 @@ cdef extern from "_loops.h" nogil:
     int FASTXENT_LIBMVEC
     float fx_max_f(const float *x, Py_ssize_t n) noexcept
     double fx_max_d(const double *x, Py_ssize_t n) noexcept
+    Py_ssize_t FX_PADDED_ROWS(Py_ssize_t n_rows)
     Py_ssize_t fx_find_f(const float *x, Py_ssize_t n, float v) noexcept
     Py_ssize_t fx_find_d(const double *x, Py_ssize_t n, double v) noexcept
     double fx_expsum_f(const float *z, Py_ssize_t n, float m, float *e) noexcept
@@ -383,7 +384,7 @@ cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *
     cdef double l1p[SHORT_BATCH]
     cdef double lin[SHORT_BATCH]
     cdef double asum[SHORT_BATCH]
-    cdef Py_ssize_t C = o.n_classes, start, n, i, r, c, y, km
+    cdef Py_ssize_t C = o.n_classes, start, n, stride, i, r, c, y, km
     cdef double s, k, hard, a_all, inv, loss, total = 0.0
     cdef RowTotals totals
     cdef real p, kb
@@ -391,6 +392,7 @@ cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *
     start = r0
     while start < r1:
         n = min(<Py_ssize_t>SHORT_BATCH, r1 - start)
+        stride = FX_PADDED_ROWS(n)               # of E: rows padded to whole vectors
         if real is float:
             fx_short_rows_f(x + start * C, n, C, w, o.beta, E, m, kmax, rest, l1p, lin, asum)
         else:
@@ -422,7 +424,7 @@ cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *
                     p = <real>(k * a_all * inv)
                     kb = <real>(k * o.beta)
                     for c in range(C):
-                        g[c] = p * E[c * n + i] - kb * (w[c] if w != NULL else 1)
+                        g[c] = p * E[c * stride + i] - kb * (w[c] if w != NULL else 1)
                     g[km] = <real>(k * (totals.a_rest - totals.a_kmax * rest[i]) * inv)
                     if y != km:
                         g[y] = g[y] - <real>(k * hard)

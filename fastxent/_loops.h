@@ -69,6 +69,11 @@ static inline __attribute__((always_inline)) double fx_exp_sub(double z, double 
     return exp(z - m);
 }
 
+/* Loops vectorised across rows run over a whole number of vectors (rows past R are zeros), so
+ * no row goes through a scalar epilogue: a row's results never depend on where it sits
+ * (libmvec's vector and glibc's scalar exp/log1p can differ in the last bit). */
+#define FX_PADDED_ROWS(R) (((R) + 15) / 16 * 16)
+
 #define FX_SIMD _Pragma("omp simd")
 #define FX_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
 #define FX_SIMD_SUM3 _Pragma("omp simd reduction(+:acc, lin, asum)")
@@ -141,34 +146,36 @@ static inline double fx_expsum_lin_##S(const T *z, const T *t, const T *w, Py_ss
 }                                                                                          \
                                                                                            \
 /* Short rows, vectorised across rows: R rows of C classes (row-major x) are transposed   \
- * into E (C x R, E[c R + r]); per row r this finds m (max), kmax (first arg-max), rest =  \
- * sum_{c != kmax} exp(x_c - m) and l1p = log1p(rest), and E becomes exp(x - m). When beta \
+ * into E (C x Rp, E[c Rp + r], Rp = FX_PADDED_ROWS(R)); per row r this finds m (max),    \
+ * kmax (first arg-max), rest = sum_{c != kmax} exp(x_c - m) and l1p = log1p(rest), and   \
+ * E becomes exp(x - m). When beta \
  * != 0 it also accumulates, over c != kmax, lin += a_c (m - x_c) and asum += a_c with     \
  * a_c = beta w_c (w == NULL: 1). */                                                        \
 static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, const T *w,   \
                                      double beta, T *E, T *m, int *kmax, double *rest,     \
                                      double *l1p, double *lin, double *asum) {             \
-    for (Py_ssize_t r = 0; r < R; ++r)                                                     \
-        for (Py_ssize_t c = 0; c < C; ++c) E[c * R + r] = x[r * C + c];                    \
+    const Py_ssize_t Rp = FX_PADDED_ROWS(R);                                               \
+    for (Py_ssize_t r = 0; r < Rp; ++r)                                                    \
+        for (Py_ssize_t c = 0; c < C; ++c) E[c * Rp + r] = r < R ? x[r * C + c] : (T)0;    \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < R; ++r) { m[r] = E[r]; kmax[r] = 0; rest[r] = 0.0;          \
+    for (Py_ssize_t r = 0; r < Rp; ++r) { m[r] = E[r]; kmax[r] = 0; rest[r] = 0.0;          \
                                          lin[r] = 0.0; asum[r] = 0.0; }                    \
     for (Py_ssize_t c = 1; c < C; ++c) {                                                   \
-        const T *Ec = E + c * R;                                                           \
+        const T *Ec = E + c * Rp;                                                           \
         FX_SIMD                                                                            \
-        for (Py_ssize_t r = 0; r < R; ++r) m[r] = Ec[r] > m[r] ? Ec[r] : m[r];             \
+        for (Py_ssize_t r = 0; r < Rp; ++r) m[r] = Ec[r] > m[r] ? Ec[r] : m[r];             \
     }                                                                                      \
     for (Py_ssize_t c = C - 1; c > 0; --c) {                                               \
-        const T *Ec = E + c * R;                                                           \
+        const T *Ec = E + c * Rp;                                                           \
         FX_SIMD                                                                            \
-        for (Py_ssize_t r = 0; r < R; ++r) kmax[r] = Ec[r] == m[r] ? (int)c : kmax[r];     \
+        for (Py_ssize_t r = 0; r < Rp; ++r) kmax[r] = Ec[r] == m[r] ? (int)c : kmax[r];     \
     }                                                                                      \
     for (Py_ssize_t c = 0; c < C; ++c) {                                                   \
-        T *Ec = E + c * R;                                                                 \
+        T *Ec = E + c * Rp;                                                                 \
         const double a = beta * (w ? (double)w[c] : 1.0);                                  \
         if (beta != 0.0) {                                                                 \
             FX_SIMD                                                                        \
-            for (Py_ssize_t r = 0; r < R; ++r) {                                           \
+            for (Py_ssize_t r = 0; r < Rp; ++r) {                                           \
                 const T v = EXPSUB(Ec[r], m[r]);                                             \
                 const int other = kmax[r] != (int)c;                                       \
                 rest[r] += other ? (double)v : 0.0;                                        \
@@ -178,7 +185,7 @@ static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, con
             }                                                                              \
         } else {                                                                           \
             FX_SIMD                                                                        \
-            for (Py_ssize_t r = 0; r < R; ++r) {                                           \
+            for (Py_ssize_t r = 0; r < Rp; ++r) {                                           \
                 const T v = EXPSUB(Ec[r], m[r]);                                             \
                 rest[r] += kmax[r] != (int)c ? (double)v : 0.0;                            \
                 Ec[r] = v;                                                                 \
@@ -186,7 +193,7 @@ static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, con
         }                                                                                  \
     }                                                                                      \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < R; ++r) l1p[r] = log1p(rest[r]);                            \
+    for (Py_ssize_t r = 0; r < Rp; ++r) l1p[r] = log1p(rest[r]);                            \
 }                                                                                          \
                                                                                            \
 /* Gradient pass over a row whose g holds the exp terms: g_i = p g_i - w_i (ka t_i + kb). */ \
