@@ -211,3 +211,36 @@ def test_interrupt_keeps_the_checkpoint(tmp_path, monkeypatch):
     assert process.returncode == 130
     assert b"interrupted" in err and b"run the same command to resume" in err
     assert b"Traceback" not in err
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs a pseudo-terminal")
+def test_progress_bar_on_a_terminal_only(files):
+    """On a terminal (a pty with a window size) stderr shows a tqdm bar over the rows; piped,
+    nothing but the result is printed."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    command = _command("logits.npy", "labels.npy", "--chunk-rows", "100")
+    pid, fd = pty.fork()
+    if pid == 0:                                 # the child: a 100-column terminal
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        os.execv(command[0], command)
+    output = b""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:                          # EIO: the child has exited
+            break
+        if not data:
+            break
+        output += data
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    text = output.decode().replace("\r", "\n")
+    assert "logits.npy:   0%" in text and "logits.npy: 100%" in text and "row/s" in text
+    assert "loss" in text
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == "" and "loss" in piped.stdout
