@@ -37,7 +37,6 @@ FULL_SIZES = {
     SOFTMAX_CE_LOSS: [(20_000, 1000)],
     BINARY_CE: [(10_000_000,)],
     BINARY_LOGLOSS: [(10_000_000,)],
-    # 20000x1000 is left out of the default run, which it would take past a minute on 2 cores.
     EVALUATE: [(1_000_000, 10)],
 }
 QUICK_SIZES = {

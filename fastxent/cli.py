@@ -346,7 +346,7 @@ def plot_ratios(results, path):
     bar_width = 0.8 / max(len(peers), 1)
     figure, axes = plt.subplots(figsize=(max(6.0, 1.3 * len(results)), 4.5))
     for offset, peer in enumerate(peers):
-        ratios = [r["peers"][peer].get("ratio", math.nan) for r in results]
+        ratios = [r["peers"].get(peer, {}).get("ratio", math.nan) for r in results]
         positions = [index + offset * bar_width for index in range(len(results))]
         axes.bar(positions, ratios, bar_width, label=f"vs {peer}")
     axes.axhline(1.0, color="black", linewidth=0.8)
