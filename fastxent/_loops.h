@@ -65,6 +65,26 @@ static inline __attribute__((always_inline)) float fx_expf_sub(float z, float m)
     return fx_expf2(d, d - d == 0.0f ? err : 0.0f);   /* no correction for inf or NaN */
 }
 
+/* log1p(e) for e in [0, 1] (NaN stays NaN), inlined into vector loops: e + e^2 R(e) with a
+ * degree-8 polynomial R fitted for relative error (0.09 ulp before rounding); measured
+ * <= 1.49 ulp over every float in [0, 1] (1.79 ulp without FMA). Binary CE with logits
+ * takes log1p(exp(-|x|)); libmvec's log1pf cost more than the rest of that loop. */
+static inline __attribute__((always_inline)) float fx_log1pf_unit(float e) {
+    float r = -0.0033188301604241133f;
+    r = FX_FMAF(r, e, 0.020206047222018242f);
+    r = FX_FMAF(r, e, -0.057666901499032974f);
+    r = FX_FMAF(r, e, 0.10680773854255676f);
+    r = FX_FMAF(r, e, -0.15355506539344788f);
+    r = FX_FMAF(r, e, 0.19695432484149933f);
+    r = FX_FMAF(r, e, -0.24958592653274536f);
+    r = FX_FMAF(r, e, 0.33330512046813965f);
+    r = FX_FMAF(r, e, -0.4999993145465851f);
+    return FX_FMAF(e * e, r, e);
+}
+
+/* log1p of an argument in [0, 1]: the inline polynomial in float, libmvec's log1p in double. */
+#define FX_LOG1P_UNIT(x) _Generic((x), float: fx_log1pf_unit, double: log1p)(x)
+
 static inline __attribute__((always_inline)) double fx_exp_sub(double z, double m) {
     return exp(z - m);
 }
@@ -296,7 +316,7 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
  * coefficient contributes 0 even against an infinite term. */
 #define FX_BCE_LOGIT(T, EXP, LOG, LOG1P, FABS)                                             \
     const T e = EXP(-FABS(xi));                                                            \
-    const T lg = LOG1P(e);                                                                 \
+    const T lg = FX_LOG1P_UNIT(e);                                                         \
     const T sp_pos = (xi > 0 ? xi : (T)0) + lg, sp_neg = (xi < 0 ? -xi : (T)0) + lg;       \
     const T big = (T)1 / ((T)1 + e), small = e * big;                                      \
     const T sig = xi >= 0 ? big : small, sig_neg = xi >= 0 ? small : big;                  \
