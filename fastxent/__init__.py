@@ -10,7 +10,8 @@ from fastxent._binary import (binary_cross_entropy, binary_cross_entropy_grad,
                               binary_cross_entropy_loss_and_grad)
 from fastxent._config import __version__, config, show_config
 from fastxent._evaluate import CalibrationBins, EvaluationResult, Evaluator, evaluate
-from fastxent._files import EvalFileError, evaluate_files
+from fastxent._arrayfiles import EvalFileError
+from fastxent._files import evaluate_files
 from fastxent._multiclass import (cross_entropy, cross_entropy_grad,
                                   cross_entropy_loss_and_grad)
 from fastxent._softmax import log_softmax, logsumexp, softmax

@@ -228,7 +228,7 @@ class Evaluator:
         mine, theirs = self._options(), other._options()
         differ = [name for name in mine if mine[name] != theirs[name]]
         if differ:
-            raise ValueError(f"cannot merge Evaluators whose options differ: "
+            raise ValueError("cannot merge Evaluators whose options differ: "
                              + ", ".join(f"{n}={mine[n]!r} vs {theirs[n]!r}" for n in differ))
         if other.n_classes is not None:
             self._adopt(other.n_classes, other.target_kind)

@@ -22,7 +22,7 @@ import math
 import sys
 
 import fastxent
-from fastxent import _bench, _files
+from fastxent import _arrayfiles, _bench, _files
 
 PLOT_DEPENDENCY_ERROR = "matplotlib is required for --plot"
 DEFAULT_REPEAT = 5
@@ -247,7 +247,7 @@ def _run_eval(args):
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        weight = _files.read_array(args.weight) if args.weight else None
+        weight = _arrayfiles.read_array(args.weight) if args.weight else None
         result = _files.evaluate_files(
             args.logits, args.labels, from_logits=not args.from_probs, topk=args.topk,
             weight=weight, ignore_index=args.ignore_index, eps=args.eps,

@@ -7,7 +7,6 @@ Fork safety is documented, not tested here: GNU OpenMP's thread pool does not su
 
 import multiprocessing
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import _files
-from fastxent._files import EvalFileError, evaluate_files
+from fastxent import _arrayfiles, _files
+from fastxent import EvalFileError, evaluate_files
 
 N, C = 1000, 10
 
@@ -162,8 +162,8 @@ def test_npz_single_member_and_compressed(data):
 def test_uncompressed_npz_member_is_memory_mapped(data):
     tmp_path, x, _ = data
     np.savez(tmp_path / "both.npz", logits=x)
-    with _files.open_array(path(tmp_path, "both.npz:logits")) as source:
-        assert isinstance(source, _files._MappedArray)
+    with _arrayfiles.open_array(path(tmp_path, "both.npz:logits")) as source:
+        assert isinstance(source, _arrayfiles._MappedArray)
         source.row_elements = C
         np.testing.assert_array_equal(source.read(10, 20).reshape(10, C), x[10:20])
         source.release(0, 20)                    # dropped pages are read again on demand
@@ -173,8 +173,8 @@ def test_uncompressed_npz_member_is_memory_mapped(data):
 def test_compressed_member_reads_backwards(data):
     tmp_path, x, _ = data
     np.savez_compressed(tmp_path / "packed.npz", logits=x)
-    with _files.open_array(path(tmp_path, "packed.npz:logits")) as source:
-        assert isinstance(source, _files._StreamedArray)
+    with _arrayfiles.open_array(path(tmp_path, "packed.npz:logits")) as source:
+        assert isinstance(source, _arrayfiles._StreamedArray)
         source.row_elements = C
         np.testing.assert_array_equal(source.read(500, 510).reshape(10, C), x[500:510])
         np.testing.assert_array_equal(source.read(3, 5).reshape(2, C), x[3:5])
@@ -184,8 +184,8 @@ def test_read_array(tmp_path):
     w = np.arange(6.0).reshape(2, 3)
     np.save(tmp_path / "w.npy", np.asfortranarray(w))
     np.savez(tmp_path / "w.npz", weights=w)
-    np.testing.assert_array_equal(_files.read_array(path(tmp_path, "w.npy")), w)
-    np.testing.assert_array_equal(_files.read_array(path(tmp_path, "w.npz:weights")), w)
+    np.testing.assert_array_equal(_arrayfiles.read_array(path(tmp_path, "w.npy")), w)
+    np.testing.assert_array_equal(_arrayfiles.read_array(path(tmp_path, "w.npz:weights")), w)
 
 
 def test_colon_in_a_real_file_name(data):
@@ -345,7 +345,7 @@ def test_checkpoint_complete_and_reused(data, monkeypatch):
     def no_reading(*_):
         raise AssertionError("a complete checkpoint must not read the data")
 
-    monkeypatch.setattr(_files._MappedArray, "read", no_reading)
+    monkeypatch.setattr(_arrayfiles._MappedArray, "read", no_reading)
     again = evaluate_files(*args, checkpoint=state)     # chunk_rows taken from the checkpoint
     assert same(again.to_dict(), plain.to_dict())
 

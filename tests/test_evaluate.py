@@ -13,7 +13,7 @@ import pytest
 
 import fastxent
 from eval_reference import (EDGES, confidence_of, rank_counting, rank_stable,
-                            reference_evaluate, rows_of)
+                            reference_evaluate)
 from helpers import labels, logits, probabilities, soft_targets
 
 KEYS = {"loss", "perplexity", "accuracy", "topk", "entropy", "brier", "ece", "ece_bins",
