@@ -12,6 +12,8 @@
 
 #include "_loops.h"
 
+#define FX_EVAL_CHUNK 256
+
 /* Slots of the per-row sums the loops add to. */
 enum {
     FX_REST,    /* logits: sum e_i, e_i = exp(z_i - m) */
@@ -36,17 +38,32 @@ static inline Py_ssize_t fx_eval_logits_##S(const T *z, const T *t, const T *w, 
                                             double *sums) {                                \
     double rest = 0.0, ent = 0.0, sq = 0.0, lin = 0.0, asum = 0.0, dot = 0.0, tt = 0.0;    \
     const double md = m;                                                                   \
-    Py_ssize_t above = 0;                                                                  \
+    Py_ssize_t rank = 0;                                                                   \
     if (!t) {                                                                              \
-        _Pragma("omp simd reduction(+:rest, ent, sq, above)")                              \
-        for (Py_ssize_t i = 0; i < n; ++i) {                                               \
-            const T zi = z[i];                                                             \
-            const T e = EXPSUB(zi, m);                                                     \
-            rest += e;                                                                     \
-            ent += e > 0 ? (double)e * (md - (double)zi) : 0.0;                            \
-            sq += (double)e * (double)e;                                                   \
-            above += (zi > zy) | ((zi == zy) & (i < tie_end));                             \
+        /* Chunks of FX_EVAL_CHUNK elements: the entropy and Brier sums (not rest, which  \
+         * the loss needs exactly) and the counts stay in the lanes' own type inside one. */ \
+        Py_ssize_t equal = 0;                                                              \
+        for (Py_ssize_t start = 0; start < n; start += FX_EVAL_CHUNK) {                    \
+            const Py_ssize_t len = n - start < FX_EVAL_CHUNK ? n - start : FX_EVAL_CHUNK;  \
+            const T *zc = z + start;                                                       \
+            double rest_c = 0.0;                                                           \
+            T ent_c = 0, sq_c = 0;                                                         \
+            int above_c = 0, equal_c = 0;                                                  \
+            _Pragma("omp simd reduction(+:rest_c, ent_c, sq_c, above_c, equal_c)")         \
+            for (Py_ssize_t i = 0; i < len; ++i) {                                         \
+                const T zi = zc[i];                                                        \
+                const T e = EXPSUB(zi, m);                                                 \
+                rest_c += e;                                                               \
+                ent_c += e > 0 ? e * (m - zi) : (T)0;                                      \
+                sq_c += e * e;                                                             \
+                above_c += zi > zy;                                                        \
+                equal_c += zi == zy;                                                       \
+            }                                                                              \
+            rest += rest_c; ent += ent_c; sq += sq_c; rank += above_c; equal += equal_c;   \
         }                                                                                  \
+        /* ties with the true class (rare): count those before it in a second look */      \
+        if (equal > (tie_end >= 0 && tie_end < n))                                         \
+            for (Py_ssize_t i = 0; i < (tie_end < n ? tie_end : n); ++i) rank += z[i] == zy; \
     } else {                                                                               \
         _Pragma("omp simd reduction(+:rest, ent, sq, lin, asum, dot, tt)")                 \
         for (Py_ssize_t i = 0; i < n; ++i) {                                               \
@@ -64,25 +81,26 @@ static inline Py_ssize_t fx_eval_logits_##S(const T *z, const T *t, const T *w, 
     }                                                                                      \
     sums[FX_REST] += rest; sums[FX_ENT] += ent; sums[FX_SQ] += sq;                         \
     sums[FX_LIN] += lin; sums[FX_ASUM] += asum; sums[FX_DOT] += dot; sums[FX_TT] += tt;    \
-    return above;                                                                          \
+    return rank;                                                                           \
 }                                                                                          \
                                                                                            \
 /* Short logit rows with labels, vectorised across rows: R rows of C classes (row-major x,  \
  * labels y, true-class logits zy, all padded to Rp = FX_PADDED_ROWS(R) rows) are         \
  * transposed into X (C x Rp). Per row r it finds m[r]                                     \
  * (max) and kmax[r] (first arg-max), and sums over c != kmax rest, ent and sq as           \
- * fx_eval_logits, with l1p[r] = log1p(rest[r]) and ey[r] = exp(zy[r] - m[r]);           \
+ * fx_eval_logits (ent and sq in T: at most 64 terms), with l1p[r] = log1p(rest[r]) and  \
+ * ey[r] = exp(zy[r] - m[r]);                                                              \
  * rank[r] = #{c : x_c > zy} + #{c < y : x_c == zy}. */                                    \
 static inline void fx_eval_short_##S(const T *x, Py_ssize_t R, Py_ssize_t C,               \
-                                     const int64_t *y, const T *zy, T *X, T *m, int *kmax, \
-                                     double *rest, double *l1p, double *ey, double *ent,   \
-                                     double *sq, int *rank) {                              \
+                                     const int *y, const T *zy, T *X, T *m, int *kmax,     \
+                                     double *rest, double *l1p, double *ey, T *ent, T *sq, \
+                                     int *rank) {                                          \
     const Py_ssize_t Rp = FX_PADDED_ROWS(R);                                               \
     for (Py_ssize_t r = 0; r < Rp; ++r)                                                    \
         for (Py_ssize_t c = 0; c < C; ++c) X[c * Rp + r] = r < R ? x[r * C + c] : (T)0;    \
     FX_SIMD                                                                                \
     for (Py_ssize_t r = 0; r < Rp; ++r) { m[r] = X[r]; kmax[r] = 0; rest[r] = 0.0;          \
-                                         ent[r] = 0.0; sq[r] = 0.0; rank[r] = 0; }         \
+                                         ent[r] = 0; sq[r] = 0; rank[r] = 0; }             \
     for (Py_ssize_t c = 1; c < C; ++c) {                                                   \
         const T *Xc = X + c * Rp;                                                           \
         FX_SIMD                                                                            \
@@ -100,10 +118,11 @@ static inline void fx_eval_short_##S(const T *x, Py_ssize_t R, Py_ssize_t C,    
             const T v = Xc[r];                                                             \
             const T e = EXPSUB(v, m[r]);                                                   \
             const int other = kmax[r] != (int)c;                                           \
+            const T gap = e > 0 ? m[r] - v : (T)0;  /* 0 (m - v) is 0 even for v = -inf */ \
             rest[r] += other ? (double)e : 0.0;                                            \
-            ent[r] += other && e > 0 ? (double)e * ((double)m[r] - (double)v) : 0.0;       \
-            sq[r] += other ? (double)e * (double)e : 0.0;                                  \
-            rank[r] += (v > zy[r]) | ((v == zy[r]) & (c < y[r]));                          \
+            ent[r] += other ? e * gap : (T)0;                                              \
+            sq[r] += other ? e * e : (T)0;                                                 \
+            rank[r] += (v > zy[r]) | ((v == zy[r]) & ((int)c < y[r]));                     \
         }                                                                                  \
     }                                                                                      \
     FX_SIMD                                                                                \

@@ -24,14 +24,12 @@ cdef extern from "_eval_loops.h" nogil:
     Py_ssize_t fx_eval_logits_d(const double *z, const double *t, const double *w,
                                 Py_ssize_t n, double m, double zy, Py_ssize_t tie_end,
                                 double *sums) noexcept
-    void fx_eval_short_f(const float *x, Py_ssize_t R, Py_ssize_t C, const int64_t *y,
+    void fx_eval_short_f(const float *x, Py_ssize_t R, Py_ssize_t C, const int *y,
                          const float *zy, float *X, float *m, int *kmax, double *rest,
-                         double *l1p, double *ey, double *ent, double *sq,
-                         int *rank) noexcept
-    void fx_eval_short_d(const double *x, Py_ssize_t R, Py_ssize_t C, const int64_t *y,
+                         double *l1p, double *ey, float *ent, float *sq, int *rank) noexcept
+    void fx_eval_short_d(const double *x, Py_ssize_t R, Py_ssize_t C, const int *y,
                          const double *zy, double *X, double *m, int *kmax, double *rest,
-                         double *l1p, double *ey, double *ent, double *sq,
-                         int *rank) noexcept
+                         double *l1p, double *ey, double *ent, double *sq, int *rank) noexcept
     Py_ssize_t fx_eval_probs_f(const float *p, const float *t, const float *w, Py_ssize_t n,
                                float lo, float hi, float py, Py_ssize_t tie_end,
                                double *sums) noexcept
@@ -101,17 +99,18 @@ cdef inline RowMetrics _logit_label_metrics(double m, Py_ssize_t kmax, Py_ssize_
     """Metrics of a logit row with label y from its sums over c != kmax (see the top),
     l1p = log1p(rest) and e_y = exp(zy - m)."""
     cdef RowMetrics r
-    cdef double S = 1.0 + rest
+    cdef double inv = 1.0 / (1.0 + rest)        # 1 / S: one division per row
+    cdef double not_y = 1.0 + (rest - e_y)      # S - e_y
     r.rank = rank
-    r.entropy = l1p + ent / S
-    r.confidence = 1.0 / S
+    r.entropy = l1p + ent * inv
+    r.confidence = inv
     r.loss_weight = w_y
     if y == kmax:
         r.loss = w_y * l1p
-        r.brier = (rest * rest + sq) / (S * S)
+        r.brier = (rest * rest + sq) * inv * inv
     else:
         r.loss = w_y * ((m - zy) + l1p) if w_y != 0.0 else 0.0
-        r.brier = ((1.0 + (rest - e_y)) * (1.0 + (rest - e_y)) + 1.0 + (sq - e_y * e_y)) / (S * S)
+        r.brier = (not_y * not_y + 1.0 + (sq - e_y * e_y)) * inv * inv
     return r
 
 
@@ -123,7 +122,7 @@ cdef inline RowMetrics _eval_logit_row(const real *z, const real *t, const real 
     cdef real m = _max(z, n_classes)
     cdef Py_ssize_t kmax = _find(z, n_classes, m), i, rank
     cdef real zy = z[y] if t == NULL else 0
-    cdef double rest, l1p, S, t_k
+    cdef double rest, l1p, inv, t_k
     if z[kmax] != m:                             # NaN is all the row holds
         return _nan_row(t == NULL)
     for i in range(FX_ROW_SUMS):
@@ -138,14 +137,14 @@ cdef inline RowMetrics _eval_logit_row(const real *z, const real *t, const real 
                                     w[y] if w != NULL else 1.0,
                                     rank + ((m > zy) or (m == zy and kmax < y)))
     l1p = log1p(rest)                            # soft targets: the arg-max adds a_kmax to
-    S = 1.0 + rest                               # asum and 1 to the exponentials
+    inv = 1.0 / (1.0 + rest)                     # asum and 1 to the exponentials
     t_k = t[kmax]
     r.rank = -1
-    r.entropy = l1p + sums[FX_ENT] / S
-    r.confidence = 1.0 / S
+    r.entropy = l1p + sums[FX_ENT] * inv
+    r.confidence = inv
     r.loss_weight = 1.0
     r.loss = sums[FX_LIN] + (sums[FX_ASUM] + w[kmax] * t_k) * l1p
-    r.brier = ((1.0 + sums[FX_SQ]) / (S * S) - 2.0 * (sums[FX_DOT] + t_k) / S
+    r.brier = ((1.0 + sums[FX_SQ]) * inv * inv - 2.0 * (sums[FX_DOT] + t_k) * inv
                + sums[FX_TT] + t_k * t_k)
     return r
 
@@ -182,27 +181,34 @@ cdef inline RowMetrics _eval_prob_row(const real *p, const real *t, const real *
     return r
 
 
-cdef inline Py_ssize_t _confidence_bin(double confidence, Py_ssize_t n_bins) noexcept nogil:
-    """Bin b of n_bins equal-width bins holds (b / n_bins, (b + 1) / n_bins]; confidences
-    <= 0 fall into the first bin, > 1 into the last."""
-    cdef Py_ssize_t b
+cdef struct StatLayout:
+    const int64_t *topk         # the k of each top-k slot
+    Py_ssize_t n_topk
+    Py_ssize_t n_bins           # equal-width confidence bins
+    const double *edges         # (n_bins + 1,): edges[b] = b / n_bins
+
+
+cdef inline Py_ssize_t _confidence_bin(double confidence, const StatLayout *L) noexcept nogil:
+    """Bin b holds (edges[b], edges[b + 1]]; confidences <= 0 fall into the first bin, > 1
+    into the last."""
+    cdef Py_ssize_t b, n_bins = L.n_bins
     if not confidence > 0.0:
         return 0
     if confidence >= 1.0:
         return n_bins - 1
     b = min(<Py_ssize_t>(confidence * n_bins), n_bins - 1)   # the right bin or next to it
-    while b > 0 and confidence <= <double>b / n_bins:
+    while b > 0 and confidence <= L.edges[b]:
         b -= 1
-    while b < n_bins - 1 and confidence > <double>(b + 1) / n_bins:
+    while b < n_bins - 1 and confidence > L.edges[b + 1]:
         b += 1
     return b
 
 
-cdef inline void _add_row(double *stats, RowMetrics r, double s, const int64_t *topk,
-                          Py_ssize_t n_topk, Py_ssize_t n_bins) noexcept nogil:
+cdef inline void _add_row(double *stats, RowMetrics r, double s,
+                          const StatLayout *L) noexcept nogil:
     """Add row metrics r with sample weight s to the statistics (see EVAL_STATS)."""
-    cdef double *bins = stats + STAT_TOPK + n_topk
-    cdef Py_ssize_t j, b
+    cdef double *bins = stats + STAT_TOPK + L.n_topk
+    cdef Py_ssize_t j, b, n_bins = L.n_bins
     cdef bint nan_row = not (r.loss == r.loss and r.entropy == r.entropy
                              and r.brier == r.brier and r.confidence == r.confidence)
     if nan_row:                                  # every metric becomes NaN
@@ -215,42 +221,40 @@ cdef inline void _add_row(double *stats, RowMetrics r, double s, const int64_t *
     stats[STAT_BRIER] += s * r.brier
     if r.rank < 0:                               # soft targets: no rank, no calibration
         return
-    for j in range(n_topk):
-        stats[STAT_TOPK + j] += NAN if nan_row else (s if r.rank < topk[j] else 0.0)
-    b = 0 if nan_row else _confidence_bin(r.confidence, n_bins)
+    for j in range(L.n_topk):
+        stats[STAT_TOPK + j] += NAN if nan_row else (s if r.rank < L.topk[j] else 0.0)
+    b = 0 if nan_row else _confidence_bin(r.confidence, L)
     bins[b] += s
     bins[n_bins + b] += s * r.confidence
     bins[2 * n_bins + b] += NAN if nan_row else (s if r.rank == 0 else 0.0)
 
 
 cdef void _eval_short_rows(const real *x, const real *w, const ClassOptions *o, Py_ssize_t r0,
-                           Py_ssize_t r1, const int64_t *topk, Py_ssize_t n_topk,
-                           Py_ssize_t n_bins, double *stats) noexcept nogil:
+                           Py_ssize_t r1, const StatLayout *L, double *stats) noexcept nogil:
     """Rows [r0, r1) of contiguous logits with labels and C <= SHORT_ROW, as _eval_rows,
     SHORT_BATCH rows at a time vectorised across rows (fx_eval_short)."""
     cdef real X[SHORT_ROW * SHORT_BATCH]
     cdef real m[SHORT_BATCH]
     cdef real zy[SHORT_BATCH]
-    cdef int64_t ys[SHORT_BATCH]
+    cdef int ys[SHORT_BATCH]
     cdef int kmax[SHORT_BATCH]
     cdef int rank[SHORT_BATCH]
     cdef double rest[SHORT_BATCH]
-    cdef double ent[SHORT_BATCH]
-    cdef double sq[SHORT_BATCH]
+    cdef real ent[SHORT_BATCH]
+    cdef real sq[SHORT_BATCH]
     cdef double l1p[SHORT_BATCH]
     cdef double ey[SHORT_BATCH]
     cdef Py_ssize_t C = o.n_classes, start, n, i, r, y
     start = r0
     while start < r1:
         n = min(<Py_ssize_t>SHORT_BATCH, r1 - start)
-        for i in range(FX_PADDED_ROWS(n)):      # the loops read whole vectors of rows
+        for i in range(n):
+            y = o.labels[start + i]
+            ys[i] = 0 if o.has_ignore and y == o.ignore_index else <int>y   # an ignored label
+            zy[i] = x[(start + i) * C + ys[i]]                         # indexes nothing
+        for i in range(n, FX_PADDED_ROWS(n)):   # the loops read whole vectors of rows
             ys[i] = 0
             zy[i] = 0
-            if i < n:
-                y = o.labels[start + i]
-                if not (o.has_ignore and y == o.ignore_index):   # an ignored label
-                    ys[i] = y                                    # indexes nothing
-                    zy[i] = x[(start + i) * C + y]
         if real is float:
             fx_eval_short_f(x + start * C, n, C, ys, zy, X, m, kmax, rest, l1p, ey, ent, sq,
                             rank)
@@ -265,21 +269,20 @@ cdef void _eval_short_rows(const real *x, const real *w, const ClassOptions *o, 
             _add_row(stats, _logit_label_metrics(m[i], kmax[i], y, zy[i], rest[i], l1p[i], ey[i],
                                                  ent[i], sq[i], w[y] if w != NULL else 1.0,
                                                  rank[i]),
-                     o.sample_weight[r] if o.sample_weight != NULL else 1.0, topk, n_topk,
-                     n_bins)
+                     o.sample_weight[r] if o.sample_weight != NULL else 1.0, L)
         start += n
 
 
 cdef void _eval_rows(const real *x, const real *soft, const real *w, const ClassOptions *o,
-                     Py_ssize_t r0, Py_ssize_t r1, const int64_t *topk, Py_ssize_t n_topk,
-                     Py_ssize_t n_bins, double *stats, real *scratch) noexcept nogil:
+                     Py_ssize_t r0, Py_ssize_t r1, const StatLayout *L, double *stats,
+                     real *scratch) noexcept nogil:
     """Add rows [r0, r1) to stats; scratch holds 2 C values for strided rows."""
     cdef Py_ssize_t r, c, y, base, outer, C = o.n_classes, step = o.n_inner
     cdef const real *row
     cdef const real *trow
     cdef RowMetrics metrics
     if step == 1 and C <= SHORT_ROW and o.labels != NULL and o.from_logits:
-        _eval_short_rows(x, w, o, r0, r1, topk, n_topk, n_bins, stats)
+        _eval_short_rows(x, w, o, r0, r1, L, stats)
         return
     for r in range(r0, r1):
         y = -1
@@ -304,8 +307,7 @@ cdef void _eval_rows(const real *x, const real *soft, const real *w, const Class
             metrics = _eval_logit_row(row, trow, w, C, y)
         else:
             metrics = _eval_prob_row(row, trow, w, C, y, <real>o.clip_lo, <real>o.clip_hi)
-        _add_row(stats, metrics, o.sample_weight[r] if o.sample_weight != NULL else 1.0, topk,
-                 n_topk, n_bins)
+        _add_row(stats, metrics, o.sample_weight[r] if o.sample_weight != NULL else 1.0, L)
 
 
 def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) C-order
@@ -325,10 +327,12 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     range (or equal to ignore_index), exactly one of labels and soft given.
     """
     cdef ClassOptions o
+    cdef StatLayout layout
     cdef Py_ssize_t n_rows = x.shape[0] // n_classes if n_classes > 0 else 0
     cdef Py_ssize_t per_block = _rows_per_block(n_classes)
     cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
     cdef Py_ssize_t n_topk = topk.shape[0], n_stats = stats.shape[0], b, j
+    cdef double *edges
     cdef real clip_lo = <real>clip_eps, clip_hi = <real>1.0 - <real>clip_eps
     cdef double *partial
     cdef real *scratch = NULL
@@ -348,20 +352,28 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
         w_p = &class_weight[0]
     n_threads = max(1, min(n_threads, n_blocks))
     partial = <double *> calloc(n_blocks * n_stats, sizeof(double))
+    edges = <double *> malloc((n_bins + 1) * sizeof(double))
     if n_inner > 1:
         scratch = <real *> malloc(n_threads * 2 * n_classes * sizeof(real))
-    if partial == NULL or (n_inner > 1 and scratch == NULL):
+    if partial == NULL or edges == NULL or (n_inner > 1 and scratch == NULL):
         free(partial)
+        free(edges)
         free(scratch)
         raise MemoryError("fastxent: cannot allocate kernel work space")
+    for b in range(n_bins + 1):
+        edges[b] = <double>b / n_bins           # as np.arange(n_bins + 1) / n_bins
+    layout.topk = &topk[0] if n_topk > 0 else NULL
+    layout.n_topk = n_topk
+    layout.n_bins = n_bins
+    layout.edges = edges
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             _eval_rows(&x[0], soft_p, w_p, &o, b * per_block,
-                       min((b + 1) * per_block, n_rows), &topk[0] if n_topk > 0 else NULL,
-                       n_topk, n_bins, partial + b * n_stats,
+                       min((b + 1) * per_block, n_rows), &layout, partial + b * n_stats,
                        _at_out(scratch, threadid() * 2 * n_classes))
         for b in range(n_blocks):
             for j in range(n_stats):
                 stats[j] += partial[b * n_stats + j]
     free(partial)
+    free(edges)
     free(scratch)
