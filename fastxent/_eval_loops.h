@@ -84,33 +84,18 @@ static inline Py_ssize_t fx_eval_logits_##S(const T *z, const T *t, const T *w, 
     return rank;                                                                           \
 }                                                                                          \
                                                                                            \
-/* Short logit rows with labels, vectorised across rows: R rows of C classes (row-major x,  \
- * labels y, true-class logits zy, all padded to Rp = FX_PADDED_ROWS(R) rows) are         \
- * transposed into X (C x Rp). Per row r it finds m[r]                                     \
- * (max) and kmax[r] (first arg-max), and sums over c != kmax rest, ent and sq as           \
- * fx_eval_logits (ent and sq in T: at most 64 terms), with l1p[r] = log1p(rest[r]) and  \
- * ey[r] = exp(zy[r] - m[r]);                                                              \
+/* Short logit rows with labels, vectorised across rows: after fx_short_max (X, m, kmax;   \
+ * labels y and true-class logits zy padded to Rp rows too) it sums over c != kmax rest,    \
+ * ent and sq as fx_eval_logits (ent and sq in T: at most 64 terms), with l1p[r] =          \
+ * log1p(rest[r]), ey[r] = exp(zy[r] - m[r]) and                                            \
  * rank[r] = #{c : x_c > zy} + #{c < y : x_c == zy}. */                                    \
 static inline void fx_eval_short_##S(const T *x, Py_ssize_t R, Py_ssize_t C,               \
                                      const int *y, const T *zy, T *X, T *m, int *kmax,     \
                                      double *rest, double *l1p, double *ey, T *ent, T *sq, \
                                      int *rank) {                                          \
-    const Py_ssize_t Rp = FX_PADDED_ROWS(R);                                               \
-    for (Py_ssize_t r = 0; r < Rp; ++r)                                                    \
-        for (Py_ssize_t c = 0; c < C; ++c) X[c * Rp + r] = r < R ? x[r * C + c] : (T)0;    \
+    const Py_ssize_t Rp = fx_short_max_##S(x, R, C, X, m, kmax);                           \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < Rp; ++r) { m[r] = X[r]; kmax[r] = 0; rest[r] = 0.0;          \
-                                         ent[r] = 0; sq[r] = 0; rank[r] = 0; }             \
-    for (Py_ssize_t c = 1; c < C; ++c) {                                                   \
-        const T *Xc = X + c * Rp;                                                           \
-        FX_SIMD                                                                            \
-        for (Py_ssize_t r = 0; r < Rp; ++r) m[r] = Xc[r] > m[r] ? Xc[r] : m[r];             \
-    }                                                                                      \
-    for (Py_ssize_t c = C - 1; c > 0; --c) {                                               \
-        const T *Xc = X + c * Rp;                                                           \
-        FX_SIMD                                                                            \
-        for (Py_ssize_t r = 0; r < Rp; ++r) kmax[r] = Xc[r] == m[r] ? (int)c : kmax[r];     \
-    }                                                                                      \
+    for (Py_ssize_t r = 0; r < Rp; ++r) { rest[r] = 0.0; ent[r] = 0; sq[r] = 0; rank[r] = 0; } \
     for (Py_ssize_t c = 0; c < C; ++c) {                                                   \
         const T *Xc = X + c * Rp;                                                           \
         FX_SIMD                                                                            \

@@ -165,31 +165,39 @@ static inline double fx_expsum_lin_##S(const T *z, const T *t, const T *w, Py_ss
     return acc;                                                                            \
 }                                                                                          \
                                                                                            \
-/* Short rows, vectorised across rows: R rows of C classes (row-major x) are transposed   \
- * into E (C x Rp, E[c Rp + r], Rp = FX_PADDED_ROWS(R)); per row r this finds m (max),    \
- * kmax (first arg-max), rest = sum_{c != kmax} exp(x_c - m) and l1p = log1p(rest), and   \
- * E becomes exp(x - m). When beta \
- * != 0 it also accumulates, over c != kmax, lin += a_c (m - x_c) and asum += a_c with     \
- * a_c = beta w_c (w == NULL: 1). */                                                        \
-static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, const T *w,   \
-                                     double beta, T *E, T *m, int *kmax, double *rest,     \
-                                     double *l1p, double *lin, double *asum) {             \
+/* Transposes R rows of C classes (row-major x) into E (C x Rp, E[c Rp + r], Rp =         \
+ * FX_PADDED_ROWS(R), rows past R zero) and finds each row's max m[r] and first arg-max     \
+ * kmax[r], vectorised across rows. Returns Rp. */                                         \
+static inline Py_ssize_t fx_short_max_##S(const T *x, Py_ssize_t R, Py_ssize_t C, T *E,     \
+                                          T *m, int *kmax) {                               \
     const Py_ssize_t Rp = FX_PADDED_ROWS(R);                                               \
     for (Py_ssize_t r = 0; r < Rp; ++r)                                                    \
         for (Py_ssize_t c = 0; c < C; ++c) E[c * Rp + r] = r < R ? x[r * C + c] : (T)0;    \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < Rp; ++r) { m[r] = E[r]; kmax[r] = 0; rest[r] = 0.0;          \
-                                         lin[r] = 0.0; asum[r] = 0.0; }                    \
+    for (Py_ssize_t r = 0; r < Rp; ++r) { m[r] = E[r]; kmax[r] = 0; }                      \
     for (Py_ssize_t c = 1; c < C; ++c) {                                                   \
-        const T *Ec = E + c * Rp;                                                           \
+        const T *Ec = E + c * Rp;                                                          \
         FX_SIMD                                                                            \
-        for (Py_ssize_t r = 0; r < Rp; ++r) m[r] = Ec[r] > m[r] ? Ec[r] : m[r];             \
+        for (Py_ssize_t r = 0; r < Rp; ++r) m[r] = Ec[r] > m[r] ? Ec[r] : m[r];            \
     }                                                                                      \
     for (Py_ssize_t c = C - 1; c > 0; --c) {                                               \
-        const T *Ec = E + c * Rp;                                                           \
+        const T *Ec = E + c * Rp;                                                          \
         FX_SIMD                                                                            \
-        for (Py_ssize_t r = 0; r < Rp; ++r) kmax[r] = Ec[r] == m[r] ? (int)c : kmax[r];     \
+        for (Py_ssize_t r = 0; r < Rp; ++r) kmax[r] = Ec[r] == m[r] ? (int)c : kmax[r];    \
     }                                                                                      \
+    return Rp;                                                                             \
+}                                                                                          \
+                                                                                           \
+/* Short rows, vectorised across rows: after fx_short_max (E, m, kmax), per row r this    \
+ * finds rest = sum_{c != kmax} exp(x_c - m) and l1p = log1p(rest), and E becomes          \
+ * exp(x - m). When beta != 0 it also accumulates, over c != kmax, lin += a_c (m - x_c)    \
+ * and asum += a_c with a_c = beta w_c (w == NULL: 1). */                                  \
+static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, const T *w,   \
+                                     double beta, T *E, T *m, int *kmax, double *rest,     \
+                                     double *l1p, double *lin, double *asum) {             \
+    const Py_ssize_t Rp = fx_short_max_##S(x, R, C, E, m, kmax);                           \
+    FX_SIMD                                                                                \
+    for (Py_ssize_t r = 0; r < Rp; ++r) { rest[r] = 0.0; lin[r] = 0.0; asum[r] = 0.0; }    \
     for (Py_ssize_t c = 0; c < C; ++c) {                                                   \
         T *Ec = E + c * Rp;                                                                 \
         const double a = beta * (w ? (double)w[c] : 1.0);                                  \
