@@ -120,16 +120,16 @@ static inline T fx_max_##S(const T *x, Py_ssize_t n) {                          
     return m;                                                                              \
 }                                                                                          \
                                                                                            \
-/* First index holding v, or 0 when there is none (v is NaN). Vector compares over chunks \
- * find the chunk; a scalar scan finds the index in it. */                                 \
+/* First index holding v, or 0 when there is none (v is NaN): the smallest matching index  \
+ * of each chunk in turn, by a vector min-reduction. */                                    \
 static inline Py_ssize_t fx_find_##S(const T *x, Py_ssize_t n, T v) {                      \
     for (Py_ssize_t start = 0; start < n; start += FX_FIND_CHUNK) {                        \
         const Py_ssize_t len = n - start < FX_FIND_CHUNK ? n - start : FX_FIND_CHUNK;      \
-        int hit = 0;                                                                       \
-        _Pragma("omp simd reduction(|:hit)")                                               \
-        for (Py_ssize_t i = 0; i < len; ++i) hit |= x[start + i] == v;                     \
-        if (hit)                                                                           \
-            for (Py_ssize_t i = start; i < start + len; ++i) if (x[i] == v) return i;      \
+        const T *xc = x + start;                                                           \
+        int first = FX_FIND_CHUNK;              /* int lanes: the chunk is short */        \
+        _Pragma("omp simd reduction(min:first)")                                           \
+        for (int i = 0; i < (int)len; ++i) first = xc[i] == v && i < first ? i : first;    \
+        if (first < len) return start + first;                                             \
     }                                                                                      \
     return 0;                                                                              \
 }                                                                                          \
