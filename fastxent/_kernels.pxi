@@ -564,12 +564,16 @@ def check_labels(const int64_t[::1] labels,          # IN (rows,)
     cdef Py_ssize_t b, i, first = -1
     cdef int64_t y
     cdef double acc, total = 0.0
-    cdef const double *w = &class_weight[0] if class_weight is not None else NULL
-    cdef const double *s = &sample_weight[0] if sample_weight is not None else NULL
+    cdef const double *w = NULL
+    cdef const double *s = NULL
     cdef double *partial
     cdef Py_ssize_t *bad
-    if n == 0:
+    if n == 0:                                   # (an empty array has no element 0)
         return -1, 0.0
+    if class_weight is not None:
+        w = &class_weight[0]
+    if sample_weight is not None:
+        s = &sample_weight[0]
     partial = <double *> malloc(n_blocks * sizeof(double))
     bad = <Py_ssize_t *> malloc(n_blocks * sizeof(Py_ssize_t))
     if partial == NULL or bad == NULL:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Valgrind memcheck over a subset of fastxent's kernels: a small Python script calls every
 # public function once (both dtypes, every row path: short and wide rows, strided axis, soft
-# targets, probabilities, binary weights, the softmax family, one input above SERIAL_BELOW
-# with two OpenMP threads) on small arrays, under valgrind with PYTHONMALLOC=malloc.
+# targets, probabilities, binary weights, the softmax family, evaluate, one input above
+# SERIAL_BELOW with two OpenMP threads) on small arrays, under valgrind with
+# PYTHONMALLOC=malloc.
 #
 #   scripts/memcheck.sh                 # the installed/importable fastxent, ISA auto + baseline
 #
@@ -62,6 +63,14 @@ for dt in (np.float32, np.float64):
     fastxent.cross_entropy_loss_and_grad(special, np.array([0, 1, 2, 1]))
     fastxent.logsumexp(special)
     fastxent.cross_entropy(np.zeros((0, 3), dt), np.zeros(0, int))        # empty
+    fastxent.evaluate(x, np.where(y == 1, -100, y), ignore_index=-100, sample_weight=s,
+                      weight=w, topk=(1, 3))                              # short rows
+    fastxent.evaluate(xw, rng.integers(0, 70, 9))                         # wide rows
+    fastxent.evaluate(x4, rng.integers(0, 4, (3, 2, 5)), axis=1)          # strided rows
+    fastxent.evaluate(x, t, weight=w)                                     # soft targets
+    fastxent.evaluate(p, y, from_logits=False)                            # probabilities
+    fastxent.evaluate(p, t, from_logits=False)
+    fastxent.evaluate(special, np.array([0, 1, 2, 1]))
     try:
         fastxent.cross_entropy(x, np.where(y == 1, 7, y))                  # bad label
     except ValueError:
@@ -69,6 +78,7 @@ for dt in (np.float32, np.float64):
 big = rng.normal(size=(8200, 4)).astype(np.float32)                    # 2 OpenMP threads
 fastxent.cross_entropy_loss_and_grad(big, rng.integers(0, 4, 8200), n_threads=2)
 fastxent.binary_cross_entropy(big, (big > 0).astype(np.float32), n_threads=2)
+fastxent.evaluate(big, rng.integers(0, 4, 8200), n_threads=2)
 if os.environ.get("MEMCHECK_KNOWN_BUGS", "1") == "1":
     # known bug: _class_rows reads w[ignore_index] for ignored rows (see docs/reliability.md)
     fastxent.cross_entropy(rng.uniform(0.1, 1, (4, 3)), np.array([0, -100, 1, -100]),

@@ -87,9 +87,12 @@ echo "== running pytest under ASan+UBSan (log: $LOG)"
 t0=$(date +%s)
 set +e
 # test_kernels_import_zgv_symbols checks the optimised build's libmvec calls: an -O0 debug
-# build has none, so it is deselected
+# build has none, so it is deselected. tests/test_dask.py is left out: its dask.distributed
+# worker processes never answer under the preloaded ASan runtime (the client waits forever);
+# the kernels it calls are the ones tests/test_evaluate.py runs in process.
 (cd "$SRC" && "$PYTHON" -m pytest -p no:cacheprovider \
-    --deselect tests/test_build.py::test_kernels_import_zgv_symbols "${@:--q}") > "$LOG" 2>&1
+    --deselect tests/test_build.py::test_kernels_import_zgv_symbols \
+    --ignore tests/test_dask.py "${@:--q}") > "$LOG" 2>&1
 rc=$?
 set -e
 test_s=$(( $(date +%s) - t0 ))

@@ -238,6 +238,10 @@ def test_multiclass_empty(case, dtype):
     out = np.zeros(shape, dtype)
     assert fastxent.cross_entropy_grad(x, t, out=out, **kw) is out
     assert np.isnan(fastxent.cross_entropy(x, t, weight=[1, 2, 3], **kw))
+    # empty sample weights (the debug build bounds-checks the kernels' element 0)
+    s = np.zeros(rows)
+    assert np.isnan(fastxent.cross_entropy(x, t, weight=[1, 2, 3], sample_weight=s, **kw))
+    assert fastxent.evaluate(x, t, weight=[1, 2, 3], sample_weight=s, **kw).count == 0
 
 
 @pytest.mark.parametrize("shape", [(0,), (0, 4), (3, 0), (2, 0, 80)])
