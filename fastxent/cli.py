@@ -168,15 +168,7 @@ def format_table(results):
     headers = ["workload", "dtype", "shape", "time ms", "GB/s", "%copy"]
     headers += [f"x vs {peer}" for peer in peers]
     rows = [_table_row(result, peers) for result in results]
-    widths = [max(map(len, column)) for column in zip(headers, *rows)]
-    text_columns = 3
-    lines = [
-        "  ".join(cell.ljust(width) if index < text_columns else cell.rjust(width)
-                  for index, (cell, width) in enumerate(zip(line, widths))).rstrip()
-        for line in [headers, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return _text_table(headers, rows, text_columns=3)
 
 
 def _peers_in(results):
@@ -325,6 +317,7 @@ def format_bins_table(bins):
 
 
 def _text_table(headers, rows, text_columns):
+    """Align `rows` under `headers`: the first `text_columns` columns left, the rest right."""
     widths = [max(map(len, column)) for column in zip(headers, *rows)]
     lines = [
         "  ".join(cell.ljust(width) if index < text_columns else cell.rjust(width)
