@@ -135,7 +135,7 @@ def _prepare_target(p, target):
                         f"dtype {t.dtype}")
 
 
-def _run(p, grad):
+def run(p, grad):
     """Run the kernel; return the reduced loss (or per-row losses) and fill `grad`."""
     kernel_weight = None if p.class_weight is None else p.class_weight.astype(p.x.dtype)
     row_loss = np.empty(p.x.size // p.n_classes) if p.reduction == "none" else None
@@ -159,7 +159,7 @@ def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight
                   validate=True, n_threads=None):
     p = prepare(input, target, from_logits, weight, sample_weight, ignore_index,
                  label_smoothing, eps, reduction, axis, validate, n_threads)
-    return _run(p, None)
+    return run(p, None)
 
 
 def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
@@ -169,7 +169,7 @@ def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
     p = prepare(input, target, from_logits, weight, sample_weight, ignore_index,
                  label_smoothing, eps, reduction, axis, validate, n_threads)
     grad = v.output(out, p.x, (p.labels, p.soft, p.class_weight, p.sample_weight))
-    return _run(p, grad), grad
+    return run(p, grad), grad
 
 
 def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_weight=None,

@@ -37,6 +37,7 @@ except ImportError as exc:      # pragma: no cover - depends on the environment
                       '(or pip install "dask[array]" distributed)') from exc
 
 import fastxent
+from fastxent import _multiclass
 
 __all__ = ["cross_entropy", "evaluate"]
 
@@ -295,25 +296,20 @@ def _losses_block(x, t, s, options, block_info=None):
 
 
 def _sum_block(rows, x, t, s, options, with_denominator):
-    """One block of rows -> ``(loss sum, mean's denominator or 0)`` in float64."""
+    """One block of rows -> ``(loss sum, mean's denominator or 0)`` in float64.
+
+    Both come from the single-machine validation and kernel (``_multiclass.prepare`` computes
+    the denominator: ``Σ sample_weight·weight[label]`` over the counted rows, or the row count
+    / ``Σ sample_weight`` for soft targets).
+    """
     x, t, s = _block_args(x, t, s, options)
+    o = options
     with _in_block(rows):
-        total = fastxent.cross_entropy(x, t, sample_weight=s, reduction="sum", **options)
-    if not with_denominator:
-        return float(total), 0.0
-    if t.dtype.kind == "f":                 # soft targets: the row count, or Σ s
-        n_rows = t.size // t.shape[options["axis"]]
-        return float(total), float(n_rows if s is None else np.sum(s, dtype=np.float64))
-    # labels (checked by the kernel call): Σ s·weight[label] over the rows not ignored
-    labels = t.reshape(-1)
-    counted = (np.ones(labels.shape, bool) if options["ignore_index"] is None
-               else labels != options["ignore_index"])
-    row_weight = np.ones(labels.shape)
-    if options["weight"] is not None:
-        row_weight = options["weight"][np.where(counted, labels, 0)]
-    if s is not None:
-        row_weight = row_weight * np.asarray(s, np.float64).reshape(-1)
-    return float(total), float(row_weight[counted].sum())
+        problem = _multiclass.prepare(x, t, o["from_logits"], o["weight"], s, o["ignore_index"],
+                                      o["label_smoothing"], o["eps"], "sum", o["axis"],
+                                      o["validate"], o["n_threads"])
+        total = _multiclass.run(problem, None)
+    return float(total), problem.denominator if with_denominator else 0.0
 
 
 def _add_sums(*pairs):
