@@ -343,7 +343,7 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     stats[:] = 0.0
     if n_rows == 0:
         return
-    o = _class_options(n_classes, n_inner, &labels[0] if labels is not None else NULL,
+    o = _class_options(n_rows, n_classes, n_inner, &labels[0] if labels is not None else NULL,
                        &sample_weight[0] if sample_weight is not None else NULL, has_ignore,
                        ignore_index, 0.0, from_logits, clip_lo, clip_hi, 1.0)
     if soft is not None:

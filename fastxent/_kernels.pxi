@@ -29,8 +29,10 @@ cdef extern from "_loops.h" nogil:
     Py_ssize_t FX_PADDED_ROWS(Py_ssize_t n_rows)
     Py_ssize_t fx_find_f(const float *x, Py_ssize_t n, float v) noexcept
     Py_ssize_t fx_find_d(const double *x, Py_ssize_t n, double v) noexcept
-    double fx_expsum_f(const float *z, Py_ssize_t n, float m, float *e) noexcept
-    double fx_expsum_d(const double *z, Py_ssize_t n, double m, double *e) noexcept
+    double fx_expsum_f(const float *z, Py_ssize_t n, float m, float *e,
+                       const float *next) noexcept
+    double fx_expsum_d(const double *z, Py_ssize_t n, double m, double *e,
+                       const double *next) noexcept
     double fx_expsum_lin_f(const float *z, const float *t, const float *w, Py_ssize_t n,
                            float m, double alpha, double beta, float *e,
                            double *lin, double *asum) noexcept
@@ -120,6 +122,18 @@ cdef enum:
     # SHORT_BATCH rows at a time, vectorised across rows.
     SHORT_ROW = 64
     SHORT_BATCH = 64
+    # While a row of at least PREFETCH_ROW classes is computed, the next row is prefetched;
+    # shorter rows are left to the hardware prefetcher.
+    PREFETCH_ROW = 512
+
+
+cdef inline const real *_next_row(const real *x, Py_ssize_t r, Py_ssize_t n_rows,
+                                  Py_ssize_t n_classes) noexcept nogil:
+    """Row r + 1 of contiguous rows, to prefetch while row r is computed; NULL when there is
+    none or rows are short."""
+    if r + 1 < n_rows and n_classes >= PREFETCH_ROW:
+        return x + (r + 1) * n_classes
+    return NULL
 
 
 def openmp_enabled():
@@ -168,11 +182,12 @@ cdef inline Py_ssize_t _find(const real *x, Py_ssize_t n, real v) noexcept nogil
         return fx_find_d(x, n, v)
 
 
-cdef inline double _expsum(const real *z, Py_ssize_t n, real m, real *e) noexcept nogil:
+cdef inline double _expsum(const real *z, Py_ssize_t n, real m, real *e,
+                          const real *next) noexcept nogil:
     if real is float:
-        return fx_expsum_f(z, n, m, e)
+        return fx_expsum_f(z, n, m, e, next)
     else:
-        return fx_expsum_d(z, n, m, e)
+        return fx_expsum_d(z, n, m, e, next)
 
 
 cdef inline double _expsum_lin(const real *z, const real *t, const real *w, Py_ssize_t n, real m,
@@ -260,10 +275,11 @@ cdef inline RowTotals _add_hard_label(double m, Py_ssize_t kmax, Py_ssize_t y, d
 
 cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ssize_t n_classes,
                               Py_ssize_t y, double alpha, double beta, double hard, double k,
-                              real *g) noexcept nogil:
+                              real *g, const real *next) noexcept nogil:
     """Loss of one row of logits; writes k * d(loss)/dz into g unless g is NULL (g may be z).
 
     Target weights a_c = w_c (alpha t_c + beta) + hard [c == y]; y < 0 means no hard label.
+    `next` (or NULL) is the row to prefetch while this one is computed.
     """
     cdef real m = _max(z, n_classes)
     cdef Py_ssize_t kmax = _find(z, n_classes, m), tail
@@ -281,7 +297,8 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
                 + _expsum_lin(z + kmax + 1, _at(t, kmax + 1), _at(w, kmax + 1), tail, m,
                               alpha, beta, _at_out(g, kmax + 1), &lin, &asum))
     else:
-        rest = _expsum(z, kmax, m, g) + _expsum(z + kmax + 1, tail, m, _at_out(g, kmax + 1))
+        rest = (_expsum(z, kmax, m, g, next)
+                + _expsum(z + kmax + 1, tail, m, _at_out(g, kmax + 1), _at(next, kmax + 1)))
     a_kmax = (w[kmax] if w != NULL else 1.0) * (alpha * (t[kmax] if t != NULL else 0.0) + beta)
     totals = _add_hard_label(m, kmax, y, zy, hard, a_kmax, asum, lin, log1p(rest))
     if g != NULL:
@@ -319,6 +336,7 @@ cdef inline double _prob_row(const real *p, const real *t, const real *w, Py_ssi
 
 
 cdef struct ClassOptions:
+    Py_ssize_t n_rows
     Py_ssize_t n_classes
     Py_ssize_t n_inner          # elements between two classes of one row (1: rows contiguous)
     const int64_t *labels       # (n_rows,), or NULL for soft targets
@@ -334,12 +352,14 @@ cdef struct ClassOptions:
     double grad_scale           # 1 / denominator for reduction="mean", else 1
 
 
-cdef inline ClassOptions _class_options(Py_ssize_t n_classes, Py_ssize_t n_inner,
+cdef inline ClassOptions _class_options(Py_ssize_t n_rows, Py_ssize_t n_classes,
+                                        Py_ssize_t n_inner,
                                         const int64_t *labels, const double *sample_weight,
                                         bint has_ignore, int64_t ignore_index,
                                         double label_smoothing, bint from_logits, double clip_lo,
                                         double clip_hi, double grad_scale) noexcept nogil:
     cdef ClassOptions o
+    o.n_rows = n_rows
     o.n_classes = n_classes
     o.n_inner = n_inner
     o.labels = labels
@@ -362,9 +382,9 @@ cdef inline Py_ssize_t _rows_per_block(Py_ssize_t n_classes) noexcept nogil:
 
 cdef inline double _class_row(const real *x, const real *t, const real *w,
                               const ClassOptions *o, Py_ssize_t y, double hard, double k,
-                              real *g) noexcept nogil:
+                              real *g, const real *next) noexcept nogil:
     if o.from_logits:
-        return _logit_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, k, g)
+        return _logit_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, k, g, next)
     return _prob_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, <real>o.clip_lo,
                      <real>o.clip_hi, k, g)
 
@@ -467,7 +487,8 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
                     grad[base + c * step] = 0
         elif step == 1:
             loss = s * _class_row(x + base, _at(soft, base), w, o, y, hard,
-                                  s * o.grad_scale, _at_out(grad, base))
+                                  s * o.grad_scale, _at_out(grad, base),
+                                  _next_row(x, r, o.n_rows, C))
         else:                                    # strided row: through this thread's buffers
             for c in range(C):
                 zbuf[c] = x[base + c * step]
@@ -475,7 +496,7 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
                 for c in range(C):
                     tbuf[c] = soft[base + c * step]
             loss = s * _class_row(zbuf, tbuf if soft != NULL else NULL, w, o, y, hard,
-                                  s * o.grad_scale, gbuf if grad != NULL else NULL)
+                                  s * o.grad_scale, gbuf if grad != NULL else NULL, NULL)
             if grad != NULL:
                 for c in range(C):
                     grad[base + c * step] = gbuf[c]
@@ -517,7 +538,7 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
     cdef real *grad_p = NULL
     if n_rows == 0:
         return 0.0
-    o = _class_options(n_classes, n_inner, &labels[0] if labels is not None else NULL,
+    o = _class_options(n_rows, n_classes, n_inner, &labels[0] if labels is not None else NULL,
                        &sample_weight[0] if sample_weight is not None else NULL, has_ignore,
                        ignore_index, label_smoothing, from_logits, clip_lo, clip_hi, grad_scale)
     if soft is not None:
@@ -642,8 +663,9 @@ cpdef enum RowTransform:
 
 
 cdef inline double _transform_row(const real *z, Py_ssize_t n, RowTransform mode,
-                                  real *out) noexcept nogil:
-    """Log-sum-exp of one row; writes its softmax or log-softmax into out (may be z).
+                                  real *out, const real *next) noexcept nogil:
+    """Log-sum-exp of one row; writes its softmax or log-softmax into out (may be z); `next`
+    (or NULL) is the row to prefetch meanwhile.
 
     NaN anywhere gives NaN. Otherwise a row whose largest logit is +-inf has log-sum-exp +-inf
     (its softmax puts all mass on a single +inf; two +inf, or all -inf, give NaN).
@@ -656,7 +678,8 @@ cdef inline double _transform_row(const real *z, Py_ssize_t n, RowTransform mode
         if mode != LOGSUMEXP:
             _fill(out, n, <real>NAN)
         return NAN
-    rest = _expsum(z, kmax, m, e) + _expsum(z + kmax + 1, tail, m, _at_out(e, kmax + 1))
+    rest = (_expsum(z, kmax, m, e, next)
+            + _expsum(z + kmax + 1, tail, m, _at_out(e, kmax + 1), _at(next, kmax + 1)))
     if mode == SOFTMAX:
         inv = 1.0 / (1.0 + rest)
         _grad(out, NULL, NULL, n, <real>inv, 0, 0)
@@ -700,7 +723,8 @@ def transform_rows(const real[::1] x,            # IN  (outer, C, inner) C-order
             for r in range(b * per_block, min((b + 1) * per_block, n_rows)):
                 if step == 1:
                     row_lse = _transform_row(&x[r * n_classes], n_classes, mode,
-                                             _at_out(out_p, r * n_classes))
+                                             _at_out(out_p, r * n_classes),
+                                             _next_row(&x[0], r, n_rows, n_classes))
                 else:                            # strided row: through this thread's buffers
                     outer = r // step
                     base = outer * n_classes * step + (r - outer * step)
@@ -708,7 +732,7 @@ def transform_rows(const real[::1] x,            # IN  (outer, C, inner) C-order
                     obuf = zbuf + n_classes
                     for c in range(n_classes):
                         zbuf[c] = x[base + c * step]
-                    row_lse = _transform_row(zbuf, n_classes, mode, obuf)
+                    row_lse = _transform_row(zbuf, n_classes, mode, obuf, NULL)
                     if out_p != NULL:
                         for c in range(n_classes):
                             out_p[base + c * step] = obuf[c]
@@ -819,7 +843,7 @@ cdef int _capi_softmax_ce(const real *logits, Py_ssize_t n_rows, Py_ssize_t n_cl
             n_bad += 1
     if n_bad > 0:
         return <int>min(n_bad, <Py_ssize_t>2147483647)
-    o = _class_options(n_classes, 1, labels, NULL, False, 0, 0.0, True, 0.0, 1.0, 1.0)
+    o = _class_options(n_rows, n_classes, 1, labels, NULL, False, 0, 0.0, True, 0.0, 1.0, 1.0)
     per_block = _rows_per_block(n_classes)
     n_blocks = (n_rows + per_block - 1) // per_block
     for b in prange(n_blocks, schedule="static", num_threads=_capi_threads(n_threads)):
@@ -853,7 +877,8 @@ cdef int _capi_logsumexp(const real *x, Py_ssize_t n_rows, Py_ssize_t n_classes,
     if n_rows < 0 or n_classes < 1 or (n_rows > 0 and (x == NULL or out == NULL)):
         return -1
     for r in prange(n_rows, schedule="static", num_threads=_capi_threads(n_threads)):
-        out[r] = <real>_transform_row(x + r * n_classes, n_classes, LOGSUMEXP, NULL)
+        out[r] = <real>_transform_row(x + r * n_classes, n_classes, LOGSUMEXP, NULL,
+                                      _next_row(x, r, n_rows, n_classes))
     return 0
 
 

@@ -29,40 +29,44 @@
 /* exp(x + lo) for x <= 0 (or NaN) and |lo| <= ulp(x), in float, inlined into vector loops:
  * no call, no register spills. Every caller's argument is z - max(z) or -|z|. Cody-Waite
  * range reduction and Cephes' minimax polynomial: measured <= 1 ulp over every float <= 0
- * (lo = 0). Special values are exact: NaN -> NaN, -inf -> 0; results below FLT_MIN stay
- * subnormal (2^k is applied in two halves). */
+ * (lo = 0). Special values are exact: NaN -> NaN, -inf -> 0 (x < -104 zeroes lo, so an
+ * infinite or NaN lo never reaches r); results below FLT_MIN stay subnormal. 2^k is applied
+ * as 2^-64 * 2^(k+64): the first factor is folded into the polynomial's last step, the
+ * second is built from the rint constant's low bits (k + 64 + 127 >= 41 keeps it normal),
+ * so the product is rounded once, and only when it is subnormal. */
 static inline __attribute__((always_inline)) float fx_expf2(float x, float lo) {
     lo = x < -104.0f ? 0.0f : lo;                /* the result underflows anyway */
     x = x < -104.0f ? -104.0f : x;               /* keeps NaN */
-    const float k = FX_FMAF(x, 1.44269504088896341f, 12582912.0f) - 12582912.0f;  /* rint */
+    const float kk = FX_FMAF(x, 1.44269504088896341f, 12582912.0f);  /* 1.5 2^23 + rint */
+    const float k = kk - 12582912.0f;
     float r = FX_FMAF(k, -0.693359375f, x);
     r = FX_FMAF(k, 2.12194440e-4f, r);
     r = r + lo;
-    float p = 1.9875691500e-4f;
-    p = FX_FMAF(p, r, 1.3981999507e-3f);
-    p = FX_FMAF(p, r, 8.3334519073e-3f);
-    p = FX_FMAF(p, r, 4.1665795894e-2f);
-    p = FX_FMAF(p, r, 1.6666665459e-1f);
-    p = FX_FMAF(p, r, 5.0000001201e-1f);
-    p = FX_FMAF(p * r, r, r) + 1.0f;
-    const int ki = (int)k;
-    const int k1 = ki >> 1;
-    const unsigned b1 = (unsigned)(k1 + 127) << 23, b2 = (unsigned)(ki - k1 + 127) << 23;
-    float s1, s2;
-    __builtin_memcpy(&s1, &b1, sizeof s1);
-    __builtin_memcpy(&s2, &b2, sizeof s2);
-    return p * s1 * s2;
+    const float r2 = r * r;                      /* P(r) by Estrin's scheme: short chains */
+    const float p45 = FX_FMAF(1.9875691500e-4f, r, 1.3981999507e-3f);
+    const float p23 = FX_FMAF(8.3334519073e-3f, r, 4.1665795894e-2f);
+    const float p01 = FX_FMAF(1.6666665459e-1f, r, 5.0000001201e-1f);
+    const float p = FX_FMAF(FX_FMAF(p45, r2, p23), r2, p01);
+    const float e = FX_FMAF(FX_FMAF(p, r2, r), 0x1p-64f, 0x1p-64f);  /* (1 + r + r^2 P) 2^-64 */
+    unsigned bits;
+    __builtin_memcpy(&bits, &kk, sizeof bits);   /* low bits: 2^22 + k, so bits << 23 = k << 23 */
+    bits = (bits << 23) + ((127u + 64u) << 23);
+    float scale;
+    __builtin_memcpy(&scale, &bits, sizeof scale);
+    return e * scale;
 }
 
 static inline __attribute__((always_inline)) float fx_expf(float x) { return fx_expf2(x, 0.0f); }
 
 /* exp(z - m) for z <= m without rounding z - m first: TwoSum carries its rounding error into
- * the reduced argument, so a confident row's tiny terms keep full float precision. */
+ * the reduced argument, so a confident row's tiny terms keep full float precision. An
+ * infinite or NaN difference makes err NaN, which fx_expf2 drops (d = -inf) or propagates
+ * into a NaN result anyway. */
 static inline __attribute__((always_inline)) float fx_expf_sub(float z, float m) {
     const float d = z - m;
     const float bb = d - z;
     const float err = (z - (d - bb)) + (-m - bb);
-    return fx_expf2(d, d - d == 0.0f ? err : 0.0f);   /* no correction for inf or NaN */
+    return fx_expf2(d, err);
 }
 
 /* log1p(e) for e in [0, 1] (NaN stays NaN), inlined into vector loops: e + e^2 R(e) with a
@@ -89,6 +93,14 @@ static inline __attribute__((always_inline)) double fx_exp_sub(double z, double 
     return exp(z - m);
 }
 
+/* Prefetches elements [start, start + len) of x (NULL: nothing), one cache line at a time. */
+#define FX_PREFETCH_CHUNK 256
+static inline void fx_prefetch(const void *x, Py_ssize_t start, Py_ssize_t len, size_t size) {
+    if (!x) return;
+    const char *p = (const char *)x + start * (Py_ssize_t)size;
+    for (Py_ssize_t b = 0; b < len * (Py_ssize_t)size; b += 64) __builtin_prefetch(p + b, 0, 3);
+}
+
 /* Loops vectorised across rows run over a whole number of vectors (rows past R are zeros), so
  * no row goes through a scalar epilogue: a row's results never depend on where it sits
  * (libmvec's vector and glibc's scalar exp/log1p can differ in the last bit). */
@@ -97,8 +109,8 @@ static inline __attribute__((always_inline)) double fx_exp_sub(double z, double 
 #define FX_SIMD _Pragma("omp simd")
 #define FX_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
 #define FX_SIMD_SUM3 _Pragma("omp simd reduction(+:acc, lin, asum)")
-#define FX_SIMD_MAX _Pragma("omp simd reduction(max:m)")
 #define FX_FIND_CHUNK 64
+#define FX_MAX_BLOCK 32
 
 /* One loop body instantiated for (weights?, targets?): W and TT are the per-class weight and
  * soft-target expressions. */
@@ -110,13 +122,18 @@ static inline __attribute__((always_inline)) double fx_exp_sub(double z, double 
 
 #define FX_DEFINE_LOOPS(T, S, EXP, EXPSUB, LOG, LOG1P, FABS)                                      \
                                                                                            \
-/* Largest element, NaN ignored (-inf when all are NaN; the reduction's final combine can   \
- * drop a NaN in x[0] too). Callers check that x[fx_find(x, n, m)] == m, which fails       \
- * exactly when NaN is all there is to find, and otherwise see NaN through exp(NaN - m). */ \
+/* Largest element, NaN ignored (-inf when all are NaN). Callers check that                \
+ * x[fx_find(x, n, m)] == m, which fails exactly when NaN is all there is to find, and     \
+ * otherwise see NaN through exp(NaN - m). FX_MAX_BLOCK running maxima (several vectors)   \
+ * keep the comparisons independent: one vector's chain would wait on each max's latency. */ \
 static inline T fx_max_##S(const T *x, Py_ssize_t n) {                                     \
-    T m = x[0];                                                                            \
-    FX_SIMD_MAX                                                                            \
-    for (Py_ssize_t i = 1; i < n; ++i) m = x[i] > m ? x[i] : m;                            \
+    T acc[FX_MAX_BLOCK], m = -INFINITY;                                                    \
+    const Py_ssize_t whole = n - n % FX_MAX_BLOCK;                                         \
+    for (int j = 0; j < FX_MAX_BLOCK; ++j) acc[j] = -INFINITY;                             \
+    for (Py_ssize_t i = 0; i < whole; i += FX_MAX_BLOCK)                                   \
+        for (int j = 0; j < FX_MAX_BLOCK; ++j) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j]; \
+    for (Py_ssize_t i = whole; i < n; ++i) m = x[i] > m ? x[i] : m;                        \
+    for (int j = 0; j < FX_MAX_BLOCK; ++j) m = acc[j] > m ? acc[j] : m;                    \
     return m;                                                                              \
 }                                                                                          \
                                                                                            \
@@ -134,15 +151,25 @@ static inline Py_ssize_t fx_find_##S(const T *x, Py_ssize_t n, T v) {           
     return 0;                                                                              \
 }                                                                                          \
                                                                                            \
-/* sum exp(z_i - m); the terms are stored in e when e != NULL (e may be z). */             \
-static inline double fx_expsum_##S(const T *z, Py_ssize_t n, T m, T *e) {                  \
+/* sum exp(z_i - m); the terms are stored in e when e != NULL (e may be z). The loop runs   \
+ * in chunks; before each, the same span of `next` (the next row, or NULL) is prefetched,    \
+ * so the next row's memory-bound max pass finds it in cache. */                           \
+static inline double fx_expsum_##S(const T *z, Py_ssize_t n, T m, T *e, const T *next) {   \
     double acc = 0.0;                                                                      \
-    if (e) {                                                                               \
-        FX_SIMD_SUM                                                                        \
-        for (Py_ssize_t i = 0; i < n; ++i) { T v = EXPSUB(z[i], m); e[i] = v; acc += v; }    \
-    } else {                                                                               \
-        FX_SIMD_SUM                                                                        \
-        for (Py_ssize_t i = 0; i < n; ++i) acc += EXPSUB(z[i], m);                           \
+    for (Py_ssize_t start = 0; start < n; start += FX_PREFETCH_CHUNK) {                    \
+        const Py_ssize_t len = n - start < FX_PREFETCH_CHUNK ? n - start : FX_PREFETCH_CHUNK; \
+        const T *zc = z + start;                                                           \
+        double part = 0.0;                                                                 \
+        fx_prefetch(next, start, len, sizeof(T));                                          \
+        if (e) {                                                                           \
+            T *ec = e + start;                                                             \
+            _Pragma("omp simd reduction(+:part)")                                          \
+            for (Py_ssize_t i = 0; i < len; ++i) { T v = EXPSUB(zc[i], m); ec[i] = v; part += v; } \
+        } else {                                                                           \
+            _Pragma("omp simd reduction(+:part)")                                          \
+            for (Py_ssize_t i = 0; i < len; ++i) part += EXPSUB(zc[i], m);                 \
+        }                                                                                  \
+        acc += part;                                                                       \
     }                                                                                      \
     return acc;                                                                            \
 }                                                                                          \
