@@ -30,9 +30,9 @@ cdef extern from "_loops.h" nogil:
     Py_ssize_t fx_find_f(const float *x, Py_ssize_t n, float v) noexcept
     Py_ssize_t fx_find_d(const double *x, Py_ssize_t n, double v) noexcept
     double fx_expsum_f(const float *z, Py_ssize_t n, float m, float *e,
-                       const float *next) noexcept
+                       const float *next, Py_ssize_t skip) noexcept
     double fx_expsum_d(const double *z, Py_ssize_t n, double m, double *e,
-                       const double *next) noexcept
+                       const double *next, Py_ssize_t skip) noexcept
     double fx_expsum_lin_f(const float *z, const float *t, const float *w, Py_ssize_t n,
                            float m, double alpha, double beta, float *e,
                            double *lin, double *asum) noexcept
@@ -182,12 +182,12 @@ cdef inline Py_ssize_t _find(const real *x, Py_ssize_t n, real v) noexcept nogil
         return fx_find_d(x, n, v)
 
 
-cdef inline double _expsum(const real *z, Py_ssize_t n, real m, real *e,
-                          const real *next) noexcept nogil:
+cdef inline double _expsum(const real *z, Py_ssize_t n, real m, real *e, const real *next,
+                          Py_ssize_t skip) noexcept nogil:
     if real is float:
-        return fx_expsum_f(z, n, m, e, next)
+        return fx_expsum_f(z, n, m, e, next, skip)
     else:
-        return fx_expsum_d(z, n, m, e, next)
+        return fx_expsum_d(z, n, m, e, next, skip)
 
 
 cdef inline double _expsum_lin(const real *z, const real *t, const real *w, Py_ssize_t n, real m,
@@ -297,8 +297,7 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
                 + _expsum_lin(z + kmax + 1, _at(t, kmax + 1), _at(w, kmax + 1), tail, m,
                               alpha, beta, _at_out(g, kmax + 1), &lin, &asum))
     else:
-        rest = (_expsum(z, kmax, m, g, next)
-                + _expsum(z + kmax + 1, tail, m, _at_out(g, kmax + 1), _at(next, kmax + 1)))
+        rest = _expsum(z, n_classes, m, g, next, kmax)
     a_kmax = (w[kmax] if w != NULL else 1.0) * (alpha * (t[kmax] if t != NULL else 0.0) + beta)
     totals = _add_hard_label(m, kmax, y, zy, hard, a_kmax, asum, lin, log1p(rest))
     if g != NULL:
@@ -671,15 +670,14 @@ cdef inline double _transform_row(const real *z, Py_ssize_t n, RowTransform mode
     (its softmax puts all mass on a single +inf; two +inf, or all -inf, give NaN).
     """
     cdef real m = _max(z, n)
-    cdef Py_ssize_t kmax = _find(z, n, m), tail = n - kmax - 1
+    cdef Py_ssize_t kmax = _find(z, n, m)
     cdef double rest, inv
     cdef real *e = out if mode == SOFTMAX else NULL
     if z[kmax] != m:                             # no arg-max to find: NaN in the row
         if mode != LOGSUMEXP:
             _fill(out, n, <real>NAN)
         return NAN
-    rest = (_expsum(z, kmax, m, e, next)
-            + _expsum(z + kmax + 1, tail, m, _at_out(e, kmax + 1), _at(next, kmax + 1)))
+    rest = _expsum(z, n, m, e, next, kmax)
     if mode == SOFTMAX:
         inv = 1.0 / (1.0 + rest)
         _grad(out, NULL, NULL, n, <real>inv, 0, 0)

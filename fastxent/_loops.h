@@ -152,36 +152,39 @@ static inline Py_ssize_t fx_find_##S(const T *x, Py_ssize_t n, T v) {           
     return 0;                                                                              \
 }                                                                                          \
                                                                                            \
-/* sum exp(z_i - m) over one chunk, accumulated in T; the terms are stored in e when e !=   \
- * NULL (e may be z). */                                                                   \
-static inline __attribute__((always_inline)) T fx_expsum_chunk_##S(const T *z, Py_ssize_t n, \
-                                                                  T m, T *e) {             \
+/* sum exp(z_i - m) over one chunk (n < 2^31) except at i == skip (-1: none), accumulated  \
+ * in T; every term, skip's too, is stored in e when e != NULL (e may be z). */            \
+static inline __attribute__((always_inline)) T fx_expsum_chunk_##S(const T *z, int n, T m, \
+                                                                  T *e, int skip) {        \
     T part = 0;                                                                            \
-    if (e) {                                                                               \
-        _Pragma("omp simd reduction(+:part)")                                              \
-        for (Py_ssize_t i = 0; i < n; ++i) { T v = EXPSUB(z[i], m); e[i] = v; part += v; }   \
-    } else {                                                                               \
-        _Pragma("omp simd reduction(+:part)")                                              \
-        for (Py_ssize_t i = 0; i < n; ++i) part += EXPSUB(z[i], m);                          \
-    }                                                                                      \
+    if (e && skip >= 0) { FX_EXPSUM_LOOP(T, EXPSUB, e[i] = v;, i != skip ? v : (T)0) }     \
+    else if (e) { FX_EXPSUM_LOOP(T, EXPSUB, e[i] = v;, v) }                                 \
+    else if (skip >= 0) { FX_EXPSUM_LOOP(T, EXPSUB, , i != skip ? v : (T)0) }                \
+    else { FX_EXPSUM_LOOP(T, EXPSUB, , v) }                                                 \
     return part;                                                                           \
 }                                                                                          \
                                                                                            \
-/* sum exp(z_i - m), stored in e as fx_expsum_chunk. Chunks of FX_CHUNK terms (a constant  \
- * trip count: no loop epilogue) are summed in T, their sums in double: for float, each     \
- * vector lane adds at most FX_CHUNK / (lanes) terms in [0, 1] before the double sum, which  \
- * keeps the float additions (one vector add, where a double accumulator needs converts)   \
- * to a few ulp. Before each chunk the same span of `next` (the next row, or NULL) is       \
- * prefetched, so the next row's memory-bound max pass finds it in cache. */               \
-static inline double fx_expsum_##S(const T *z, Py_ssize_t n, T m, T *e, const T *next) {   \
+/* sum_{i != skip} exp(z_i - m) (skip: the arg-max, whose term 1 the caller adds through   \
+ * log1p), stored in e as fx_expsum_chunk. Chunks of FX_CHUNK terms (a constant trip count: \
+ * no loop epilogue) are summed in T, their sums in double: for float, each vector lane adds \
+ * at most FX_CHUNK / (lanes) terms in [0, 1] before the double sum, which keeps the float \
+ * additions (one vector add, where a double accumulator needs converts) to a few ulp. Only \
+ * the chunk holding skip pays for the mask. Before each chunk the same span of `next` (the \
+ * next row, or NULL) is prefetched, so the next row's memory-bound max pass finds it in     \
+ * cache. */                                                                               \
+static inline double fx_expsum_##S(const T *z, Py_ssize_t n, T m, T *e, const T *next,     \
+                                   Py_ssize_t skip) {                                      \
     double acc = 0.0;                                                                      \
     Py_ssize_t start = 0;                                                                  \
     for (; start + FX_CHUNK <= n; start += FX_CHUNK) {                                     \
+        const Py_ssize_t at = skip - start;                                                \
         fx_prefetch(next, start, FX_CHUNK, sizeof(T));                                     \
-        acc += fx_expsum_chunk_##S(z + start, FX_CHUNK, m, e ? e + start : NULL);          \
+        acc += fx_expsum_chunk_##S(z + start, FX_CHUNK, m, e ? e + start : NULL,           \
+                                   at >= 0 && at < FX_CHUNK ? (int)at : -1);               \
     }                                                                                      \
     fx_prefetch(next, start, n - start, sizeof(T));                                        \
-    return acc + fx_expsum_chunk_##S(z + start, n - start, m, e ? e + start : NULL);       \
+    return acc + fx_expsum_chunk_##S(z + start, (int)(n - start), m, e ? e + start : NULL, \
+                                     skip >= start ? (int)(skip - start) : -1);            \
 }                                                                                          \
                                                                                            \
 /* As fx_expsum, and with target weights a_i = w_i (alpha t_i + beta) also accumulates     \
@@ -318,6 +321,10 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
 }
 
 /* ---- loop bodies (i is the loop index; W and TT the weight and target expressions) ---- */
+
+#define FX_EXPSUM_LOOP(T, EXPSUB, STORE, TERM)                                             \
+    _Pragma("omp simd reduction(+:part)")                                                  \
+    for (int i = 0; i < n; ++i) { const T v = EXPSUB(z[i], m); STORE part += TERM; }
 
 #define FX_EXPSUM_LIN_BODY_T(T, EXPSUB, STORE, W, TT)                                      \
     FX_SIMD_SUM3                                                                           \
