@@ -87,8 +87,28 @@ static inline __attribute__((always_inline)) float fx_log1pf_unit(float e) {
     return FX_FMAF(e * e, r, e);
 }
 
-/* log1p of an argument in [0, 1]: the inline polynomial in float, libmvec's log1p in double. */
-#define FX_LOG1P_UNIT(x) _Generic((x), float: fx_log1pf_unit, double: log1p)(x)
+/* log1p(e) for e in [0, 1] (NaN stays NaN) in double, inlined into vector loops: 1 + e =
+ * 2^k (1 + f) with k = [e > sqrt 2 - 1], then log1p(f) = f - (f^2/2 - s (f^2/2 + R(s^2)))
+ * with s = f / (2 + f), |s| <= 0.1716 and fdlibm's degree-7 minimax R. Measured <= 1.41
+ * ulp on 3.4e7 points over [0, 1] and down to 2^-1000 (libmvec's log1p: <= 4 ulp, and it
+ * took half the time of double binary CE with logits). Selects only on constants, so GCC
+ * does not evaluate the polynomial twice. */
+static inline __attribute__((always_inline)) double fx_log1p_unit(double e) {
+    const double k = e > 0.41421356237309503 ? 1.0 : 0.0;
+    const double f = (e - k) * (1.0 - 0.5 * k);          /* e, or (e - 1) / 2 */
+    const double s = f / (2.0 + f), z = s * s, z2 = z * z;
+    const double odd = FX_FMA(FX_FMA(1.479819860511658591e-01, z2, 1.818357216161805012e-01),
+                              z2, 2.857142874366239149e-01);
+    const double even = FX_FMA(1.531383769920937332e-01, z2, 2.222219843214978396e-01);
+    const double r = z * FX_FMA(odd, z2, 6.666666666666735130e-01)
+                     + z2 * FX_FMA(even, z2, 3.999999999940941908e-01);
+    const double hfsq = 0.5 * f * f;
+    return k * 6.93147180369123816490e-01
+           + (f - (hfsq - (s * (hfsq + r) + k * 1.90821492927058770002e-10)));
+}
+
+/* log1p of an argument in [0, 1]: the inline polynomials above. */
+#define FX_LOG1P_UNIT(x) _Generic((x), float: fx_log1pf_unit, double: fx_log1p_unit)(x)
 
 static inline __attribute__((always_inline)) double fx_exp_sub(double z, double m) {
     return exp(z - m);
@@ -313,10 +333,12 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
                                 T *loss, T *g, T gk) {                                     \
     double acc = 0.0;                                                                      \
     const T w0 = w ? w[0] : (T)1, pw0 = pw ? pw[0] : (T)1;                                 \
-    if (w_vec && pw_vec) { FX_BCE_BY_STORE(w[i], pw[i], S) }                               \
-    else if (w_vec) { FX_BCE_BY_STORE(w[i], pw0, S) }                                      \
-    else if (pw_vec) { FX_BCE_BY_STORE(w0, pw[i], S) }                                     \
-    else { FX_BCE_BY_STORE(w0, pw0, S) }                                                   \
+    if (!w && !pw && sa == 1 && sb == 0 && !has_ignore) {  /* no option: a lean loop */     \
+        FX_BCE_BY_STORE((T)1, (T)1, S, FX_BCE_PLAIN) }                                     \
+    else if (w_vec && pw_vec) { FX_BCE_BY_STORE(w[i], pw[i], S, FX_BCE_OPTIONS) }          \
+    else if (w_vec) { FX_BCE_BY_STORE(w[i], pw0, S, FX_BCE_OPTIONS) }                      \
+    else if (pw_vec) { FX_BCE_BY_STORE(w0, pw[i], S, FX_BCE_OPTIONS) }                     \
+    else { FX_BCE_BY_STORE(w0, pw0, S, FX_BCE_OPTIONS) }                                   \
     return acc;                                                                            \
 }
 
@@ -381,30 +403,33 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
     T li = -wi * ((q != 0 ? q * log_p : (T)0) + (r != 0 ? r * log_1mp : (T)0));            \
     T gi = -wi * ((q != 0 ? (gk * q) / cp : (T)0) - (r != 0 ? (gk * r) / one_m : (T)0));
 
-#define FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, STORE)                          \
+/* The smoothed target ys and whether element i counts: with the options, or without any. */
+#define FX_BCE_OPTIONS(T, yi) const T ys = yi * sa + sb; const int keep = !has_ignore | (yi != ignore);
+#define FX_BCE_PLAIN(T, yi) const T ys = yi; const int keep = 1;
+
+#define FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, OPT, STORE)                     \
     FX_SIMD_SUM                                                                            \
     for (Py_ssize_t i = 0; i < n; ++i) {                                                   \
         const T xi = x[i], yi = y[i];                                                      \
-        const T ys = yi * sa + sb;                                                         \
+        OPT(T, yi)                                                                         \
         const T q = (PW) * ys, r = (T)1 - ys, wi = (W);                                    \
         KIND(T, EXP, LOG, LOG1P, FABS)                                                     \
-        const int keep = !has_ignore | (yi != ignore);                                    \
         li = keep ? li : (T)0;                                                             \
         gi = keep ? gi : (T)0;                                                             \
         acc += li;                                                                         \
         STORE                                                                              \
     }
-#define FX_BCE_BY_STORE_K(KIND, T, EXP, LOG, LOG1P, FABS, W, PW)                           \
-    if (loss && g) { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, loss[i] = li; g[i] = gi;) } \
-    else if (g) { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, g[i] = gi; (void)li;) } \
-    else if (loss) { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, loss[i] = li; (void)gi;) } \
-    else { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, (void)gi;) }
-#define FX_BCE_BY_STORE_T(T, EXP, LOG, LOG1P, FABS, W, PW)                                 \
-    if (from_logits) { FX_BCE_BY_STORE_K(FX_BCE_LOGIT, T, EXP, LOG, LOG1P, FABS, W, PW) }  \
-    else { FX_BCE_BY_STORE_K(FX_BCE_PROB, T, EXP, LOG, LOG1P, FABS, W, PW) }
-#define FX_BCE_BY_STORE(W, PW, S) FX_BCE_BY_STORE_##S(W, PW)
-#define FX_BCE_BY_STORE_f(W, PW) FX_BCE_BY_STORE_T(float, fx_expf, logf, log1pf, fabsf, W, PW)
-#define FX_BCE_BY_STORE_d(W, PW) FX_BCE_BY_STORE_T(double, exp, log, log1p, fabs, W, PW)
+#define FX_BCE_BY_STORE_K(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, OPT)                      \
+    if (loss && g) { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, OPT, loss[i] = li; g[i] = gi;) } \
+    else if (g) { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, OPT, g[i] = gi; (void)li;) } \
+    else if (loss) { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, OPT, loss[i] = li; (void)gi;) } \
+    else { FX_BCE_LOOP(KIND, T, EXP, LOG, LOG1P, FABS, W, PW, OPT, (void)gi;) }
+#define FX_BCE_BY_STORE_T(T, EXP, LOG, LOG1P, FABS, W, PW, OPT)                            \
+    if (from_logits) { FX_BCE_BY_STORE_K(FX_BCE_LOGIT, T, EXP, LOG, LOG1P, FABS, W, PW, OPT) } \
+    else { FX_BCE_BY_STORE_K(FX_BCE_PROB, T, EXP, LOG, LOG1P, FABS, W, PW, OPT) }
+#define FX_BCE_BY_STORE(W, PW, S, OPT) FX_BCE_BY_STORE_##S(W, PW, OPT)
+#define FX_BCE_BY_STORE_f(W, PW, OPT) FX_BCE_BY_STORE_T(float, fx_expf, logf, log1pf, fabsf, W, PW, OPT)
+#define FX_BCE_BY_STORE_d(W, PW, OPT) FX_BCE_BY_STORE_T(double, exp, log, log1p, fabs, W, PW, OPT)
 
 FX_DEFINE_LOOPS(float, f, fx_expf, fx_expf_sub, logf, log1pf, fabsf)
 FX_DEFINE_LOOPS(double, d, exp, fx_exp_sub, log, log1p, fabs)
