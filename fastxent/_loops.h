@@ -127,6 +127,11 @@ static inline void fx_prefetch(const void *x, Py_ssize_t start, Py_ssize_t len, 
  * (libmvec's vector and glibc's scalar exp/log1p can differ in the last bit). */
 #define FX_PADDED_ROWS(R) (((R) + 15) / 16 * 16)
 
+/* Index types whose width matches the float / double lanes: a comparison with the loop
+ * index then masks a vector without widening or narrowing. */
+typedef int fx_lane_f;
+typedef long long fx_lane_d;
+
 #define FX_SIMD _Pragma("omp simd")
 #define FX_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
 #define FX_SIMD_SUM3 _Pragma("omp simd reduction(+:acc, lin, asum)")
@@ -147,7 +152,7 @@ static inline void fx_prefetch(const void *x, Py_ssize_t start, Py_ssize_t len, 
  * x[fx_find(x, n, m)] == m, which fails exactly when NaN is all there is to find, and     \
  * otherwise see NaN through exp(NaN - m). FX_MAX_BLOCK running maxima (several vectors)   \
  * keep the comparisons independent: one vector's chain would wait on each max's latency. */ \
-static inline T fx_max_##S(const T *x, Py_ssize_t n) {                                     \
+static inline __attribute__((always_inline)) T fx_max_##S(const T *x, Py_ssize_t n) {      \
     T acc[FX_MAX_BLOCK], m = -INFINITY;                                                    \
     const Py_ssize_t whole = n - n % FX_MAX_BLOCK;                                         \
     for (int j = 0; j < FX_MAX_BLOCK; ++j) acc[j] = -INFINITY;                             \
@@ -174,13 +179,14 @@ static inline Py_ssize_t fx_find_##S(const T *x, Py_ssize_t n, T v) {           
                                                                                            \
 /* sum exp(z_i - m) over one chunk (n < 2^31) except at i == skip (-1: none), accumulated  \
  * in T; every term, skip's too, is stored in e when e != NULL (e may be z). */            \
-static inline __attribute__((always_inline)) T fx_expsum_chunk_##S(const T *z, int n, T m, \
-                                                                  T *e, int skip) {        \
+static inline __attribute__((always_inline)) T fx_expsum_chunk_##S(const T *z, fx_lane_##S n, \
+                                                                  T m, T *e,               \
+                                                                  fx_lane_##S skip) {      \
     T part = 0;                                                                            \
-    if (e && skip >= 0) { FX_EXPSUM_LOOP(T, EXPSUB, e[i] = v;, i != skip ? v : (T)0) }     \
-    else if (e) { FX_EXPSUM_LOOP(T, EXPSUB, e[i] = v;, v) }                                 \
-    else if (skip >= 0) { FX_EXPSUM_LOOP(T, EXPSUB, , i != skip ? v : (T)0) }                \
-    else { FX_EXPSUM_LOOP(T, EXPSUB, , v) }                                                 \
+    if (e && skip >= 0) { FX_EXPSUM_LOOP(T, S, EXPSUB, e[i] = v;, i != skip ? v : (T)0) }  \
+    else if (e) { FX_EXPSUM_LOOP(T, S, EXPSUB, e[i] = v;, v) }                              \
+    else if (skip >= 0) { FX_EXPSUM_LOOP(T, S, EXPSUB, , i != skip ? v : (T)0) }             \
+    else { FX_EXPSUM_LOOP(T, S, EXPSUB, , v) }                                              \
     return part;                                                                           \
 }                                                                                          \
                                                                                            \
@@ -200,11 +206,12 @@ static inline double fx_expsum_##S(const T *z, Py_ssize_t n, T m, T *e, const T 
         const Py_ssize_t at = skip - start;                                                \
         fx_prefetch(next, start, FX_CHUNK, sizeof(T));                                     \
         acc += fx_expsum_chunk_##S(z + start, FX_CHUNK, m, e ? e + start : NULL,           \
-                                   at >= 0 && at < FX_CHUNK ? (int)at : -1);               \
+                                   at >= 0 && at < FX_CHUNK ? (fx_lane_##S)at : -1);       \
     }                                                                                      \
     fx_prefetch(next, start, n - start, sizeof(T));                                        \
-    return acc + fx_expsum_chunk_##S(z + start, (int)(n - start), m, e ? e + start : NULL, \
-                                     skip >= start ? (int)(skip - start) : -1);            \
+    return acc + fx_expsum_chunk_##S(z + start, (fx_lane_##S)(n - start), m,               \
+                                     e ? e + start : NULL,                                 \
+                                     skip >= start ? (fx_lane_##S)(skip - start) : -1);    \
 }                                                                                          \
                                                                                            \
 /* As fx_expsum, and with target weights a_i = w_i (alpha t_i + beta) also accumulates     \
@@ -344,9 +351,9 @@ static inline double fx_bce_##S(int from_logits, const T *x, const T *y, Py_ssiz
 
 /* ---- loop bodies (i is the loop index; W and TT the weight and target expressions) ---- */
 
-#define FX_EXPSUM_LOOP(T, EXPSUB, STORE, TERM)                                             \
+#define FX_EXPSUM_LOOP(T, S, EXPSUB, STORE, TERM)                                          \
     _Pragma("omp simd reduction(+:part)")                                                  \
-    for (int i = 0; i < n; ++i) { const T v = EXPSUB(z[i], m); STORE part += TERM; }
+    for (fx_lane_##S i = 0; i < n; ++i) { const T v = EXPSUB(z[i], m); STORE part += TERM; }
 
 #define FX_EXPSUM_LIN_BODY_T(T, EXPSUB, STORE, W, TT)                                      \
     FX_SIMD_SUM3                                                                           \
