@@ -110,6 +110,10 @@ def _extension(isa):
         opt = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math",
                                            "-ffp-contract=off",
                                            "--param=vect-epilogues-nomask=0"]
+        if X86_64:
+            # GCC 12 moved SSE2 vector-reduction values through MMX registers without emms,
+            # which left the x87 unit unusable (NaN from long double) after a kernel call.
+            opt.append("-mno-mmx")
     else:
         opt = ["/O2"]
     return Extension(

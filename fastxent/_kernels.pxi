@@ -39,12 +39,16 @@ cdef extern from "_loops.h" nogil:
     double fx_expsum_lin_d(const double *z, const double *t, const double *w, Py_ssize_t n,
                            double m, double alpha, double beta, double *e,
                            double *lin, double *asum) noexcept
-    void fx_short_rows_f(const float *x, Py_ssize_t R, Py_ssize_t C, const float *w,
-                         double beta, float *E, float *m, int *kmax, double *rest,
-                         double *l1p, double *lin, double *asum) noexcept
-    void fx_short_rows_d(const double *x, Py_ssize_t R, Py_ssize_t C, const double *w,
-                         double beta, double *E, double *m, int *kmax, double *rest,
-                         double *l1p, double *lin, double *asum) noexcept
+    double fx_short_label_rows_f(const float *x, Py_ssize_t R, Py_ssize_t C,
+                                 const int64_t *labels, const double *sw, const float *w,
+                                 int has_ignore, int64_t ignore, double keep, double beta,
+                                 double grad_scale, double *row_loss, float *grad,
+                                 float *E) noexcept
+    double fx_short_label_rows_d(const double *x, Py_ssize_t R, Py_ssize_t C,
+                                 const int64_t *labels, const double *sw, const double *w,
+                                 int has_ignore, int64_t ignore, double keep, double beta,
+                                 double grad_scale, double *row_loss, double *grad,
+                                 double *E) noexcept
     void fx_grad_f(float *g, const float *t, const float *w, Py_ssize_t n,
                    float p, float ka, float kb) noexcept
     void fx_grad_d(double *g, const double *t, const double *w, Py_ssize_t n,
@@ -393,63 +397,25 @@ cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *
                               real *grad) noexcept nogil:
     """Rows [r0, r1) of contiguous logits with labels and C <= SHORT_ROW; as _class_rows.
 
-    The statistics of SHORT_BATCH rows at a time come from fx_short_rows (vectorised across
-    rows); the per-row arithmetic is that of _logit_row with alpha = 0 (no soft targets).
+    SHORT_BATCH rows at a time go through fx_short_label_rows, vectorised across rows.
     """
     cdef real E[SHORT_ROW * SHORT_BATCH]
-    cdef real m[SHORT_BATCH]
-    cdef int kmax[SHORT_BATCH]
-    cdef double rest[SHORT_BATCH]
-    cdef double l1p[SHORT_BATCH]
-    cdef double lin[SHORT_BATCH]
-    cdef double asum[SHORT_BATCH]
-    cdef Py_ssize_t C = o.n_classes, start, n, stride, i, r, c, y, km
-    cdef double s, k, hard, a_all, inv, loss, total = 0.0
-    cdef RowTotals totals
-    cdef real p, kb
-    cdef real *g
-    start = r0
+    cdef Py_ssize_t C = o.n_classes, start = r0, n
+    cdef double total = 0.0
+    cdef const double *sw
     while start < r1:
         n = min(<Py_ssize_t>SHORT_BATCH, r1 - start)
-        stride = FX_PADDED_ROWS(n)               # of E: rows padded to whole vectors
+        sw = o.sample_weight + start if o.sample_weight != NULL else NULL
         if real is float:
-            fx_short_rows_f(x + start * C, n, C, w, o.beta, E, m, kmax, rest, l1p, lin, asum)
+            total += fx_short_label_rows_f(
+                x + start * C, n, C, o.labels + start, sw, w, o.has_ignore, o.ignore_index,
+                o.keep, o.beta, o.grad_scale, row_loss + start if row_loss != NULL else NULL,
+                _at_out(grad, start * C), E)
         else:
-            fx_short_rows_d(x + start * C, n, C, w, o.beta, E, m, kmax, rest, l1p, lin, asum)
-        for i in range(n):
-            r = start + i
-            y = o.labels[r]
-            g = _at_out(grad, r * C)
-            if o.has_ignore and y == o.ignore_index:
-                loss = 0.0
-                if g != NULL:
-                    _fill(g, C, <real>0)
-            elif m[i] != m[i]:
-                loss = NAN
-                if g != NULL:
-                    _fill(g, C, <real>NAN)
-            else:
-                s = o.sample_weight[r] if o.sample_weight != NULL else 1.0
-                k = s * o.grad_scale
-                hard = o.keep * (w[y] if w != NULL else 1.0)
-                km = kmax[i]
-                totals = _add_hard_label(m[i], km, y, x[r * C + y], hard,
-                                         o.beta * (w[km] if w != NULL else 1.0), asum[i], lin[i],
-                                         l1p[i])
-                loss = s * totals.loss
-                if g != NULL:
-                    a_all = totals.a_rest + totals.a_kmax
-                    inv = 1.0 / (1.0 + rest[i])
-                    p = <real>(k * a_all * inv)
-                    kb = <real>(k * o.beta)
-                    for c in range(C):
-                        g[c] = p * E[c * stride + i] - kb * (w[c] if w != NULL else 1)
-                    g[km] = <real>(k * (totals.a_rest - totals.a_kmax * rest[i]) * inv)
-                    if y != km:
-                        g[y] = g[y] - <real>(k * hard)
-            if row_loss != NULL:
-                row_loss[r] = loss
-            total += loss
+            total += fx_short_label_rows_d(
+                x + start * C, n, C, o.labels + start, sw, w, o.has_ignore, o.ignore_index,
+                o.keep, o.beta, o.grad_scale, row_loss + start if row_loss != NULL else NULL,
+                _at_out(grad, start * C), E)
         start += n
     return total
 

@@ -14,6 +14,7 @@
 #ifndef FASTXENT_LOOPS_H
 #define FASTXENT_LOOPS_H
 
+#include <stdint.h>
 #include "_simd_math.h"
 
 /* Fused multiply-adds where the instruction set has them. The build turns off automatic
@@ -137,6 +138,7 @@ typedef long long fx_lane_d;
 #define FX_SIMD_SUM3 _Pragma("omp simd reduction(+:acc, lin, asum)")
 #define FX_FIND_CHUNK 64
 #define FX_MAX_BLOCK 32
+#define FX_SHORT_BATCH 64            /* the kernels' SHORT_BATCH */
 
 /* One loop body instantiated for (weights?, targets?): W and TT are the per-class weight and
  * soft-target expressions. */
@@ -238,8 +240,15 @@ static inline double fx_expsum_lin_##S(const T *z, const T *t, const T *w, Py_ss
 static inline Py_ssize_t fx_short_max_##S(const T *x, Py_ssize_t R, Py_ssize_t C, T *E,     \
                                           T *m, int *kmax) {                               \
     const Py_ssize_t Rp = FX_PADDED_ROWS(R);                                               \
-    for (Py_ssize_t r = 0; r < Rp; ++r)                                                    \
-        for (Py_ssize_t c = 0; c < C; ++c) E[c * Rp + r] = r < R ? x[r * C + c] : (T)0;    \
+    Py_ssize_t r0 = 0;                                                                     \
+    for (; r0 + 8 <= R; r0 += 8)                 /* eight rows: contiguous stores in E */  \
+        for (Py_ssize_t c = 0; c < C; ++c) {                                               \
+            T *Ec = E + c * Rp + r0;                                                       \
+            _Pragma("GCC unroll 8")                                                        \
+            for (int j = 0; j < 8; ++j) Ec[j] = x[(r0 + j) * C + c];                       \
+        }                                                                                  \
+    for (; r0 < Rp; ++r0)                                                                  \
+        for (Py_ssize_t c = 0; c < C; ++c) E[c * Rp + r0] = r0 < R ? x[r0 * C + c] : (T)0; \
     FX_SIMD                                                                                \
     for (Py_ssize_t r = 0; r < Rp; ++r) { m[r] = E[r]; kmax[r] = 0; }                      \
     for (Py_ssize_t c = 1; c < C; ++c) {                                                   \
@@ -255,16 +264,17 @@ static inline Py_ssize_t fx_short_max_##S(const T *x, Py_ssize_t R, Py_ssize_t C
     return Rp;                                                                             \
 }                                                                                          \
                                                                                            \
-/* Short rows, vectorised across rows: after fx_short_max (E, m, kmax), per row r this    \
- * finds rest = sum_{c != kmax} exp(x_c - m) and l1p = log1p(rest), and E becomes          \
- * exp(x - m). When beta != 0 it also accumulates, over c != kmax, lin += a_c (m - x_c)    \
- * and asum += a_c with a_c = beta w_c (w == NULL: 1). */                                  \
+/* Short rows, vectorised across rows: after fx_short_max (E, m, kmax), per row r this     \
+ * finds rest = sum_{c != kmax} exp(x_c - m) (added in T: at most C - 1 terms in [0, 1])   \
+ * and l1p = log1p(rest), and E becomes exp(x - m). When beta != 0 it also accumulates,    \
+ * over c != kmax, lin += a_c (m - x_c) and asum += a_c with a_c = beta w_c (w == NULL: 1). */\
 static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, const T *w,   \
                                      double beta, T *E, T *m, int *kmax, double *rest,     \
                                      double *l1p, double *lin, double *asum) {             \
+    T sum[FX_SHORT_BATCH];                       /* in T: at most C - 1 terms in [0, 1] */ \
     const Py_ssize_t Rp = fx_short_max_##S(x, R, C, E, m, kmax);                           \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < Rp; ++r) { rest[r] = 0.0; lin[r] = 0.0; asum[r] = 0.0; }    \
+    for (Py_ssize_t r = 0; r < Rp; ++r) { sum[r] = 0; lin[r] = 0.0; asum[r] = 0.0; }       \
     for (Py_ssize_t c = 0; c < C; ++c) {                                                   \
         T *Ec = E + c * Rp;                                                                 \
         const double a = beta * (w ? (double)w[c] : 1.0);                                  \
@@ -273,7 +283,7 @@ static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, con
             for (Py_ssize_t r = 0; r < Rp; ++r) {                                           \
                 const T v = EXPSUB(Ec[r], m[r]);                                             \
                 const int other = kmax[r] != (int)c;                                       \
-                rest[r] += other ? (double)v : 0.0;                                        \
+                sum[r] += other ? v : (T)0;                                                \
                 lin[r] += other && a != 0.0 ? a * ((double)m[r] - (double)Ec[r]) : 0.0;    \
                 asum[r] += other ? a : 0.0;                                                \
                 Ec[r] = v;                                                                 \
@@ -282,13 +292,85 @@ static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, con
             FX_SIMD                                                                        \
             for (Py_ssize_t r = 0; r < Rp; ++r) {                                           \
                 const T v = EXPSUB(Ec[r], m[r]);                                             \
-                rest[r] += kmax[r] != (int)c ? (double)v : 0.0;                            \
+                sum[r] += kmax[r] != (int)c ? v : (T)0;                                    \
                 Ec[r] = v;                                                                 \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < Rp; ++r) l1p[r] = log1p(rest[r]);                            \
+    for (Py_ssize_t r = 0; r < Rp; ++r) { rest[r] = sum[r]; l1p[r] = log1p(rest[r]); }     \
+}                                                                                          \
+                                                                                           \
+/* Short rows with hard labels (R <= FX_SHORT_BATCH rows of C contiguous logits; E holds C x\
+ * padded-rows scratch), vectorised across rows throughout. Per row, with weights          \
+ * a_c = beta w_c plus keep w_y at the label y (w == NULL: 1), m = max, km = first arg-max,\
+ * rest = sum_{c != km} exp(x_c - m), A = sum_c a_c and A_rest = A - a_km:                 \
+ *   loss = s (sum_{c != km} a_c (m - x_c) + A log1p(rest)),                               \
+ *   grad_c = k (A e_c / (1 + rest) - beta w_c); at km k (A_rest - a_km rest) / (1 + rest);\
+ *   minus k keep w_y at y when y != km,                                                   \
+ * with s the sample weight and k = s grad_scale. An ignored row (has_ignore, y == ignore) \
+ * gives 0 and a zero gradient; NaN in a row makes both NaN. Writes row_loss and grad      \
+ * (row-major) when not NULL; returns the sum of the row losses, added in row order. */    \
+static inline double fx_short_label_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C,       \
+                                            const int64_t *labels, const double *sw,       \
+                                            const T *w, int has_ignore, int64_t ignore,    \
+                                            double keep, double beta, double grad_scale,   \
+                                            double *row_loss, T *grad, T *E) {             \
+    T m[FX_SHORT_BATCH], p[FX_SHORT_BATCH], gk[FX_SHORT_BATCH], hk[FX_SHORT_BATCH];        \
+    T kb[FX_SHORT_BATCH];                                                                  \
+    int kmax[FX_SHORT_BATCH];                                                              \
+    fx_lane_##S km[FX_SHORT_BATCH], lab[FX_SHORT_BATCH], skip[FX_SHORT_BATCH];             \
+    double rest[FX_SHORT_BATCH], l1p[FX_SHORT_BATCH], lin[FX_SHORT_BATCH];                 \
+    double asum[FX_SHORT_BATCH], loss[FX_SHORT_BATCH], s[FX_SHORT_BATCH];                  \
+    double hard[FX_SHORT_BATCH], a_km[FX_SHORT_BATCH], dz[FX_SHORT_BATCH];                 \
+    double total = 0.0;                                                                    \
+    const Py_ssize_t Rp = FX_PADDED_ROWS(R);                                               \
+    fx_short_rows_##S(x, R, C, w, beta, E, m, kmax, rest, l1p, lin, asum);                 \
+    for (Py_ssize_t r = 0; r < R; ++r) {         /* the per-row inputs (gathers) */        \
+        const int ignored = has_ignore && labels[r] == ignore;                             \
+        const Py_ssize_t y = ignored ? 0 : labels[r];    /* an index either way */         \
+        s[r] = ignored ? 0.0 : (sw ? sw[r] : 1.0);                                         \
+        hard[r] = keep * (w ? (double)w[y] : 1.0);                                         \
+        a_km[r] = beta * (w ? (double)w[kmax[r]] : 1.0);                                   \
+        dz[r] = (double)m[r] - (double)x[r * C + y];                                       \
+        km[r] = kmax[r];                                                                   \
+        lab[r] = (fx_lane_##S)y;                                                           \
+        skip[r] = ignored;                                                                 \
+    }                                                                                      \
+    FX_SIMD                                                                                \
+    for (Py_ssize_t r = 0; r < R; ++r) {                                                   \
+        const double k = s[r] * grad_scale;                                                \
+        const int at_km = lab[r] == km[r];                                                 \
+        const int add = !at_km && hard[r] != 0.0;                                          \
+        const double a_kmax = a_km[r] + (at_km ? hard[r] : 0.0);                           \
+        const double a_rest = asum[r] + (add ? hard[r] : 0.0);                             \
+        const double row = lin[r] + (add ? hard[r] * dz[r] : 0.0)                          \
+                           + (a_rest + a_kmax) * l1p[r];                                   \
+        const double inv = 1.0 / (1.0 + rest[r]);                                          \
+        loss[r] = skip[r] ? 0.0 : s[r] * row;                                              \
+        p[r] = (T)(k * (a_rest + a_kmax) * inv);                                           \
+        gk[r] = (T)(k * (a_rest - a_kmax * rest[r]) * inv);                                \
+        hk[r] = at_km ? (T)0 : (T)(k * hard[r]);                                           \
+        kb[r] = (T)(k * beta);                                                             \
+    }                                                                                      \
+    for (Py_ssize_t r = R; r < Rp; ++r) {        /* padding: a skipped row */              \
+        p[r] = gk[r] = hk[r] = kb[r] = (T)0;                                               \
+        km[r] = lab[r] = 0;                                                                \
+        skip[r] = 1;                                                                       \
+    }                                                                                      \
+    for (Py_ssize_t r = 0; r < R; ++r) total += loss[r];                                   \
+    if (row_loss)                                                                          \
+        for (Py_ssize_t r = 0; r < R; ++r) row_loss[r] = loss[r];                          \
+    if (!grad) return total;                                                               \
+    for (Py_ssize_t r = 0; r < R; ++r) {         /* row by row, reading E across */        \
+        T *g = grad + r * C;                                                               \
+        for (Py_ssize_t c = 0; c < C; ++c)                                                 \
+            g[c] = skip[r] ? (T)0 : p[r] * E[c * Rp + r] - kb[r] * (w ? w[c] : (T)1);       \
+        if (skip[r]) continue;                                                             \
+        g[km[r]] = gk[r];                                                                  \
+        g[lab[r]] = g[lab[r]] - hk[r];                                                     \
+    }                                                                                      \
+    return total;                                                                          \
 }                                                                                          \
                                                                                            \
 /* Gradient pass over a row whose g holds the exp terms: g_i = p g_i - w_i (ka t_i + kb). */ \

@@ -134,6 +134,38 @@ def test_every_built_isa_agrees():
         np.testing.assert_allclose(res["l32"], base["l32"], rtol=1e-6, err_msg=f"{isa} l32")
 
 
+_X87_PROBE = """
+import numpy as np, fastxent
+def x87_ok():
+    e = np.exp(np.array([-700.0, -30.0], dtype=np.longdouble))
+    return bool(np.all(np.isfinite(e / (1 + e))))
+rng = np.random.default_rng(0)
+ok = [x87_ok()]
+for dtype in (np.float32, np.float64):
+    for C in (10, 100, 1000):
+        x = rng.standard_normal((50, C)).astype(dtype)
+        y = rng.integers(0, C, 50)
+        fastxent.cross_entropy_loss_and_grad(x, y)
+        fastxent.cross_entropy(x, y, label_smoothing=0.1)
+        fastxent.evaluate(x, y)
+        fastxent.softmax(x), fastxent.log_softmax(x), fastxent.logsumexp(x)
+        fastxent.binary_cross_entropy_loss_and_grad(x, rng.uniform(size=x.shape))
+        ok.append(x87_ok())
+print(ok)
+"""
+
+
+def test_every_built_isa_leaves_the_x87_unit_usable():
+    """No kernel leaves MMX state behind (GCC once moved SSE2 reduction values through MMX
+    registers without emms): long double arithmetic after any call must still work."""
+    for isa in _built_isas():
+        env = dict(os.environ, FASTXENT_ISA=isa)
+        proc = subprocess.run([sys.executable, "-c", _X87_PROBE], env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == str([True] * 7), (isa, proc.stdout)
+
+
 def test_bad_isa_env_fails_loudly():
     """An unknown FASTXENT_ISA is an ImportError, not a silent fallback."""
     proc = _run_probe("sse9")
