@@ -119,8 +119,8 @@ cdef inline RowMetrics _eval_logit_row(const real *z, const real *t, const real 
     """Metrics of one logit row with label y, or soft targets t (then w is not NULL)."""
     cdef double sums[FX_ROW_SUMS]
     cdef RowMetrics r
-    cdef real m = _max(z, n_classes)
-    cdef Py_ssize_t kmax = _find(z, n_classes, m), i, rank
+    cdef real m
+    cdef Py_ssize_t kmax = _argmax(z, n_classes, &m), i, rank
     cdef real zy = z[y] if t == NULL else 0
     cdef double rest, l1p, inv, t_k
     if z[kmax] != m:                             # NaN is all the row holds
@@ -155,8 +155,8 @@ cdef inline RowMetrics _eval_prob_row(const real *p, const real *t, const real *
     """Metrics of one row of probabilities, as _eval_logit_row."""
     cdef double sums[FX_ROW_SUMS]
     cdef RowMetrics r
-    cdef real m = _max(p, n_classes)
-    cdef Py_ssize_t kmax = _find(p, n_classes, m), i
+    cdef real m
+    cdef Py_ssize_t kmax = _argmax(p, n_classes, &m), i
     cdef real py = p[y] if t == NULL else 0
     cdef real cp
     cdef double w_y

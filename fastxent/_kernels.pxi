@@ -24,11 +24,9 @@ from libc.stdlib cimport calloc, free, malloc
 
 cdef extern from "_loops.h" nogil:
     int FASTXENT_LIBMVEC
-    float fx_max_f(const float *x, Py_ssize_t n) noexcept
-    double fx_max_d(const double *x, Py_ssize_t n) noexcept
+    Py_ssize_t fx_argmax_f(const float *x, Py_ssize_t n, float *m) noexcept
+    Py_ssize_t fx_argmax_d(const double *x, Py_ssize_t n, double *m) noexcept
     Py_ssize_t FX_PADDED_ROWS(Py_ssize_t n_rows)
-    Py_ssize_t fx_find_f(const float *x, Py_ssize_t n, float v) noexcept
-    Py_ssize_t fx_find_d(const double *x, Py_ssize_t n, double v) noexcept
     double fx_expsum_f(const float *z, Py_ssize_t n, float m, float *e,
                        const float *next, Py_ssize_t skip) noexcept
     double fx_expsum_d(const double *z, Py_ssize_t n, double m, double *e,
@@ -172,18 +170,13 @@ def cpu_supports_avx512():
 
 # ---- fused wrappers over the C loops --------------------------------------------------------
 
-cdef inline real _max(const real *x, Py_ssize_t n) noexcept nogil:
+cdef inline Py_ssize_t _argmax(const real *x, Py_ssize_t n, real *m) noexcept nogil:
+    """The row's max into m (NaN ignored) and the first index holding it; when NaN is all
+    there is, x at the index returned is not m."""
     if real is float:
-        return fx_max_f(x, n)
+        return fx_argmax_f(x, n, m)
     else:
-        return fx_max_d(x, n)
-
-
-cdef inline Py_ssize_t _find(const real *x, Py_ssize_t n, real v) noexcept nogil:
-    if real is float:
-        return fx_find_f(x, n, v)
-    else:
-        return fx_find_d(x, n, v)
+        return fx_argmax_d(x, n, m)
 
 
 cdef inline double _expsum(const real *z, Py_ssize_t n, real m, real *e, const real *next,
@@ -285,8 +278,8 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
     Target weights a_c = w_c (alpha t_c + beta) + hard [c == y]; y < 0 means no hard label.
     `next` (or NULL) is the row to prefetch while this one is computed.
     """
-    cdef real m = _max(z, n_classes)
-    cdef Py_ssize_t kmax = _find(z, n_classes, m), tail
+    cdef real m
+    cdef Py_ssize_t kmax = _argmax(z, n_classes, &m), tail
     cdef double rest, zy = 0.0, lin = 0.0, asum = 0.0, a_kmax, a_all, inv
     cdef RowTotals totals
     if z[kmax] != m:                             # no arg-max to find: NaN in the row
@@ -635,8 +628,8 @@ cdef inline double _transform_row(const real *z, Py_ssize_t n, RowTransform mode
     NaN anywhere gives NaN. Otherwise a row whose largest logit is +-inf has log-sum-exp +-inf
     (its softmax puts all mass on a single +inf; two +inf, or all -inf, give NaN).
     """
-    cdef real m = _max(z, n)
-    cdef Py_ssize_t kmax = _find(z, n, m)
+    cdef real m
+    cdef Py_ssize_t kmax = _argmax(z, n, &m)
     cdef double rest, inv
     cdef real *e = out if mode == SOFTMAX else NULL
     if z[kmax] != m:                             # no arg-max to find: NaN in the row

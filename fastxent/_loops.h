@@ -138,6 +138,7 @@ typedef long long fx_lane_d;
 #define FX_SIMD_SUM3 _Pragma("omp simd reduction(+:acc, lin, asum)")
 #define FX_FIND_CHUNK 64
 #define FX_MAX_BLOCK 32
+#define FX_ARGMAX_BLOCK 1024
 #define FX_SHORT_BATCH 64            /* the kernels' SHORT_BATCH */
 
 /* One loop body instantiated for (weights?, targets?): W and TT are the per-class weight and
@@ -177,6 +178,23 @@ static inline Py_ssize_t fx_find_##S(const T *x, Py_ssize_t n, T v) {           
         if (first < len) return start + first;                                             \
     }                                                                                      \
     return 0;                                                                              \
+}                                                                                          \
+                                                                                           \
+/* Largest element *m (NaN ignored; -inf when all are NaN) and the first index holding it.  \
+ * The max pass runs in blocks and keeps the first block whose max is *m, so the search for  \
+ * the index covers one block, not the row up to it. When NaN is all there is to find, the  \
+ * index returned does not hold *m: callers check x[k] == *m. */                           \
+static inline Py_ssize_t fx_argmax_##S(const T *x, Py_ssize_t n, T *m_out) {               \
+    T m = -INFINITY;                                                                       \
+    Py_ssize_t first = 0;                                                                  \
+    for (Py_ssize_t start = 0; start < n; start += FX_ARGMAX_BLOCK) {                      \
+        const T block_max = fx_max_##S(x + start, n - start < FX_ARGMAX_BLOCK               \
+                                                  ? n - start : FX_ARGMAX_BLOCK);          \
+        if (block_max > m) { m = block_max; first = start; }                               \
+    }                                                                                      \
+    *m_out = m;                                                                            \
+    return first + fx_find_##S(x + first, n - first < FX_ARGMAX_BLOCK ? n - first          \
+                                                                      : FX_ARGMAX_BLOCK, m); \
 }                                                                                          \
                                                                                            \
 /* sum exp(z_i - m) over one chunk (n < 2^31) except at i == skip (-1: none), accumulated  \

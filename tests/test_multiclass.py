@@ -10,7 +10,7 @@ import fastxent
 from helpers import (BIG_ROWS, MULTICLASS, REDUCTIONS, assert_close, call,
                      check_result_types, compute_dtype, labels, logits, probabilities,
                      soft_targets)
-from reference import cross_entropy_ref, fd_grad
+from reference import cross_entropy_ref, fd_grad, log_softmax
 
 DTYPES = ("float32", "float64", "int64", "float16")
 TARGETS = ("int64", "uint8", "int32", "uint64", "soft")
@@ -303,3 +303,33 @@ def test_random_layouts_property():
         assert_close(grad, ref_grad, dtype, what="grad")
 
     check()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_rows_find_the_first_max_in_any_block(dtype):
+    """Rows longer than the arg-max block (1024): the max in a late block, ties across and
+    within blocks, -inf and NaN placed in later blocks; loss, gradient, softmax and
+    evaluate's accuracy match the float64 reference (first arg-max, like np.argmax)."""
+    rng = np.random.default_rng(7)
+    C = 3000
+    x = rng.standard_normal((8, C)).astype(dtype)
+    x[0, 2500] = 9                       # max in the third block
+    x[1, [1500, 2900]] = 9               # a tie across blocks: the first wins
+    x[2, [2100, 2101]] = 9               # a tie within a block
+    x[3, :] = -np.inf
+    x[3, 2999] = 1                       # everything else -inf
+    x[4, 1023] = 9                       # the last element of the first block
+    x[5, 1024] = 9                       # the first element of the second block
+    x[6, :] = -np.inf                    # all -inf: NaN
+    x[7, 2000] = np.nan                  # NaN in a late block
+    y = np.array([2500, 1500, 2101, 2999, 0, 1024, 3, 5])
+    loss, grad = fastxent.cross_entropy_loss_and_grad(x, y, reduction="none")
+    ref_loss, ref_grad = cross_entropy_ref(x[:6], y[:6], reduction="none")
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss[:6], ref_loss, rtol=rtol, atol=1e-7)
+    np.testing.assert_allclose(grad[:6], ref_grad, rtol=rtol, atol=1e-7)
+    assert np.isnan(loss[6:]).all() and np.isnan(grad[6:]).all()
+    sm = fastxent.softmax(x[:6])
+    np.testing.assert_allclose(sm, np.exp(log_softmax(x[:6].astype(np.float64))), rtol=rtol,
+                               atol=1e-7)
+    assert fastxent.evaluate(x[:6], y[:6]).accuracy == np.mean(x[:6].argmax(1) == y[:6])
