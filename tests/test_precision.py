@@ -183,3 +183,15 @@ def test_binary_float64_logit_loss_and_grad_within_ulps(target):
         want64 = want.astype(np.float64)
         ulps = np.abs((got - want).astype(np.float64)) / np.spacing(np.abs(want64))
         assert ulps.max() <= n_ulp, (ulps.max(), z[ulps.argmax()])
+
+
+def test_float64_softmax_small_terms_within_ulps():
+    """float64 softmax of rows [0, -x] over x in [0, 745] (the inline exp, subnormal results
+    included): the small probability within 2 ulp of the long double value."""
+    x = np.concatenate([np.linspace(0, 745, 400_001), np.geomspace(1e-300, 745, 50_000)])
+    z = np.stack([np.zeros_like(x), -x], axis=1)
+    p = fastxent.softmax(z)[:, 1]
+    e = np.exp(-x.astype(np.longdouble))
+    exact = (e / (1 + e)).astype(np.float64)
+    ulps = np.abs(p - exact) / np.spacing(exact)
+    assert ulps.max() <= 2, (ulps.max(), x[ulps.argmax()])
