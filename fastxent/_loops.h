@@ -167,7 +167,6 @@ typedef long long fx_lane_d;
 #define FX_SIMD _Pragma("omp simd")
 #define FX_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
 #define FX_SIMD_SUM3 _Pragma("omp simd reduction(+:acc, lin, asum)")
-#define FX_FIND_CHUNK 64
 #define FX_MAX_BLOCK 32
 #define FX_ARGMAX_BLOCK 1024
 #define FX_SHORT_BATCH 64            /* the kernels' SHORT_BATCH */
@@ -182,50 +181,52 @@ typedef long long fx_lane_d;
 
 #define FX_DEFINE_LOOPS(T, S, EXP, EXPSUB, LOG, LOG1P, FABS)                                      \
                                                                                            \
-/* Largest element, NaN ignored (-inf when all are NaN). Callers check that                \
- * x[fx_find(x, n, m)] == m, which fails exactly when NaN is all there is to find, and     \
- * otherwise see NaN through exp(NaN - m). FX_MAX_BLOCK running maxima (several vectors)   \
- * keep the comparisons independent: one vector's chain would wait on each max's latency. */ \
-static inline __attribute__((always_inline)) T fx_max_##S(const T *x, Py_ssize_t n) {      \
-    T acc[FX_MAX_BLOCK], m = -INFINITY;                                                    \
+/* Running maxima of x[i] over i < whole = n - n % FX_MAX_BLOCK, one per i mod FX_MAX_BLOCK\
+ * (several vectors, so the comparisons are independent), NaN ignored and -inf where there \
+ * is none; returns whole. */                                                              \
+static inline __attribute__((always_inline)) Py_ssize_t fx_lane_max_##S(const T *x,       \
+                                                                     Py_ssize_t n, T *acc) { \
     const Py_ssize_t whole = n - n % FX_MAX_BLOCK;                                         \
     for (int j = 0; j < FX_MAX_BLOCK; ++j) acc[j] = -INFINITY;                             \
     for (Py_ssize_t i = 0; i < whole; i += FX_MAX_BLOCK)                                   \
         for (int j = 0; j < FX_MAX_BLOCK; ++j) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j]; \
-    for (Py_ssize_t i = whole; i < n; ++i) m = x[i] > m ? x[i] : m;                        \
-    for (int j = 0; j < FX_MAX_BLOCK; ++j) m = acc[j] > m ? acc[j] : m;                    \
-    return m;                                                                              \
+    return whole;                                                                          \
 }                                                                                          \
                                                                                            \
-/* First index holding v, or 0 when there is none (v is NaN): the smallest matching index  \
- * of each chunk in turn, by a vector min-reduction. */                                    \
-static inline Py_ssize_t fx_find_##S(const T *x, Py_ssize_t n, T v) {                      \
-    for (Py_ssize_t start = 0; start < n; start += FX_FIND_CHUNK) {                        \
-        const Py_ssize_t len = n - start < FX_FIND_CHUNK ? n - start : FX_FIND_CHUNK;      \
-        const T *xc = x + start;                                                           \
-        int first = FX_FIND_CHUNK;              /* int lanes: the chunk is short */        \
-        _Pragma("omp simd reduction(min:first)")                                           \
-        for (int i = 0; i < (int)len; ++i) first = xc[i] == v && i < first ? i : first;    \
-        if (first < len) return start + first;                                             \
-    }                                                                                      \
-    return 0;                                                                              \
-}                                                                                          \
-                                                                                           \
-/* Largest element *m (NaN ignored; -inf when all are NaN) and the first index holding it.  \
- * The max pass runs in blocks and keeps the first block whose max is *m, so the search for  \
- * the index covers one block, not the row up to it. When NaN is all there is to find, the  \
- * index returned does not hold *m: callers check x[k] == *m. */                           \
+/* Largest element *m (NaN ignored; -inf when all are NaN) and the first index holding it, \
+ * or an index that does not hold *m when NaN is all there is (callers check x[k] == *m).  \
+ * Blocks of FX_ARGMAX_BLOCK keep their FX_MAX_BLOCK lane maxima; the first block whose max\
+ * is *m is searched, and in it only the lanes (i mod FX_MAX_BLOCK) whose max is *m. */    \
 static inline Py_ssize_t fx_argmax_##S(const T *x, Py_ssize_t n, T *m_out) {               \
-    T m = -INFINITY;                                                                       \
-    Py_ssize_t first = 0;                                                                  \
+    T acc[FX_MAX_BLOCK], best[FX_MAX_BLOCK], m = -INFINITY;                                \
+    Py_ssize_t first = 0, first_whole = 0, first_len = 0;                                  \
     for (Py_ssize_t start = 0; start < n; start += FX_ARGMAX_BLOCK) {                      \
-        const T block_max = fx_max_##S(x + start, n - start < FX_ARGMAX_BLOCK               \
-                                                  ? n - start : FX_ARGMAX_BLOCK);          \
-        if (block_max > m) { m = block_max; first = start; }                               \
+        const Py_ssize_t len = n - start < FX_ARGMAX_BLOCK ? n - start : FX_ARGMAX_BLOCK;  \
+        const Py_ssize_t whole = fx_lane_max_##S(x + start, len, acc);                     \
+        T block_max = -INFINITY;                                                           \
+        for (Py_ssize_t i = whole; i < len; ++i)                                           \
+            block_max = x[start + i] > block_max ? x[start + i] : block_max;               \
+        for (int j = 0; j < FX_MAX_BLOCK; ++j) block_max = acc[j] > block_max ? acc[j] : block_max; \
+        if (block_max > m || start == 0) {                                                 \
+            m = block_max;                                                                 \
+            first = start;                                                                 \
+            first_whole = whole;                                                           \
+            first_len = len;                                                               \
+            for (int j = 0; j < FX_MAX_BLOCK; ++j) best[j] = acc[j];                       \
+        }                                                                                  \
     }                                                                                      \
     *m_out = m;                                                                            \
-    return first + fx_find_##S(x + first, n - first < FX_ARGMAX_BLOCK ? n - first          \
-                                                                      : FX_ARGMAX_BLOCK, m); \
+    const T *xb = x + first;                                                               \
+    unsigned lanes = 0;                          /* bit j: lane j's max is m */            \
+    for (int j = 0; j < FX_MAX_BLOCK; ++j) lanes |= (unsigned)(best[j] == m) << j;         \
+    for (Py_ssize_t i = 0; i < first_whole && lanes != 0; i += FX_MAX_BLOCK)               \
+        for (unsigned left = lanes; left != 0; left &= left - 1) {                         \
+            const int j = __builtin_ctz(left);                                             \
+            if (xb[i + j] == m) return first + i + j;                                      \
+        }                                                                                  \
+    for (Py_ssize_t i = first_whole; i < first_len; ++i)                                   \
+        if (xb[i] == m) return first + i;                                                  \
+    return first;                                                                          \
 }                                                                                          \
                                                                                            \
 /* sum exp(z_i - m) over one chunk (n < 2^31) except at i == skip (-1: none), accumulated  \

@@ -333,3 +333,29 @@ def test_long_rows_find_the_first_max_in_any_block(dtype):
     np.testing.assert_allclose(sm, np.exp(log_softmax(x[:6].astype(np.float64))), rtol=rtol,
                                atol=1e-7)
     assert fastxent.evaluate(x[:6], y[:6]).accuracy == np.mean(x[:6].argmax(1) == y[:6])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [70, 100, 1000])
+def test_rows_find_their_max_in_any_lane(dtype, C):
+    """The arg-max search reads only the lanes (index mod 32) whose running max is the max:
+    the max at each position in turn (tail included), ties in one lane and across lanes, and
+    the max value also equal to -inf in a row of -inf; loss and gradient match the
+    reference."""
+    rng = np.random.default_rng(C)
+    positions = list(range(C))
+    x = rng.standard_normal((len(positions) + 4, C)).astype(dtype)
+    for r, k in enumerate(positions):
+        x[r, k] = 9                              # the max at every position
+    r = len(positions)
+    x[r, [33, 40]] = 9                           # lanes 1 and 8 of the second group
+    x[r + 1, [1, 33 if C > 33 else 2]] = 9       # one lane, two groups
+    x[r + 2, :] = -np.inf
+    x[r + 2, C - 1] = -1                         # the max in the tail
+    x[r + 3, [C - 2, C - 1]] = 9                 # a tie at the end
+    y = rng.integers(0, C, len(x))
+    loss, grad = fastxent.cross_entropy_loss_and_grad(x, y, reduction="none")
+    ref_loss, ref_grad = cross_entropy_ref(x, y, reduction="none")
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss, ref_loss, rtol=rtol, atol=1e-7)
+    np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=1e-7)
