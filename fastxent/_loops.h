@@ -167,7 +167,8 @@ typedef long long fx_lane_d;
 #define FX_SIMD _Pragma("omp simd")
 #define FX_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
 #define FX_SIMD_SUM3 _Pragma("omp simd reduction(+:acc, lin, asum)")
-#define FX_MAX_BLOCK 32
+#define FX_MAX_BLOCK 32                /* fx_argmax keeps one bit per lane in an unsigned */
+_Static_assert(FX_MAX_BLOCK <= 32, "fx_argmax: one bit per lane");
 #define FX_ARGMAX_BLOCK 1024
 #define FX_SHORT_BATCH 64            /* the kernels' SHORT_BATCH */
 
