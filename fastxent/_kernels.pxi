@@ -24,6 +24,9 @@ from libc.stdlib cimport calloc, free, malloc
 
 cdef extern from "_loops.h" nogil:
     int FASTXENT_LIBMVEC
+    enum:
+        FX_SHORT_ROW
+        FX_SHORT_BATCH
     Py_ssize_t fx_argmax_f(const float *x, Py_ssize_t n, float *m) noexcept
     Py_ssize_t fx_argmax_d(const double *x, Py_ssize_t n, double *m) noexcept
     Py_ssize_t FX_PADDED_ROWS(Py_ssize_t n_rows)
@@ -121,9 +124,9 @@ cdef enum:
     # the parallel loop, so the size must not depend on the thread count.
     BLOCK_ELEMENTS = 32768
     # Rows of at most SHORT_ROW classes (contiguous logits with labels) are processed
-    # SHORT_BATCH rows at a time, vectorised across rows.
-    SHORT_ROW = 64
-    SHORT_BATCH = 64
+    # SHORT_BATCH rows at a time, vectorised across rows (sizes from _loops.h).
+    SHORT_ROW = FX_SHORT_ROW
+    SHORT_BATCH = FX_SHORT_BATCH
     # While a row of at least PREFETCH_ROW classes is computed, the next row is prefetched;
     # shorter rows are left to the hardware prefetcher.
     PREFETCH_ROW = 512

@@ -170,7 +170,10 @@ typedef long long fx_lane_d;
 #define FX_MAX_BLOCK 32                /* fx_argmax keeps one bit per lane in an unsigned */
 _Static_assert(FX_MAX_BLOCK <= 32, "fx_argmax: one bit per lane");
 #define FX_ARGMAX_BLOCK 1024
-#define FX_SHORT_BATCH 64            /* the kernels' SHORT_BATCH */
+/* Rows of at most FX_SHORT_ROW classes (contiguous logits with labels) are processed
+ * FX_SHORT_BATCH rows at a time, vectorised across rows (the Cython kernels use these). */
+#define FX_SHORT_ROW 64
+#define FX_SHORT_BATCH 64
 
 /* One loop body instantiated for (weights?, targets?): W and TT are the per-class weight and
  * soft-target expressions. */
@@ -200,7 +203,7 @@ static inline __attribute__((always_inline)) Py_ssize_t fx_lane_max_##S(const T 
  * is *m is searched, and in it only the lanes (i mod FX_MAX_BLOCK) whose max is *m. */    \
 static inline Py_ssize_t fx_argmax_##S(const T *x, Py_ssize_t n, T *m_out) {               \
     T acc[FX_MAX_BLOCK], best[FX_MAX_BLOCK], m = -INFINITY;                                \
-    Py_ssize_t first = 0, first_whole = 0, first_len = 0;                                  \
+    Py_ssize_t first = 0;                                                                  \
     for (Py_ssize_t start = 0; start < n; start += FX_ARGMAX_BLOCK) {                      \
         const Py_ssize_t len = n - start < FX_ARGMAX_BLOCK ? n - start : FX_ARGMAX_BLOCK;  \
         const Py_ssize_t whole = fx_lane_max_##S(x + start, len, acc);                     \
@@ -211,21 +214,21 @@ static inline Py_ssize_t fx_argmax_##S(const T *x, Py_ssize_t n, T *m_out) {    
         if (block_max > m || start == 0) {                                                 \
             m = block_max;                                                                 \
             first = start;                                                                 \
-            first_whole = whole;                                                           \
-            first_len = len;                                                               \
             for (int j = 0; j < FX_MAX_BLOCK; ++j) best[j] = acc[j];                       \
         }                                                                                  \
     }                                                                                      \
     *m_out = m;                                                                            \
     const T *xb = x + first;                                                               \
+    const Py_ssize_t len = n - first < FX_ARGMAX_BLOCK ? n - first : FX_ARGMAX_BLOCK;      \
+    const Py_ssize_t whole = len - len % FX_MAX_BLOCK;                                     \
     unsigned lanes = 0;                          /* bit j: lane j's max is m */            \
     for (int j = 0; j < FX_MAX_BLOCK; ++j) lanes |= (unsigned)(best[j] == m) << j;         \
-    for (Py_ssize_t i = 0; i < first_whole && lanes != 0; i += FX_MAX_BLOCK)               \
+    for (Py_ssize_t i = 0; i < whole && lanes != 0; i += FX_MAX_BLOCK)                     \
         for (unsigned left = lanes; left != 0; left &= left - 1) {                         \
             const int j = __builtin_ctz(left);                                             \
             if (xb[i + j] == m) return first + i + j;                                      \
         }                                                                                  \
-    for (Py_ssize_t i = first_whole; i < first_len; ++i)                                   \
+    for (Py_ssize_t i = whole; i < len; ++i)                                               \
         if (xb[i] == m) return first + i;                                                  \
     return first;                                                                          \
 }                                                                                          \
