@@ -78,8 +78,8 @@ def prepare(input, target, from_logits, weight, sample_weight, ignore_index, lab
                  eps=v.resolve_eps(eps, x.dtype))
     threads = threads_for(x.size, n_threads)
     p.n_threads = threads
-    _prepare_target(p, target)
     p.has_ignore, p.ignore_index = v.check_ignore_index(ignore_index, integral=True)
+    _prepare_target(p, target)
     if p.has_ignore and p.labels is None:
         raise ValueError("ignore_index applies to integer class labels, not soft targets")
     if weight is not None:
@@ -111,7 +111,32 @@ def prepare(input, target, from_logits, weight, sample_weight, ignore_index, lab
             v.check_unit_interval(p.soft, "target", threads)
     if validate and not p.from_logits:
         v.check_unit_interval(x, "input", threads)
+    if validate and p.from_logits:
+        _warn_if_probabilities(x, n_classes, n_inner)
     return p
+
+
+# Rows sampled (evenly spaced) to tell whether logits look like probabilities.
+_PROBABILITY_SAMPLE_ROWS = 8
+
+
+def _warn_if_probabilities(x, n_classes, n_inner):
+    """Warn when the sampled rows of logits all lie in [0, 1] and sum to 1.
+
+    Probabilities passed as logits give a plausible but wrong loss (the softmax of
+    probabilities). Up to ``_PROBABILITY_SAMPLE_ROWS`` rows are read, never the whole input.
+    """
+    if n_classes < 2 or x.size == 0:
+        return
+    blocks = x.reshape(-1, n_classes, n_inner)
+    picked = np.unique(np.linspace(0, blocks.shape[0] - 1,
+                                   min(blocks.shape[0], _PROBABILITY_SAMPLE_ROWS)).astype(int))
+    rows = blocks[picked, :, 0]
+    sums = rows.sum(axis=1, dtype=np.float64)
+    if rows.min() >= 0 and rows.max() <= 1 and np.all(np.abs(sums - 1.0) <= 1e-3):
+        v.warn("fastxent: the input looks like probabilities (the sampled rows lie in [0, 1] "
+               "and sum to 1) but is treated as logits; pass from_logits=False for "
+               "probabilities (validate=False silences this check)", UserWarning)
 
 
 def _prepare_target(p, target):
@@ -120,8 +145,8 @@ def _prepare_target(p, target):
         if t.shape != p.rows_shape:
             raise ValueError(f"integer class labels must have shape {p.rows_shape} (input "
                              f"{p.x.shape} without the class axis), got {t.shape}")
-        if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
-            t = np.minimum(t, np.uint64(np.iinfo(np.int64).max))   # reported as out of range
+        if t.dtype == np.uint64 and t.size and t.max() > v.INT64_MAX:
+            t = _clamp_uint64_labels(t, p)
         p.labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
     elif t.dtype.kind == "f":
         if t.shape != p.x.shape:
@@ -133,6 +158,16 @@ def _prepare_target(p, target):
     else:
         raise TypeError(f"target must hold integer class labels or float soft targets, got "
                         f"dtype {t.dtype}")
+
+
+def _clamp_uint64_labels(t, p):
+    """uint64 labels as int64: values beyond int64 become a value that is neither a class nor
+    ignore_index, so the label check reports them (with their true value)."""
+    out_of_range = v.INT64_MIN if p.ignore_index != v.INT64_MIN else v.INT64_MIN + 1
+    big = t > np.uint64(v.INT64_MAX)
+    labels = t.astype(np.int64)
+    labels[big] = out_of_range
+    return labels
 
 
 def run(p, grad):

@@ -1,5 +1,10 @@
 """Softmax building blocks on the same kernels: softmax, log_softmax, logsumexp."""
 
+import math
+import numbers
+
+import numpy as np
+
 from fastxent import _validation as v
 from fastxent._dispatch import kernels
 from fastxent._threads import threads_for
@@ -27,17 +32,67 @@ _DOC = """
 
 def _transform(x, axis, out, n_threads, mode):
     x = v.float_input(x, "x")
-    n_classes, n_inner, rows_shape = v.class_layout(x, axis)
+    if mode == kernels.RowTransform.LOGSUMEXP:
+        x, axis = _reduced_axes_last(x, axis)
+    if x.ndim == 0:
+        # A scalar is one class (PyTorch): a row of one element, shaped back to 0-d.
+        _check_scalar_axis(axis)
+        value = _transform(x.reshape(1), 0, None, n_threads, mode).reshape(())
+        if out is None:
+            return value
+        out = v.output(out, x, ())
+        out[()] = value
+        return out
+    n_classes, n_inner, rows_shape = v.class_layout(x, axis, allow_empty=True)
     threads = threads_for(x.size, n_threads)
     if mode == kernels.RowTransform.LOGSUMEXP:
         lse = v.output(out, x, (), rows_shape)
-        kernels.transform_rows(x.reshape(-1), n_classes, n_inner, mode, None, lse.reshape(-1),
-                               threads)
+        if n_classes == 0:
+            lse[...] = -np.inf                   # the log of an empty sum (PyTorch)
+        else:
+            kernels.transform_rows(x.reshape(-1), n_classes, n_inner, mode, None,
+                                   lse.reshape(-1), threads)
         return lse
     result = v.output(out, x, ())
-    kernels.transform_rows(x.reshape(-1), n_classes, n_inner, mode, result.reshape(-1), None,
-                           threads)
+    if n_classes:
+        kernels.transform_rows(x.reshape(-1), n_classes, n_inner, mode, result.reshape(-1),
+                               None, threads)
     return result
+
+
+def _check_scalar_axis(axis):
+    """A 0-d input has the axis 0 (or -1) only, as in PyTorch."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an int, got {axis!r}")
+    if axis not in (0, -1):
+        raise ValueError(f"axis {axis} is out of bounds for a 0-d input (only 0 or -1)")
+
+
+def _reduced_axes_last(x, axis):
+    """For ``logsumexp`` over a tuple of axes: `x` with those axes merged into one last axis
+    (a view when they already are the trailing axes in order, else one copy), and -1."""
+    if not isinstance(axis, tuple):
+        return x, axis
+    if not axis:
+        raise ValueError("axis=() names no axis: logsumexp needs at least one axis to reduce")
+    if x.ndim == 0:
+        if len(axis) > 1:
+            raise ValueError(f"axis {axis}: a 0-d input has one axis only")
+        return x, axis[0]
+    normalized = []
+    for a in axis:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
+        if not -x.ndim <= a < x.ndim:
+            raise ValueError(f"axis {a} is out of bounds for input of shape {x.shape}")
+        normalized.append(int(a) % x.ndim)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"axis {axis} names an axis more than once")
+    kept = [a for a in range(x.ndim) if a not in normalized]
+    last = len(kept)
+    if normalized != list(range(last, x.ndim)):
+        x = np.ascontiguousarray(np.moveaxis(x, normalized, list(range(last, x.ndim))))
+    return x.reshape(x.shape[:last] + (math.prod(x.shape[last:]),)), -1
 
 
 def softmax(x, *, axis=-1, out=None, n_threads=None):

@@ -3,11 +3,42 @@
 import operator
 import os
 
+from fastxent import _validation as v
 from fastxent._dispatch import kernels
 
 # Below this many elements a call runs on one thread: starting a parallel region costs more
 # than it saves, and a busy core stalls a static schedule.
 SERIAL_BELOW = 32768
+# OpenMP takes a C int: larger requests are refused for every input size alike.
+MAX_THREADS = 2**31 - 1
+
+
+# GNU OpenMP's thread pool does not survive fork(): in a child forked after the parent ran a
+# multi-threaded kernel, the first parallel region waits forever for threads that do not
+# exist. Such a child runs every kernel on one thread and says so once.
+_pool_started = False
+_forked_child = False
+_fork_warned = False
+
+
+def _after_fork_in_child():
+    global _forked_child, _fork_warned
+    _forked_child = _forked_child or _pool_started
+    _fork_warned = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _warn_forked_child():
+    global _fork_warned
+    if not _fork_warned:
+        _fork_warned = True
+        v.warn("fastxent runs single-threaded in this process: it was forked after fastxent "
+               "had started OpenMP threads, which do not survive fork(). Start worker "
+               "processes with the 'spawn' or 'forkserver' method to use threads in them.",
+               RuntimeWarning)
 
 
 def _usable_cpus():
@@ -31,6 +62,9 @@ def _checked(n_threads):
                         f"{type(n_threads).__name__}") from None
     if n_threads == 0:
         raise ValueError("n_threads=0 is invalid: use None, a positive or a negative int")
+    if not -MAX_THREADS <= n_threads <= MAX_THREADS:
+        raise ValueError(f"n_threads={n_threads} is out of range: at most {MAX_THREADS} "
+                         f"threads (an OpenMP thread count is a C int)")
     return n_threads
 
 
@@ -64,7 +98,14 @@ def effective_n_threads(n_threads=None):
 
 def threads_for(n_elements, n_threads):
     """``effective_n_threads(n_threads)``, or 1 for inputs too small to split."""
+    n_threads = _checked(n_threads)
     if n_elements < SERIAL_BELOW:
-        _checked(n_threads)
         return 1
-    return effective_n_threads(n_threads)
+    if _forked_child:
+        _warn_forked_child()
+        return 1
+    threads = effective_n_threads(n_threads)
+    if threads > 1:
+        global _pool_started
+        _pool_started = True
+    return threads

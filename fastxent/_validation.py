@@ -6,41 +6,81 @@ in-place buffer untouched.
 
 import math
 import numbers
+import os
+import sys
+import warnings
 
 import numpy as np
 
 from fastxent._dispatch import kernels
 
 REDUCTIONS = ("none", "sum", "mean")
+INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn(message, category):
+    """``warnings.warn`` attributed to the first caller outside fastxent (the user's line)."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == _PACKAGE_DIR:
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
+
+
+def as_array(x, name):
+    """``np.asarray(x)``, with a clear error for arrays NumPy cannot view (such as a torch
+    tensor that requires grad or lives on a GPU)."""
+    try:
+        return np.asarray(x)
+    except (TypeError, RuntimeError, ValueError) as exc:
+        module = type(x).__module__.split(".")[0]
+        hint = ""
+        if module == "torch":
+            hint = (": for torch tensors use fastxent.torch (autograd and devices), or pass "
+                    "tensor.detach().cpu()")
+        raise TypeError(f"{name} of type {type(x).__module__}.{type(x).__name__} cannot be "
+                        f"read as a NumPy array ({exc}){hint}") from None
+
+
+def computation_dtype(dtype):
+    """The dtype a kernel computes `dtype`'s values in: float32 for float32 of either byte
+    order, float64 for everything else (float64 of either byte order, integers, float16,
+    longdouble). The one rule for arrays and files alike."""
+    if dtype.kind == "f" and dtype.itemsize == 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
 
 
 def float_input(x, name="input"):
-    """Return `x` as a C-contiguous float32 or float64 array.
+    """Return `x` as a C-contiguous, native-order float32 or float64 array.
 
-    float32 stays float32 and float64 stays float64; other real dtypes (integers, float16,
-    longdouble) are converted to float64. Non-contiguous input is copied once.
+    float32 stays float32 and float64 stays float64 (a non-native byte order is swapped in a
+    copy); other real dtypes (integers, float16, longdouble) are converted to float64.
+    Non-contiguous input is copied once.
     """
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     kind = arr.dtype.kind
     if kind not in "iuf":
         raise TypeError(f"{name} must have a real (integer or floating) dtype, got {arr.dtype}")
-    dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
-    return np.asarray(arr, dtype=dtype, order="C")
+    return np.asarray(arr, dtype=computation_dtype(arr.dtype), order="C")
 
 
 def float_like(x, dtype, name):
     """Return real-valued `x` as a C-contiguous array of `dtype` (bool counts as 0/1)."""
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must have a real dtype, got {arr.dtype}")
     return np.asarray(arr, dtype=dtype, order="C")
 
 
-def class_layout(x, axis):
+def class_layout(x, axis, allow_empty=False):
     """Return (n_classes, n_inner, rows_shape) of `x` with classes along `axis`.
 
     A C-ordered array is then walked as (outer, n_classes, n_inner): the rows are the
-    (outer, inner) positions, `n_inner` elements separate two classes of a row.
+    (outer, inner) positions, `n_inner` elements separate two classes of a row. A class axis
+    of length 0 is an error unless `allow_empty`.
     """
     if x.ndim == 0:
         raise ValueError("input must have a class axis, got a 0-d array")
@@ -50,7 +90,7 @@ def class_layout(x, axis):
         raise ValueError(f"axis {axis} is out of bounds for input of shape {x.shape}")
     axis = int(axis) % x.ndim
     n_classes = x.shape[axis]
-    if n_classes == 0:
+    if n_classes == 0 and not allow_empty:
         raise ValueError(f"input of shape {x.shape} has no classes along axis {axis}")
     return n_classes, math.prod(x.shape[axis + 1:]), x.shape[:axis] + x.shape[axis + 1:]
 
@@ -85,7 +125,11 @@ def check_ignore_index(ignore_index, integral):
     if integral:
         if not isinstance(ignore_index, numbers.Integral):
             raise TypeError(f"ignore_index must be an int for class labels, got {ignore_index!r}")
-        return True, int(ignore_index)
+        value = int(ignore_index)
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"ignore_index must fit in int64 (labels are compared as int64), "
+                             f"got {value}")
+        return True, value
     if math.isnan(ignore_index):
         raise ValueError("ignore_index must not be NaN")
     return True, float(ignore_index)
@@ -116,6 +160,9 @@ def output(out, x, others, shape=None):
         return np.empty(shape, dtype=x.dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if isinstance(out, np.matrix):
+        raise TypeError("out must be a numpy.ndarray, not a numpy.matrix (whose reshape keeps "
+                        "two dimensions)")
     if out.shape != shape or out.dtype != x.dtype:
         raise ValueError(f"out must have shape {shape} and dtype {x.dtype}, got shape "
                          f"{out.shape} and dtype {out.dtype}")
@@ -123,16 +170,22 @@ def output(out, x, others, shape=None):
         raise ValueError("out must be C-contiguous")
     if not out.flags.writeable:
         raise ValueError("out must be writeable")
-    if np.may_share_memory(out, x) and _address(out) != _address(x):
-        raise ValueError("out overlaps the input without being the input itself")
+    if np.may_share_memory(out, x) and not same_buffer(out, x):
+        raise ValueError("out overlaps the input without being the input itself (in place "
+                         "needs the same memory, shape, strides and dtype)"
+                         if out.shape == x.shape else
+                         "out overlaps the input (the result cannot be computed in place)")
     for other in others:
         if other is not None and np.may_share_memory(out, other):
             raise ValueError("out must not overlap the target or the weights")
     return out
 
 
-def _address(arr):
-    return arr.__array_interface__["data"][0]
+def same_buffer(a, b):
+    """True when `a` and `b` view exactly the same elements in the same order: the same start
+    address, shape, strides and dtype (a shared start address alone is not enough)."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
 
 
 def check_unit_interval(arr, name, n_threads, skip=None):

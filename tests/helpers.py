@@ -29,7 +29,7 @@ BIG_ROWS = SERIAL_BELOW // 5 + 77
 def compute_dtype(dtype):
     """fastxent's computation dtype for an input of `dtype`."""
     dtype = np.dtype(dtype)
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    return np.dtype(np.float32 if dtype.kind == "f" and dtype.itemsize == 4 else np.float64)
 
 
 def logits(rng, shape, dtype=np.float64, scale=3.0):

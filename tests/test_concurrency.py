@@ -1,13 +1,16 @@
 """Many Python threads calling fastxent at once, and the GIL released during a kernel.
 
-Fork safety is documented, not tested here: GNU OpenMP's thread pool does not survive
-``fork()``; after fastxent has run, start worker processes with ``spawn`` or ``forkserver``
-(see docs/reliability.md). The spawn test below checks that this recommended route works.
+Processes: GNU OpenMP's thread pool does not survive ``fork()``, so a child forked after
+fastxent ran threaded runs single-threaded (with one warning) instead of hanging; ``spawn``
+and ``forkserver`` children keep their threads. Both routes are tested below.
 """
 
+import json
 import multiprocessing
+import subprocess
+import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -166,26 +169,69 @@ def test_gil_released_during_kernel():
     assert max(progress) > 0
 
 
-def _spawned_worker(q):
-    import numpy as np
-    import fastxent
-    x = np.arange(12.0).reshape(4, 3)
-    q.put(float(fastxent.cross_entropy(x, np.array([0, 1, 2, 0]), n_threads=2)))
-
-
 def test_spawn_after_use():
-    """After fastxent has run (its OpenMP pool exists), a `spawn` child process works."""
+    """After fastxent has run (its OpenMP pool exists), a `spawn` child process works.
+
+    The child runs ``fastxent.cross_entropy`` itself (importable in any child, however pytest
+    was started); a child that cannot start breaks the pool at once instead of timing out.
+    """
     x = np.arange(12.0).reshape(4, 3)
-    expected = float(fastxent.cross_entropy(x, np.array([0, 1, 2, 0]), n_threads=2))
+    y = np.array([0, 1, 2, 0])
+    expected = float(fastxent.cross_entropy(x, y, n_threads=2))
     fastxent.cross_entropy(np.zeros((SERIAL_BELOW, 2)), np.zeros(SERIAL_BELOW, int),
                            n_threads=2)                      # the OpenMP pool is up
-    ctx = multiprocessing.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_spawned_worker, args=(q,))
-    p.start()
-    try:
-        got = q.get(timeout=120)
-    finally:
-        p.join(timeout=120)
-    assert p.exitcode == 0
-    assert got == expected
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        got = pool.submit(fastxent.cross_entropy, x, y, n_threads=2).result(timeout=60)
+    assert float(got) == expected
+
+
+FORKED_CHILD = """
+import json, os, warnings
+import numpy as np
+import fastxent
+
+x = np.random.default_rng(0).normal(size=(100_000, 10)).astype(np.float32)
+y = np.zeros(x.shape[0], dtype=np.int64)
+parent = fastxent.cross_entropy(x, y, n_threads=2)   # the parent's OpenMP pool is up
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        child = fastxent.cross_entropy(x, y, n_threads=2)
+        fastxent.softmax(x)
+    messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    os.write(write, json.dumps([bool(child == parent), messages]).encode())
+    os._exit(0)
+os.close(write)
+_, status = os.waitpid(pid, 0)
+print(json.dumps([os.read(read, 10000).decode(), os.waitstatus_to_exitcode(status)]))
+"""
+
+
+def test_fork_after_use_runs_single_threaded():
+    """A child forked after fastxent ran on two threads used to hang in its first threaded
+    call (GNU OpenMP's pool does not survive fork): it now runs on one thread, with one
+    RuntimeWarning, and gets the parent's result. Run in a subprocess: a regression hangs
+    that process, which the timeout (a safety net, not a wait) then reports."""
+    done = subprocess.run([sys.executable, "-c", FORKED_CHILD], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report, child_status = json.loads(done.stdout)
+    same_result, messages = json.loads(report)
+    assert (child_status, same_result, len(messages)) == (0, True, 1)
+    assert "forked after fastxent had started OpenMP threads" in messages[0]
+
+
+def test_multiprocessing_fork_pool_after_use():
+    """``multiprocessing.Pool`` with the fork start method, after fastxent used threads."""
+    code = ("import multiprocessing, numpy as np, fastxent\n"
+            "x = np.ones((50_000, 4)); y = np.zeros(50_000, dtype=np.int64)\n"
+            "want = fastxent.cross_entropy(x, y, n_threads=2)\n"
+            "with multiprocessing.get_context('fork').Pool(2) as pool:\n"
+            "    got = pool.starmap(fastxent.cross_entropy, [(x, y)] * 2)\n"
+            "print(all(g == want for g in got))\n")
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr
