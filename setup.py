@@ -7,11 +7,21 @@ FASTXENT_OPENMP   auto (default): use OpenMP when the compiler can build it, els
 FASTXENT_DEBUG    1: bounds checks on, -O0 -g (slow; for debugging and sanitizers).
 FASTXENT_ISAS     comma-separated subset of baseline,avx2,avx512 to build (default: all that
                   the compiler supports; baseline is always built).
+
+The extensions compile in parallel (one per core), and each built extension is kept in
+``build/fastxent-cache/`` under a hash of everything that goes into it (generated C source,
+headers, flags, compiler, Python and NumPy), so a second install from the same checkout --
+``pip install .`` then ``pip install -e ".[test]"`` -- copies it instead of compiling again.
+Delete ``build/`` to force a rebuild.
 """
 
+import hashlib
 import os
 import platform
+import shutil
+import subprocess
 import sys
+import sysconfig
 import tempfile
 
 from Cython.Build import cythonize
@@ -67,8 +77,61 @@ def _wanted_isas():
     return ["baseline"] + [n for n in ("avx2", "avx512") if n in names]
 
 
+CACHE_DIR = os.path.join("build", "fastxent-cache")
+
+
+def _compiler_version(compiler):
+    """The compiler's own description of itself (part of the cache key)."""
+    command = getattr(compiler, "compiler_so", None) or ["cc"]
+    try:
+        return subprocess.run([command[0], "--version"], capture_output=True, text=True,
+                              timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cache_key(ext, compiler, compiler_version):
+    """A hash of every input of an extension's build; equal keys build equal files."""
+    import numpy
+    digest = hashlib.sha256()
+    headers = sorted(os.path.join("fastxent", name) for name in os.listdir("fastxent")
+                     if name.endswith(".h"))
+    for path in list(ext.sources) + headers:
+        with open(path, "rb") as fh:
+            digest.update(path.encode() + b"\0" + fh.read() + b"\0")
+    settings = [ext.name, ext.extra_compile_args, ext.extra_link_args, ext.define_macros,
+                ext.include_dirs, ext.libraries, getattr(compiler, "compiler_so", None),
+                getattr(compiler, "linker_so", None), compiler_version,
+                sysconfig.get_config_var("EXT_SUFFIX"), sys.version, numpy.__version__,
+                DEBUG]
+    digest.update(repr(settings).encode())
+    return digest.hexdigest()[:32]
+
+
 class BuildExt(build_ext):
-    """build_ext that probes OpenMP and the ISA flags with the compiler that will be used."""
+    """build_ext that probes OpenMP and the ISA flags with the compiler that will be used,
+    builds the extensions in parallel and reuses identical earlier builds."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+    def build_extension(self, ext):
+        target = self.get_ext_fullpath(ext.name)
+        cached = os.path.join(CACHE_DIR, f"{ext.name}-{self._keys[ext.name]}"
+                              f"{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}")
+        if os.path.isfile(cached) and not self.force:
+            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+            shutil.copyfile(cached, target)
+            print(f"fastxent: {ext.name}: reusing the identical build {cached}",
+                  file=sys.stderr)
+            return
+        super().build_extension(ext)
+        os.makedirs(CACHE_DIR, exist_ok=True)
+        partial = f"{cached}.{os.getpid()}.tmp"
+        shutil.copyfile(target, partial)
+        os.replace(partial, cached)
 
     def build_extensions(self):
         mode = os.environ.get("FASTXENT_OPENMP", "auto").strip().lower()
@@ -97,6 +160,9 @@ class BuildExt(build_ext):
             # Recorded in the module for fastxent.show_config().
             flags = " ".join(ext.extra_compile_args).replace('"', "")
             ext.define_macros.append(("FASTXENT_CFLAGS", f'"{flags}"'))
+        version = _compiler_version(self.compiler)
+        self._keys = {ext.name: _cache_key(ext, self.compiler, version)
+                      for ext in self.extensions}
         super().build_extensions()
 
 

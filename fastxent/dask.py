@@ -1,6 +1,6 @@
 """Dask adapter: ``evaluate`` and ``cross_entropy`` on Dask arrays, block by block.
 
-``import fastxent.dask`` needs Dask (``pip install "fastxent[dask]"``; ``fastxent`` itself
+``import fastxent.dask`` needs Dask (``pip install ".[dask]"`` from a fastxent checkout; ``fastxent`` itself
 never imports it)::
 
     import dask.array as da
@@ -33,8 +33,8 @@ try:
     import dask.array as da
     from dask import delayed
 except ImportError as exc:      # pragma: no cover - depends on the environment
-    raise ImportError('fastxent.dask needs Dask: pip install "fastxent[dask]" '
-                      '(or pip install "dask[array]" distributed)') from exc
+    raise ImportError('fastxent.dask needs Dask: pip install "dask[array]" distributed (or '
+                      'pip install ".[dask]" from a fastxent checkout)') from exc
 
 import fastxent
 from fastxent import _multiclass

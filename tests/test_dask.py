@@ -299,4 +299,4 @@ def test_import_without_dask_says_what_to_install():
             "except ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert 'pip install "fastxent[dask]"' in out
+    assert 'pip install "dask[array]" distributed' in out

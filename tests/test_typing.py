@@ -7,6 +7,7 @@ import inspect
 import os
 import pathlib
 import shutil
+import site
 import subprocess
 import sys
 
@@ -89,9 +90,17 @@ def test_stub_signatures_match_runtime(module, stub, needs):
             assert all(s[2] <= r[2] for s, r in zip(sig, runtime)), name
 
 
+def _in_site_packages(path):
+    """True for a regular install (mypy finds it, and refuses it on MYPYPATH)."""
+    roots = site.getsitepackages() + [site.getusersitepackages()]
+    return any(path.resolve() == pathlib.Path(root).resolve() for root in roots)
+
+
 def _mypy(tmp_path, *args):
     pytest.importorskip("mypy")
-    env = dict(os.environ, MYPYPATH=str(ROOT))   # an editable install is invisible to mypy
+    env = dict(os.environ)
+    if not _in_site_packages(ROOT):
+        env["MYPYPATH"] = str(ROOT)     # an editable install is invisible to mypy otherwise
     cmd = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
            "--cache-dir", str(tmp_path.parent / "mypy-cache"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env,
