@@ -10,15 +10,30 @@
 
 Each loss is a :class:`torch.autograd.Function`. Its forward computes the loss **and** the
 gradient in one fastxent call on zero-copy NumPy views of the (contiguous, CPU) tensors and
-saves the gradient; its backward only scales the saved gradient by ``grad_output``. For
-``reduction="none"`` the saved gradient is that of the *sum* of the per-sample losses, which
-is multiplied by ``grad_output`` broadcast over the class axis (each sample's gradient only
-depends on its own loss), so any ``grad_output`` works.
+saves the gradient, with the input, target and weights (``ctx.save_for_backward``: editing one
+in place before backward makes backward raise). Its backward scales the saved
+gradient by ``grad_output``. For ``reduction="none"`` the saved gradient is that of the *sum*
+of the per-sample losses, which is multiplied by ``grad_output`` broadcast over the class axis
+(each sample's gradient only depends on its own loss), so any ``grad_output`` works.
 
-Inputs the kernels do not cover -- CUDA or other non-CPU tensors, dtypes other than float32
-and float64, targets or weights that require grad, mismatched dtypes, weights that do not
-broadcast to the input -- go to PyTorch's own function, with a one-time warning saying why.
-The losses are differentiable once (``create_graph=True`` double backward raises).
+The saved gradient is handed out once and then forgotten: the usual ``loss.backward()`` gets
+it without a copy, and a later backward through the same graph (``retain_graph=True``)
+computes it again, so a hook or caller that edits a returned gradient in place never changes
+another one.
+
+The losses are differentiable to any order. With ``create_graph=True`` backward returns
+fastxent's gradient ``g`` as ``g + a * (p - p.detach())``, where ``p`` is the softmax (or
+sigmoid) of the input computed by PyTorch and ``a`` the constant factor of ``p`` in the exact
+gradient (from the targets, weights, smoothing and reduction). The added term is exactly zero
+(NaN in a row holding a NaN or +inf logit, as PyTorch's gradient there), so the value is
+fastxent's, and its derivatives are those of the exact gradient, computed by PyTorch's
+autograd: Hessian-vector products, gradient penalties and higher derivatives are exact.
+
+Inputs the kernels do not cover -- CUDA or other non-CPU tensors, tensors without storage
+(inside ``torch.func`` transforms such as ``vmap`` and ``grad``), forward-mode dual tensors,
+dtypes other than float32 and float64, targets or weights that require grad, mismatched
+dtypes, weights that do not broadcast to the input -- go to PyTorch's own function, with a
+one-time warning saying why.
 """
 
 import warnings
@@ -26,7 +41,7 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
+from torch.autograd import forward_ad
 
 import fastxent
 
@@ -68,6 +83,11 @@ def _unsupported(tensors, dtype):
             return f"{name} is on device {t.device.type!r} (fastxent runs on the CPU)"
         if t.layout != torch.strided:
             return f"{name} has layout {t.layout} (only dense tensors are supported)"
+        if not _has_storage(t):
+            return (f"{name} is a tensor without storage, as inside torch.func transforms "
+                    f"(vmap, grad, jacrev, ...)")
+        if forward_ad.unpack_dual(t).tangent is not None:
+            return f"{name} carries a forward-mode tangent (torch.autograd.forward_ad)"
         if t.is_complex():
             return f"{name} is complex"
         if name != "input" and t.requires_grad:
@@ -80,38 +100,110 @@ def _unsupported(tensors, dtype):
     return None
 
 
+def _has_storage(t):
+    """Whether `t` has memory NumPy can read (torch.func's wrapped tensors do not)."""
+    try:
+        t.untyped_storage()
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
 def _as_tensor(value, like):
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value)
     return torch.tensor(value, dtype=like.dtype)
 
 
+def _take_grad(ctx, compute_grad):
+    """The gradient the forward saved, handed over to the caller, who may edit it in place.
+
+    The saved tensor is given out once and forgotten; a later backward through the same graph
+    (``retain_graph=True``) gets a fresh one from `compute_grad`, so no tensor handed out is
+    ever read again.
+    """
+    grad, ctx.grad = ctx.grad, None
+    return compute_grad() if grad is None else grad
+
+
+def _differentiable(grad, factor, prob):
+    """fastxent's gradient `grad` made differentiable to any order.
+
+    The exact gradient is ``factor * prob - c``, with `prob` the softmax (or sigmoid) of the
+    input computed by PyTorch (in the autograd graph) and `factor` and ``c`` constant. The
+    result ``grad + factor * (prob - prob.detach())`` has the value of `grad` (the added term is
+    zero where `prob` is finite) and the derivatives of the exact gradient.
+    """
+    return grad + factor * (prob - prob.detach())
+
+
 def _scale(grad, grad_output, reduction, class_axis):
-    """The input's gradient: the saved gradient scaled by grad_output."""
+    """The input's gradient: `grad` (the caller's own tensor) scaled by `grad_output`."""
     if reduction == "none":
         if class_axis is not None and grad_output.dim() > 0:
             grad_output = grad_output.unsqueeze(class_axis)
         return grad * grad_output
-    if grad_output.dim() == 0 and grad_output.item() == 1.0:
+    if (grad_output.dim() == 0 and not grad_output.requires_grad
+            and _has_storage(grad_output) and grad_output.item() == 1.0):
         return grad          # the usual loss.backward(): no N x C multiply
     return grad * grad_output
 
 
 # ---- multiclass -----------------------------------------------------------------------------
 
+def _ce_kwargs(weight, options):
+    return dict(weight=None if weight is None else _np(weight), validate=False, **options)
+
+
+def _ce_factor(input, target, weight, options):
+    """Each row's factor of softmax(input) in the exact gradient, with a length-1 class axis.
+
+    The reduced loss is ``sum over rows r and classes c of a[r, c] * -log softmax(z[r])[c]``,
+    the constants ``a`` holding the target, label smoothing, class weights, ignored rows and
+    the mean's denominator, so its gradient is ``A[r] * softmax(z[r]) - a[r]`` with
+    ``A[r] = sum over c of a[r, c]``: this returns ``A``.
+    """
+    axis = options["axis"]
+    n_classes = input.shape[axis]
+    smoothing = options["label_smoothing"]
+    if weight is None:
+        weight = torch.ones(n_classes, dtype=input.dtype)
+    if target.is_floating_point():
+        class_shape = [1] * input.dim()
+        class_shape[axis] = n_classes
+        soft = target * (1 - smoothing) + smoothing / n_classes
+        factor = (soft * weight.view(class_shape)).sum(axis, keepdim=True)
+        if options["reduction"] == "mean":
+            factor = factor / (input.numel() // n_classes)        # the number of rows
+        return factor
+    kept = target != options["ignore_index"]
+    target_weight = weight[torch.where(kept, target, 0)]
+    factor = (1 - smoothing) * target_weight + smoothing / n_classes * weight.sum()
+    if options["reduction"] == "mean":
+        factor = factor / torch.where(kept, target_weight, 0).sum()
+    return torch.where(kept, factor, 0).unsqueeze(axis)
+
+
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, target, kwargs):
-        loss, grad = fastxent.cross_entropy_loss_and_grad(_np(input), _np(target), **kwargs)
+    def forward(ctx, input, target, weight, options):
+        loss, grad = fastxent.cross_entropy_loss_and_grad(_np(input), _np(target),
+                                                          **_ce_kwargs(weight, options))
+        ctx.save_for_backward(input, target, weight)
+        ctx.options = options
         ctx.grad = torch.from_numpy(grad)
-        ctx.reduction = kwargs["reduction"]
-        ctx.class_axis = kwargs["axis"] if input.dim() > 1 else None
         return _as_tensor(loss, input)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
-        return _scale(ctx.grad, grad_output, ctx.reduction, ctx.class_axis), None, None
+        input, target, weight = ctx.saved_tensors    # raises if one was edited in place
+        options = ctx.options
+        grad = _take_grad(ctx, lambda: torch.from_numpy(fastxent.cross_entropy_grad(
+            _np(input), _np(target), **_ce_kwargs(weight, options))))
+        if torch.is_grad_enabled():                  # create_graph=True
+            grad = _differentiable(grad, _ce_factor(input, target, weight, options),
+                                   torch.softmax(input, options["axis"]))
+        return _scale(grad, grad_output, options["reduction"], options["axis"]), None, None, None
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
@@ -167,14 +259,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if reason is not None:
         _fallback("cross_entropy", reason)
         return torch_loss()
-    kwargs = dict(weight=None if weight is None else _np(weight),
-                  ignore_index=None if target.is_floating_point() else int(ignore_index),
-                  label_smoothing=float(label_smoothing), reduction=reduction,
-                  axis=1 if input.dim() > 1 else 0, validate=False)
+    options = dict(ignore_index=None if target.is_floating_point() else int(ignore_index),
+                   label_smoothing=float(label_smoothing), reduction=reduction,
+                   axis=1 if input.dim() > 1 else 0)
     try:
         if input.requires_grad and torch.is_grad_enabled():
-            return _CrossEntropy.apply(input, target, kwargs)
-        return _as_tensor(fastxent.cross_entropy(_np(input), _np(target), **kwargs), input)
+            return _CrossEntropy.apply(input, target, weight, options)
+        return _as_tensor(fastxent.cross_entropy(_np(input), _np(target),
+                                                 **_ce_kwargs(weight, options)), input)
     except (ValueError, TypeError):
         return torch_loss()          # bad shapes or labels: PyTorch's own error message
 
@@ -189,19 +281,43 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
 
 # ---- binary ---------------------------------------------------------------------------------
 
+def _bce_kwargs(weight, pos_weight, reduction):
+    return dict(weight=None if weight is None else _np(weight),
+                pos_weight=None if pos_weight is None else _np(pos_weight),
+                reduction=reduction, validate=False)
+
+
+def _bce_factor(input, target, weight, pos_weight, reduction):
+    """The factor of sigmoid(input) in the exact gradient (``weight * (1 + (pos_weight - 1) *
+    target)``, over the element count for the mean), of the input's shape."""
+    factor = torch.ones_like(target) if pos_weight is None else 1 + (pos_weight - 1) * target
+    if weight is not None:
+        factor = factor * weight
+    if reduction == "mean":
+        factor = factor / input.numel()
+    return factor
+
+
 class _BinaryCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, target, kwargs):
-        loss, grad = fastxent.binary_cross_entropy_loss_and_grad(_np(input), _np(target),
-                                                                 **kwargs)
+    def forward(ctx, input, target, weight, pos_weight, reduction):
+        loss, grad = fastxent.binary_cross_entropy_loss_and_grad(
+            _np(input), _np(target), **_bce_kwargs(weight, pos_weight, reduction))
+        ctx.save_for_backward(input, target, weight, pos_weight)
+        ctx.reduction = reduction
         ctx.grad = torch.from_numpy(grad)
-        ctx.reduction = kwargs["reduction"]
         return _as_tensor(loss, input)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
-        return _scale(ctx.grad, grad_output, ctx.reduction, None), None, None
+        input, target, weight, pos_weight = ctx.saved_tensors    # raises if edited in place
+        reduction = ctx.reduction
+        grad = _take_grad(ctx, lambda: torch.from_numpy(fastxent.binary_cross_entropy_grad(
+            _np(input), _np(target), **_bce_kwargs(weight, pos_weight, reduction))))
+        if torch.is_grad_enabled():                              # create_graph=True
+            grad = _differentiable(grad, _bce_factor(input, target, weight, pos_weight,
+                                                     reduction), torch.sigmoid(input))
+        return _scale(grad, grad_output, reduction, None), None, None, None, None
 
 
 def _broadcasts_to(t, shape):
@@ -261,14 +377,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     if reason is not None:
         _fallback("binary_cross_entropy_with_logits", reason)
         return torch_loss()
-    kwargs = dict(weight=None if weight is None else _np(weight),
-                  pos_weight=None if pos_weight is None else _np(pos_weight),
-                  reduction=reduction, validate=False)
     try:
         if input.requires_grad and torch.is_grad_enabled():
-            return _BinaryCrossEntropy.apply(input, target, kwargs)
-        return _as_tensor(fastxent.binary_cross_entropy(_np(input), _np(target), **kwargs),
-                          input)
+            return _BinaryCrossEntropy.apply(input, target, weight, pos_weight, reduction)
+        return _as_tensor(fastxent.binary_cross_entropy(
+            _np(input), _np(target), **_bce_kwargs(weight, pos_weight, reduction)), input)
     except (ValueError, TypeError):
         return torch_loss()
 
