@@ -7,17 +7,23 @@ and evaluators merge exactly by adding them. See ``docs/evaluation.md``.
 
 import math
 import numbers
+import operator
 from dataclasses import dataclass
 
 import numpy as np
 
 from fastxent import _docstrings as docs
+from fastxent import _validation as v
 from fastxent._dispatch import kernels
 from fastxent._multiclass import prepare
+from fastxent._threads import effective_n_threads
 
 N_BINS = 15                      # equal-width confidence bins of the calibration error
 STATE_VERSION = 1
 _SUMS = kernels.EVAL_STATS       # the named sums, in the kernel's order
+# How ``Evaluator.to_dict`` writes the non-finite sums (a NaN row makes them NaN), so that the
+# state is strict JSON: the names JavaScript and Python's json module give these values.
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 @dataclass(frozen=True)
@@ -96,10 +102,22 @@ class EvaluationResult:
                 "count": self.count, "weight_sum": self.weight_sum}
 
 
+# ---------------------------------------------------------------------------------------------
+# Options: checked and made plain Python values once, when an Evaluator is made, so that every
+# later use (the kernels, merge, to_dict and JSON, checkpoints) sees the same values.
+
+
+def _plain_scalar(value):
+    """`value` as a Python scalar when it is a NumPy scalar or a 0-d array, else unchanged."""
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value.item()
+    return value
+
+
 def _check_topk(topk):
-    """Return `topk` as a sorted tuple of distinct positive ints."""
+    """Return `topk` as a sorted tuple of distinct positive ints (at most int64's maximum)."""
     try:
-        values = list(topk)
+        values = [_plain_scalar(k) for k in topk]
     except TypeError:
         raise TypeError(f"topk must be a sequence of positive ints, got {topk!r}") from None
     if not values:
@@ -107,9 +125,45 @@ def _check_topk(topk):
     for k in values:
         if isinstance(k, bool) or not isinstance(k, numbers.Integral):
             raise TypeError(f"topk must hold ints, got {k!r}")
-        if k < 1:
-            raise ValueError(f"topk must hold positive ints, got {k!r}")
+        if not 1 <= k <= np.iinfo(np.int64).max:
+            raise ValueError(f"topk must hold positive ints of at most 2**63 - 1 (a k of at "
+                             f"least C gives 1), got {k!r}")
     return tuple(sorted({int(k) for k in values}))
+
+
+def _check_class_weight(weight):
+    """Return a float64 copy of the per-class `weight` (1-D, finite), or None."""
+    if weight is None:
+        return None
+    w = np.array(v.float_like(weight, np.float64, "weight"))
+    if w.ndim != 1:
+        raise ValueError(f"weight must be 1-D, one weight per class, got shape {w.shape}")
+    not_finite = ~np.isfinite(w)
+    if not_finite.any():
+        index = int(np.argmax(not_finite))
+        raise ValueError(f"weight must be finite: weight[{index}] = {w[index]}")
+    return w
+
+
+def _check_ignore_index(ignore_index):
+    """Return `ignore_index` as an int in int64's range, or None."""
+    has_ignore, value = v.check_ignore_index(_plain_scalar(ignore_index), integral=True)
+    return value if has_ignore else None
+
+
+def _check_eps(eps):
+    """Return `eps` as a float in [0, 0.5), or None (the dtype's eps, resolved per chunk)."""
+    return None if eps is None else v.resolve_eps(_plain_scalar(eps), np.float64)
+
+
+def _check_axis(axis):
+    """Return `axis` as an int (anything with ``__index__`` but a bool)."""
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis must be an int, got {axis!r}")
+    try:
+        return operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an int, got {axis!r}") from None
 
 
 def _ratio(numerator, denominator):
@@ -133,7 +187,10 @@ class Evaluator:
     Parameters
     ----------
     from_logits, topk, weight, ignore_index, eps, axis, validate, n_threads
-        As for ``fastxent.evaluate``.
+        As for ``fastxent.evaluate``. They are checked here, before any data is seen (NumPy
+        scalars and 0-d arrays are taken as the Python numbers they hold; `weight` and `eps`
+        must be finite), so the options of two Evaluators compare, merge and save as plain
+        Python values.
 
     Examples
     --------
@@ -150,11 +207,12 @@ class Evaluator:
                  eps=None, axis=-1, validate=True, n_threads=None):
         self.from_logits = bool(from_logits)
         self.topk = _check_topk(topk)
-        self.weight = None if weight is None else np.array(weight, dtype=np.float64)
-        self.ignore_index = ignore_index
-        self.eps = eps
-        self.axis = axis
+        self.weight = _check_class_weight(weight)
+        self.ignore_index = _check_ignore_index(ignore_index)
+        self.eps = _check_eps(eps)
+        self.axis = _check_axis(axis)
         self.validate = validate
+        effective_n_threads(n_threads)          # checked now; resolved per chunk
         self.n_threads = n_threads
         self.n_classes = None           # fixed by the first update
         self.target_kind = None         # "labels" or "soft", fixed by the first update
@@ -207,6 +265,7 @@ class Evaluator:
         self.target_kind = kind
 
     def _options(self):
+        """The options as plain Python values: what merge compares and to_dict saves."""
         return {"from_logits": self.from_logits, "topk": list(self.topk),
                 "weight": None if self.weight is None else self.weight.tolist(),
                 "ignore_index": self.ignore_index, "eps": self.eps, "axis": self.axis}
@@ -269,7 +328,11 @@ class Evaluator:
         return self._stats[-3 * N_BINS:].reshape(3, N_BINS)
 
     def to_dict(self):
-        """The state as a JSON-serialisable dict (floats round-trip exactly through JSON).
+        """The state as a dict of strict JSON values; floats round-trip exactly through JSON.
+
+        Non-finite sums (a row holding NaN makes them NaN) are written as the strings
+        ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, so ``json.dumps(state,
+        allow_nan=False)`` works; ``from_dict`` reads them back.
 
         Returns
         -------
@@ -280,15 +343,20 @@ class Evaluator:
         weight, confidence, hits = self._bin_sums()
         return {"version": STATE_VERSION, "options": self._options(),
                 "n_classes": self.n_classes, "target_kind": self.target_kind,
-                "sums": self._sums(),
-                "correct": {str(k): c for k, c in zip(self._kernel_topk.tolist(),
-                                                      correct.tolist())},
-                "bins": {"weight": weight.tolist(), "confidence_sum": confidence.tolist(),
-                         "correct_sum": hits.tolist()}}
+                "sums": {name: _encode_float(value) for name, value in self._sums().items()},
+                "correct": {str(k): _encode_float(c) for k, c in zip(self._kernel_topk.tolist(),
+                                                                     correct.tolist())},
+                "bins": {"weight": _encode_floats(weight),
+                         "confidence_sum": _encode_floats(confidence),
+                         "correct_sum": _encode_floats(hits)}}
 
     @classmethod
     def from_dict(cls, state, n_threads=None):
         """Restore an Evaluator saved by ``to_dict``.
+
+        Every field is checked: its type, the options' values, the number of sums, and that
+        the state is consistent (a count that is a whole number, classes that fit the
+        weights).
 
         Parameters
         ----------
@@ -300,28 +368,103 @@ class Evaluator:
         Returns
         -------
         Evaluator
+
+        Raises
+        ------
+        ValueError
+            `state` is not a state of this version, or a field is missing or invalid.
         """
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        if (not isinstance(state, dict) or type(state.get("version")) is not int
+                or state["version"] != STATE_VERSION):
             raise ValueError("not an Evaluator state (from Evaluator.to_dict) of version "
                              f"{STATE_VERSION}")
+        effective_n_threads(n_threads)          # a bad n_threads is not a bad state
         try:
-            options = state["options"]
-            ev = cls(from_logits=options["from_logits"], topk=options["topk"],
-                     weight=options["weight"], ignore_index=options["ignore_index"],
-                     eps=options["eps"], axis=options["axis"], n_threads=n_threads)
-            ev.n_classes = state["n_classes"]
-            ev.target_kind = state["target_kind"]
-            sums = [state["sums"][name] for name in _SUMS]
-            correct = [state["correct"][str(k)] for k in ev._kernel_topk.tolist()]
-            bins = state["bins"]
-            stats = np.array(sums + correct + bins["weight"] + bins["confidence_sum"]
-                             + bins["correct_sum"], dtype=np.float64)
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"incomplete Evaluator state: {exc!r}") from None
-        if stats.shape != ev._stats.shape:
-            raise ValueError("Evaluator state has the wrong number of sums")
-        ev._stats = stats
+            ev = cls._restored(state, n_threads)
+        except (KeyError, TypeError, ValueError) as exc:
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(f"invalid Evaluator state: {reason}") from None
         return ev
+
+    @classmethod
+    def _restored(cls, state, n_threads):
+        """``from_dict`` without the error wrapping: raises KeyError, TypeError, ValueError."""
+        options = _typed(state, "options", dict, "a dict")
+        _typed(options, "from_logits", bool, "true or false")
+        _typed(options, "topk", list, "a list of ints")
+        _typed(options, "weight", (list, type(None)), "a list of numbers or null")
+        _typed(options, "ignore_index", (int, type(None)), "an int or null")
+        _typed(options, "eps", (int, float, type(None)), "a number or null")
+        _typed(options, "axis", int, "an int")
+        ev = cls(from_logits=options["from_logits"], topk=options["topk"],
+                 weight=options["weight"], ignore_index=options["ignore_index"],
+                 eps=options["eps"], axis=options["axis"], n_threads=n_threads)
+        n_classes, kind = state["n_classes"], state["target_kind"]
+        if (n_classes, kind) != (None, None):
+            _typed(state, "n_classes", int, "an int or null")
+            if n_classes < 1 or kind not in ("labels", "soft"):
+                raise ValueError(f"n_classes {n_classes!r} and target_kind {kind!r} must be "
+                                 f"a positive int and 'labels' or 'soft' (or both null)")
+            if ev.weight is not None and len(ev.weight) != n_classes:
+                raise ValueError(f"weight has {len(ev.weight)} entries for {n_classes} "
+                                 f"classes")
+        ev.n_classes, ev.target_kind = n_classes, kind
+        sums = _float_fields(state, "sums", list(_SUMS))
+        correct = _float_fields(state, "correct", [str(k) for k in ev._kernel_topk.tolist()])
+        bins = _typed(state, "bins", dict, "a dict")
+        if set(bins) != {"weight", "confidence_sum", "correct_sum"}:
+            raise ValueError(f"bins must have the keys weight, confidence_sum, correct_sum, "
+                             f"got {', '.join(map(str, bins))}")
+        per_bin = []
+        for name in ("weight", "confidence_sum", "correct_sum"):
+            values = _typed(bins, name, list, f"a list of {N_BINS} numbers")
+            if len(values) != N_BINS:
+                raise ValueError(f"bins.{name} must hold {N_BINS} numbers, got {len(values)}")
+            per_bin += [_decode_float(x, f"bins.{name}") for x in values]
+        count = sums[list(_SUMS).index("count")]
+        if not (math.isfinite(count) and count >= 0 and count.is_integer()):
+            raise ValueError(f"sums.count must be a whole number of rows, got {count!r}")
+        ev._stats = np.array(sums + correct + per_bin, dtype=np.float64)
+        return ev
+
+
+def _encode_float(x):
+    """`x` as a strict JSON value: itself when finite, else its name in ``NON_FINITE``."""
+    if math.isfinite(x):
+        return x
+    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def _encode_floats(values):
+    return [_encode_float(x) for x in values.tolist()]
+
+
+def _decode_float(value, where):
+    """A float from ``_encode_float``'s output (a plain NaN or infinity is taken too)."""
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where} must hold numbers (or \"NaN\", \"Infinity\", "
+                         f"\"-Infinity\"), got {value!r}")
+    return float(value)
+
+
+def _typed(mapping, key, types, description):
+    """``mapping[key]``, which must be of `types` (bool is not taken as an int)."""
+    value = mapping[key]
+    types = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise ValueError(f"{key} must be {description}, got {value!r}")
+    return value
+
+
+def _float_fields(state, key, names):
+    """The floats of the dict ``state[key]``, which must have exactly the keys `names`."""
+    fields = _typed(state, key, dict, "a dict")
+    if set(fields) != set(names):
+        raise ValueError(f"{key} must have the keys {', '.join(names)}, got "
+                         f"{', '.join(map(str, fields))}")
+    return [_decode_float(fields[name], f"{key}.{name}") for name in names]
 
 
 def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sample_weight=None,
@@ -345,7 +488,8 @@ evaluate.__doc__ = f"""Every evaluation metric of a classifier in one read of th
     topk : sequence of int, default=(1, 5)
         The k of each top-k accuracy. Tied scores rank by class index.
     weight : array_like of shape (C,), optional
-        Per-class weights of the loss (only the loss).
+        Per-class weights of the loss (only the loss). They must be finite (negative weights
+        are used as given, as PyTorch does).
     sample_weight : array_like, optional
         Per-row weights of every metric, shaped like the rows.
     ignore_index : int, optional

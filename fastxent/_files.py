@@ -1,9 +1,9 @@
 """Evaluate classifier outputs stored in ``.npy``/``.npz`` files, chunk by chunk.
 
-:func:`evaluate_files` reads the logits (or probabilities) and the labels memory-mapped, feeds
-them to a :class:`fastxent.Evaluator` ``chunk_rows`` rows at a time and gives each processed
-chunk's pages back to the operating system, so the resident memory stays near one chunk
-whatever the size of the files. With ``checkpoint=`` the evaluator's state is saved atomically
+:func:`evaluate_files` reads the logits (or probabilities) and the labels with positional
+reads into one reused buffer per file (never memory-mapped: a file cut short while it is read
+gives an error, not SIGBUS) and feeds them to a :class:`fastxent.Evaluator` ``chunk_rows`` rows
+at a time, so the resident memory stays near one chunk whatever the size of the files. With ``checkpoint=`` the evaluator's state is saved atomically
 about once a second; a run that is stopped and started again resumes there and ends with the
 same numbers, bit for bit, as a run that was never stopped.
 
@@ -32,7 +32,8 @@ CHUNK_BYTES = 64 * 2**20
 #: Seconds between two checkpoint saves (checked after each chunk).
 CHECKPOINT_INTERVAL = 1.0
 CHECKPOINT_FORMAT = "fastxent.evaluate_files checkpoint"
-CHECKPOINT_VERSION = 1
+# Version 2: inputs carry a content fingerprint, non-finite sums are strict JSON.
+CHECKPOINT_VERSION = 2
 # Test-only hook: sleep this many seconds after each chunk, so that a test can kill a run
 # deterministically in the middle. Not part of the API.
 _CHUNK_DELAY_ENV = "FASTXENT_EVAL_CHUNK_DELAY"
@@ -52,14 +53,15 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         A ``.npy`` file, a ``.npz`` file holding a single array, or ``FILE.npz:NAME`` for the
         member ``NAME`` (``NAME.npy`` works too) of a ``.npz``. Logits (or probabilities with
         ``from_logits=False``) of shape ``(N, C)``, or ``(d0, ..., C)`` with the classes along
-        the last axis. float32 and float64 are read where they lie; float16, other floating
+        the last axis. float32 and float64 are read as they are; float16, other floating
         dtypes and non-native byte orders are converted one chunk at a time. Fortran-ordered
         arrays are rejected.
     labels_path : str or os.PathLike
         Same syntax. Integer class labels of shape ``(N,)`` (the logits' shape without the
         class axis), any integer dtype, or float soft targets of the logits' shape.
     from_logits, topk, weight, ignore_index, eps : optional
-        As for :func:`fastxent.evaluate`.
+        As for :func:`fastxent.evaluate`, checked (as :class:`fastxent.Evaluator` checks
+        them) before any file is opened.
     chunk_rows : int, optional
         Rows per chunk; by default about 64 MiB of logits. The result depends on the chunking
         only through float64 rounding (about 1e-15 relative), and is the same, bit for bit,
@@ -71,7 +73,8 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         :class:`EvalFileError` is raised (delete the file to start over). The state is saved
         atomically about every ``checkpoint_interval`` seconds and at the end, where it is
         marked complete and kept: running again returns the saved result without reading the
-        data.
+        data. Before any file is opened, a file is created and removed next to it to check
+        that it can be saved there.
     progress : bool, optional
         Show a tqdm progress bar over rows on stderr; by default only when stderr is a
         terminal.
@@ -89,8 +92,10 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
     ------
     EvalFileError
         A file is not a ``.npy``/``.npz``, is truncated, has an unsupported dtype or shape,
-        the two files disagree, a label is out of range, or the checkpoint belongs to another
-        run. The message names the file.
+        the two files disagree, a label is out of range, or the checkpoint cannot be written
+        where it is, is corrupt or belongs to another run. The message names the file.
+    ValueError, TypeError
+        An option is invalid (raised before any file is opened; the message names it).
     FileNotFoundError
         An input file does not exist.
 
@@ -109,24 +114,22 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
 
     evaluator = Evaluator(from_logits=from_logits, topk=topk, weight=weight,
                           ignore_index=ignore_index, eps=eps, n_threads=n_threads)
-    options = {
-        "from_logits": bool(from_logits),
-        "topk": sorted({int(k) for k in topk}),
-        "weight": None if weight is None else [float(w) for w in np.ravel(
-            np.asarray(weight, dtype=np.float64))],
-        "ignore_index": _plain_number(ignore_index),
-        "eps": None if eps is None else float(eps),
-    }
+    # The options as the Evaluator checked and normalised them (the axis is always the last).
+    options = {key: value for key, value in evaluator._options().items() if key != "axis"}
     if chunk_rows is not None:
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, numbers.Integral) \
                 or chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
         chunk_rows = int(chunk_rows)
+    if (isinstance(checkpoint_interval, bool) or not isinstance(checkpoint_interval, numbers.Real)
+            or not checkpoint_interval >= 0):
+        raise ValueError(f"checkpoint_interval must be a number of seconds >= 0, got "
+                         f"{checkpoint_interval!r}")
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
-        directory = os.path.dirname(os.path.abspath(checkpoint))
-        if not os.path.isdir(directory):
-            raise EvalFileError(f"{checkpoint}: the directory {directory} does not exist")
+        problem = unwritable_reason(checkpoint)
+        if problem is not None:
+            raise EvalFileError(f"{checkpoint}: cannot save the checkpoint: {problem}")
     with contextlib.ExitStack() as stack:
         logits = stack.enter_context(open_array(logits_path))
         labels = stack.enter_context(open_array(labels_path))
@@ -143,35 +146,18 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
             "rows": n_rows,
         }
         start = 0
-        if checkpoint is not None:
-            if saved is not None:
-                _check_same_run(checkpoint, saved, run)
-                next_row = saved["next_row"]
-                if (not isinstance(next_row, int) or not 0 <= next_row <= n_rows
-                        or (next_row % chunk_rows and next_row != n_rows)):
-                    raise EvalFileError(f"{checkpoint}: corrupt checkpoint (next_row "
-                                        f"{next_row!r}); delete it to start over")
-                try:
-                    evaluator = Evaluator.from_dict(saved["evaluator"], n_threads=n_threads)
-                except ValueError as exc:
-                    raise EvalFileError(f"{checkpoint}: corrupt checkpoint ({exc}); delete it "
-                                        f"to start over") from None
-                if saved["complete"]:
-                    logger.info("%s is complete: showing its saved result (delete it to "
-                                "evaluate again)", checkpoint)
-                    return evaluator.result()
-                start = next_row
-                logger.info("resuming from %s at row %d of %d", checkpoint, start, n_rows)
+        if saved is not None:
+            _check_same_run(checkpoint, saved, run)
+            evaluator = _saved_evaluator(checkpoint, saved, evaluator, n_rows, n_classes, soft)
+            if saved["complete"]:
+                logger.info("%s is complete: showing its saved result (delete it to "
+                            "evaluate again)", checkpoint)
+                return evaluator.result()
+            start = saved["next_row"]
+            logger.info("resuming from %s at row %d of %d", checkpoint, start, n_rows)
         _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk_rows,
                     options["ignore_index"], checkpoint, run, progress, checkpoint_interval)
     return evaluator.result()
-
-
-def _plain_number(value):
-    """An int or float that survives JSON unchanged (None stays None)."""
-    if value is None:
-        return None
-    return int(value) if float(value).is_integer() else float(value)
 
 
 def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk_rows,
@@ -196,8 +182,6 @@ def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk
                 raise EvalFileError(f"{_culprit(str(exc), logits, labels)}: in rows {begin} to "
                                     f"{end - 1}: {exc}") from None
             del x, t
-            logits.release(begin, end)
-            labels.release(begin, end)
             if bar is not None:
                 bar.update(end - begin)
             if delay:
@@ -207,6 +191,8 @@ def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk
                 if now - last_save >= checkpoint_interval:
                     _save_checkpoint(checkpoint, run, evaluator, end, complete=False)
                     last_save = now
+        logits.verify()             # the CRC-32 of a .npz member, before any result is kept
+        labels.verify()
         if checkpoint is not None:
             _save_checkpoint(checkpoint, run, evaluator, n_rows, complete=True)
     finally:
@@ -316,8 +302,58 @@ def _check_labels(t, begin, n_classes, ignore_index, source):
 # Checkpoints
 
 
+# Every field of a checkpoint: (type, what it must be). bool is not taken as an int.
+_CHECKPOINT_FIELDS = {
+    "fastxent": (str, "a version string"),
+    "complete": (bool, "true or false"),
+    "next_row": (int, "a row index"),
+    "rows": (int, "a number of rows"),
+    "chunk_rows": (int, "a positive int"),
+    "inputs": (dict, "an object with logits and labels"),
+    "options": (dict, "an object"),
+    "evaluator": (dict, "an Evaluator state"),
+}
+
+
+def unwritable_reason(path):
+    """Why a file cannot be written at `path` as checkpoints are, or None when it can.
+
+    A checkpoint is written to a new file in the directory of `path`, then renamed over it.
+    This creates and removes such a file to find out, so that permission bits, read-only
+    mounts and pseudo file systems (where even root cannot create a file) all give the
+    answer the real save would give.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str or None
+        The reason, as a phrase, or None.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"the directory {directory} does not exist"
+    if os.path.lexists(path):
+        if not os.path.isfile(path):
+            return "it exists and is not a regular file"
+        if not os.access(path, os.W_OK):
+            return "the file is read-only"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                     dir=directory)
+    except OSError as exc:
+        return f"cannot create a file in {directory} ({exc.strerror or exc})"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
+
+
 def _load_checkpoint(path):
-    """The saved state, or None when `path` does not exist."""
+    """The saved state, or None when `path` does not exist; every field's type is checked."""
     try:
         with open(path, encoding="utf-8") as fp:
             saved = json.load(fp)
@@ -326,12 +362,34 @@ def _load_checkpoint(path):
     except (ValueError, UnicodeDecodeError) as exc:
         raise EvalFileError(f"{path}: not a fastxent eval checkpoint (invalid JSON: {exc}); "
                             f"delete it to start over") from None
+    except OSError as exc:
+        raise EvalFileError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") \
+            from None
     if (not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT
-            or saved.get("version") != CHECKPOINT_VERSION
-            or not {"complete", "next_row", "evaluator", "chunk_rows"} <= saved.keys()
-            or not isinstance(saved["chunk_rows"], int) or saved["chunk_rows"] < 1):
+            or type(saved.get("version")) is not int):
         raise EvalFileError(f"{path}: not a fastxent eval checkpoint (version "
                             f"{CHECKPOINT_VERSION}); delete it to start over")
+    if saved["version"] != CHECKPOINT_VERSION:
+        raise EvalFileError(f"{path}: a checkpoint of format version {saved['version']}, "
+                            f"written by another fastxent release (this one reads version "
+                            f"{CHECKPOINT_VERSION}); delete it to start over")
+
+    def corrupt(reason):
+        return EvalFileError(f"{path}: corrupt checkpoint ({reason}); delete it to start over")
+
+    for key, (kind, description) in _CHECKPOINT_FIELDS.items():
+        if key not in saved:
+            raise corrupt(f"no {key}")
+        value = saved[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise corrupt(f"{key} must be {description}, got {value!r}")
+    if saved["next_row"] < 0 or saved["rows"] < 0 or saved["chunk_rows"] < 1:
+        raise corrupt(f"next_row {saved['next_row']}, rows {saved['rows']}, chunk_rows "
+                      f"{saved['chunk_rows']}")
+    for role in ("logits", "labels"):
+        if not isinstance(saved["inputs"].get(role), dict):
+            raise corrupt(f"inputs.{role} must be an object, got "
+                          f"{saved['inputs'].get(role)!r}")
     return saved
 
 
@@ -339,20 +397,55 @@ def _check_same_run(path, saved, run):
     """Raise EvalFileError when the checkpoint was written by a different run."""
     differences = []
     for role in ("logits", "labels"):
-        old, new = saved.get("inputs", {}).get(role, {}), run["inputs"][role]
+        old, new = saved["inputs"][role], run["inputs"][role]
         for key, value in new.items():
-            if old.get(key) != value:
+            if key == "fingerprint" and old.get(key) != value:
+                differences.append(f"{role} content changed since the checkpoint was written "
+                                   f"(its fingerprint differs)")
+            elif old.get(key) != value:
                 differences.append(f"{role} {key} was {old.get(key)!r}, now {value!r}")
-    for key, value in run["options"].items():
-        old = saved.get("options", {}).get(key)
-        if old != value:
-            differences.append(f"option {key} was {old!r}, now {value!r}")
-    if saved.get("chunk_rows") != run["chunk_rows"]:
-        differences.append(f"chunk_rows was {saved.get('chunk_rows')!r}, now "
-                           f"{run['chunk_rows']!r}")
+    old_options, options = saved["options"], run["options"]
+    for key in [*options, *(key for key in old_options if key not in options)]:
+        if old_options.get(key) != options.get(key):
+            differences.append(f"option {key} was {old_options.get(key)!r}, now "
+                               f"{options.get(key)!r}")
+    for key in ("rows", "chunk_rows"):
+        if saved[key] != run[key]:
+            differences.append(f"{key} was {saved[key]!r}, now {run[key]!r}")
     if differences:
         raise EvalFileError(f"{path}: checkpoint of another run ({'; '.join(differences)}); "
                             f"delete it to start over, or run with the same files and options")
+
+
+def _saved_evaluator(path, saved, fresh, n_rows, n_classes, soft):
+    """The Evaluator saved in a checkpoint of this run, checked against the run.
+
+    `fresh` is this run's new Evaluator: the saved one must have its options, and the classes
+    and target kind of the files once it has seen a row.
+    """
+    def corrupt(reason):
+        return EvalFileError(f"{path}: corrupt checkpoint ({reason}); delete it to start over")
+
+    next_row, chunk_rows = saved["next_row"], saved["chunk_rows"]
+    if next_row > n_rows or (next_row % chunk_rows and next_row != n_rows):
+        raise corrupt(f"next_row {next_row} of {n_rows} rows in chunks of {chunk_rows}")
+    if saved["complete"] and next_row != n_rows:
+        raise corrupt(f"marked complete at next_row {next_row} of {n_rows} rows")
+    try:
+        evaluator = type(fresh).from_dict(saved["evaluator"], n_threads=fresh.n_threads)
+    except ValueError as exc:
+        raise corrupt(exc) from None
+    if evaluator._options() != fresh._options():
+        raise corrupt("the evaluator's options are not the checkpoint's options")
+    seen = (evaluator.n_classes, evaluator.target_kind)
+    expected = (n_classes, "soft" if soft else "labels") if next_row else (None, None)
+    if seen != expected:
+        raise corrupt(f"the evaluator has n_classes {seen[0]!r} and target_kind {seen[1]!r} "
+                      f"after {next_row} rows; expected {expected[0]!r} and {expected[1]!r}")
+    count = evaluator.result().count
+    if count > next_row:
+        raise corrupt(f"the evaluator counts {count} rows, more than the {next_row} read")
+    return evaluator
 
 
 def _save_checkpoint(path, run, evaluator, next_row, complete):
@@ -366,20 +459,24 @@ def _save_checkpoint(path, run, evaluator, next_row, complete):
         **run,
         "evaluator": evaluator.to_dict(),
     }
-    text = json.dumps(state)
+    text = json.dumps(state, allow_nan=False)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fp:
-            fp.write(text)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fp:
+                fp.write(text)
+                fp.flush()
+                os.fsync(fp.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise EvalFileError(f"{path}: cannot save the checkpoint ({exc.strerror or exc})") \
+            from None
     with contextlib.suppress(OSError, AttributeError):
         dir_fd = os.open(directory, os.O_RDONLY)
         try:

@@ -7,26 +7,46 @@ bench
     built-in workloads of :mod:`fastxent._bench` and print a table, JSON or a plot.
 eval
     Evaluate logits (or probabilities) and labels stored in ``.npy``/``.npz`` files with
-    :func:`fastxent._files.evaluate_files`, memory-mapped and in chunks, optionally
+    :func:`fastxent._files.evaluate_files`, in chunks of rows, optionally
     checkpointed; print a table or JSON.
 
 Each subcommand is added by an ``_add_<name>_command(subparsers)`` function that sets a
 ``handler`` default; ``main`` calls the handler of the chosen subcommand.
+
+Errors
+------
+A bad input (an option, a file, a checkpoint) is reported on stderr as one line,
+``fastxent COMMAND: error: MESSAGE``, with exit status 2 and no traceback: usage errors by the
+parser, everything else by ``main``, which turns the ``ValueError``, ``TypeError``,
+``OverflowError`` and ``OSError`` that fastxent raises for bad input, and a ``MemoryError``
+(``--shapes`` too large for the machine), into that line. Every option is checked, and every
+file that will be written is tried, before any work starts. Set ``FASTXENT_TRACEBACK=1`` to
+see those errors' tracebacks; any other exception is a bug and shows its traceback anyway.
+Output to a closed pipe (``fastxent eval ... | head -1``) ends quietly with status 141, as a
+process stopped by SIGPIPE does; Ctrl-C ends with 130.
 """
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
 import math
+import os
 import sys
 
 import fastxent
-from fastxent import _arrayfiles, _bench, _files
+from fastxent import _arrayfiles, _bench, _evaluate, _files
 
-PLOT_DEPENDENCY_ERROR = "matplotlib is required for --plot"
+PLOT_DEPENDENCY_ERROR = ("--plot needs matplotlib: pip install matplotlib (or, in a fastxent "
+                         "checkout, pip install \".[bench]\")")
 DEFAULT_REPEAT = 5
 QUICK_REPEAT = 3
+#: Set this environment variable (to anything) to see the traceback behind a one-line error.
+TRACEBACK_ENV = "FASTXENT_TRACEBACK"
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE: what a shell reports for `yes | head -1`
 
 
 def main(argv=None):
@@ -40,15 +60,49 @@ def main(argv=None):
     Returns
     -------
     int
-        The exit status.
+        The exit status: 0, 2 for bad input (one line on stderr), 130 when interrupted, 141
+        when stdout is a closed pipe.
     """
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = f"{parser.prog} {args.command}"
+    try:
+        status = args.handler(args)
+        sys.stdout.flush()                  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError, OverflowError, OSError, MemoryError) as exc:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        message = " ".join(str(exc).split("\n"))
+        print(f"{command}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    return status
+
+
+def _discard_stdout():
+    """Point stdout at os.devnull after its pipe was closed, so that flushing what is still
+    buffered when Python exits does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, ``PROG: error: MESSAGE``."""
+
+    def error(self, message):
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser():
     """Build the argument parser with one subparser per subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fastxent", description="Fast cross-entropy losses and gradients on the CPU.")
     parser.add_argument("--version", action="version", version=f"fastxent {fastxent.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -65,8 +119,9 @@ def _add_bench_command(subparsers):
     bench.add_argument("--json", action="store_true",
                        help="print only JSON (machine description and results) to stdout")
     bench.add_argument("--plot", metavar="FILE.png",
-                       help="also save a bar chart of the peer/fastxent time ratios")
-    bench.add_argument("--threads", type=_positive_int, metavar="N",
+                       help="also save a bar chart of the peer/fastxent time ratios (needs "
+                            "matplotlib)")
+    bench.add_argument("--threads", type=_thread_count, metavar="N",
                        help="threads for fastxent, the peers and the copy "
                             "(default: fastxent.effective_n_threads())")
     bench.add_argument("--dtype", choices=["float32", "float64", "both"], default="float32",
@@ -81,10 +136,51 @@ def _add_bench_command(subparsers):
 
 
 def _positive_int(text):
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _thread_count(text):
+    """``--threads``: a positive int that fastxent takes as ``n_threads``."""
+    return _checked_by(fastxent.effective_n_threads, _positive_int(text))
+
+
+def _checked_by(check, value):
+    """`value` once `check` (fastxent's own check of the option) accepts it; the parser puts
+    the option's name before the message of a refusal."""
+    try:
+        check(value)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _top_k(text):
+    """``--topk``: one k, as ``fastxent.evaluate`` takes it."""
+    return _checked_by(lambda k: _evaluate._check_topk((k,)), _positive_int(text))
+
+
+def _ignore_index(text):
+    """``--ignore-index``: an int of int64's range."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return _checked_by(_evaluate._check_ignore_index, value)
+
+
+def _eps(text):
+    """``--eps``: a number in [0, 0.5) (so not NaN)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    return _checked_by(_evaluate._check_eps, value)
 
 
 def _parse_shapes(text):
@@ -103,9 +199,8 @@ def _parse_shapes(text):
 
 
 def _run_bench(args):
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        print(f"fastxent bench: error: {PLOT_DEPENDENCY_ERROR}", file=sys.stderr)
-        return 2
+    if args.plot:
+        _check_plot_target(args.plot)
     dtypes = _bench.DTYPES if args.dtype == "both" else (args.dtype,)
     workloads = _bench.default_workloads(
         dtypes=dtypes, softmax_shapes=args.shapes, quick=args.quick)
@@ -121,6 +216,23 @@ def _run_bench(args):
     if args.plot:
         plot_ratios(report["results"], args.plot)
     return 0
+
+
+def _check_plot_target(path):
+    """Raise ValueError unless the chart can be saved at `path`: the file can be written,
+    matplotlib can be imported and knows the file's extension. Checked before the benchmark
+    runs, so that no run ends without its plot."""
+    problem = _files.unwritable_reason(path)
+    if problem is not None:
+        raise ValueError(f"--plot {path}: cannot write the plot: {problem}")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError(PLOT_DEPENDENCY_ERROR)
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = FigureCanvasBase.get_supported_filetypes()
+    extension = os.path.splitext(path)[1][1:].lower()
+    if extension and extension not in formats:
+        raise ValueError(f"--plot {path}: matplotlib cannot save .{extension} files; use one "
+                         f"of: {', '.join(sorted(formats))}")
 
 
 def _progress(workloads):
@@ -200,7 +312,7 @@ def _add_eval_command(subparsers):
         "eval", help="evaluate logits and labels stored in .npy/.npz files",
         description="Compute the loss, perplexity, accuracy, top-k accuracy, entropy, Brier "
                     "score and calibration error of logits (or probabilities) and labels "
-                    "stored in .npy/.npz files, reading them memory-mapped in chunks of rows. "
+                    "stored in .npy/.npz files, reading them in chunks of rows. "
                     "A file is FILE.npy, FILE.npz (holding one array) or FILE.npz:NAME.")
     evaluate.add_argument("logits", metavar="LOGITS",
                           help="logits (N, C) (classes along the last axis), float32 or float64")
@@ -208,7 +320,7 @@ def _add_eval_command(subparsers):
                           help="integer class labels (N,), or float soft targets (N, C)")
     evaluate.add_argument("--from-probs", action="store_true",
                           help="LOGITS holds probabilities, not logits")
-    evaluate.add_argument("--topk", type=_positive_int, nargs="+", default=[1, 5], metavar="K",
+    evaluate.add_argument("--topk", type=_top_k, nargs="+", default=[1, 5], metavar="K",
                           help="top-k accuracies to report (default: 1 5)")
     evaluate.add_argument("--chunk-rows", type=_positive_int, metavar="N",
                           help="rows per chunk (default: about 64 MiB of logits)")
@@ -216,12 +328,13 @@ def _add_eval_command(subparsers):
                           help="print the result as JSON (NaN and infinities as null)")
     evaluate.add_argument("--checkpoint", metavar="STATE",
                           help="save progress to this JSON file and resume from it")
-    evaluate.add_argument("--threads", type=_positive_int, metavar="N",
+    evaluate.add_argument("--threads", type=_thread_count, metavar="N",
                           help="threads for the kernels (default: fastxent.effective_n_threads())")
-    evaluate.add_argument("--ignore-index", type=int, metavar="I",
+    evaluate.add_argument("--ignore-index", type=_ignore_index, metavar="I",
                           help="labels equal to I are not counted")
-    evaluate.add_argument("--eps", type=float, metavar="E",
-                          help="probability clipping bound (default: the dtype's eps)")
+    evaluate.add_argument("--eps", type=_eps, metavar="E",
+                          help="probability clipping bound in [0, 0.5) (default: the dtype's "
+                               "eps)")
     evaluate.add_argument("--weight", metavar="FILE",
                           help="class weights, C values in a .npy/.npz (applied to the loss)")
     evaluate.add_argument("--bins", action="store_true",
@@ -239,20 +352,17 @@ def _run_eval(args):
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        weight = _arrayfiles.read_array(args.weight) if args.weight else None
+        weight = _read_class_weight(args.weight) if args.weight else None
         result = _files.evaluate_files(
             args.logits, args.labels, from_logits=not args.from_probs, topk=args.topk,
             weight=weight, ignore_index=args.ignore_index, eps=args.eps,
             chunk_rows=args.chunk_rows, checkpoint=args.checkpoint,
             progress=False if args.no_progress else None, n_threads=args.threads)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"fastxent eval: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         note = (f"; {args.checkpoint} holds the progress: run the same command to resume"
                 if args.checkpoint else "")
         print(f"fastxent eval: interrupted{note}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -265,6 +375,15 @@ def _run_eval(args):
             print()
             print(format_bins_table(report["ece_bins"]))
     return 0
+
+
+def _read_class_weight(path):
+    """The class weights in the file `path`, checked as ``fastxent.evaluate`` checks them."""
+    weight = _arrayfiles.read_array(path)
+    try:
+        return _evaluate._check_class_weight(weight)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--weight {path}: {exc}") from None
 
 
 def strict_json(value):

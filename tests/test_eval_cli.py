@@ -244,3 +244,194 @@ def test_progress_bar_on_a_terminal_only(files):
     assert "loss" in text
     piped = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == "" and "loss" in piped.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input: one line, exit 2, never a traceback, before any work (issue 12, items 13, 14, 18)
+
+
+def run_cli(capsys, *argv):
+    """``cli.main(argv)``: (status, stdout, stderr), usage errors included."""
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _no_evaluation(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the evaluation ran despite a bad option")
+
+    monkeypatch.setattr(_files, "open_array", refuse)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eps", "nan"], "argument --eps: eps must be a number in [0, 0.5), got nan"),
+    (["--eps", "inf"], "argument --eps: eps must be a number in [0, 0.5), got inf"),
+    (["--eps", "0.5"], "argument --eps: eps must be a number in [0, 0.5), got 0.5"),
+    (["--eps", "small"], "argument --eps: expected a number, got 'small'"),
+    (["--ignore-index", str(2**63)],
+     f"argument --ignore-index: ignore_index must fit in int64 (labels are compared as "
+     f"int64), got {2**63}"),
+    (["--ignore-index", "-1.5"], "argument --ignore-index: expected an integer, got '-1.5'"),
+    (["--threads", "99999999999"], "argument --threads: n_threads=99999999999 is out of range"),
+    (["--threads", "0"], "argument --threads: expected a positive integer, got '0'"),
+    (["--topk", "0"], "argument --topk: expected a positive integer, got '0'"),
+    (["--topk", str(2**63)], "argument --topk: topk must hold positive ints of at most "
+                             "2**63 - 1"),
+    (["--chunk-rows", "-5"], "argument --chunk-rows: expected a positive integer, got '-5'"),
+    (["--chunk-rows", "1e3"], "argument --chunk-rows: expected a positive integer, got '1e3'"),
+    (["--weight", "nan_weight.npy"], "--weight nan_weight.npy: weight must be finite: "
+                                     "weight[3] = nan"),
+    (["--weight", "matrix_weight.npy"], "--weight matrix_weight.npy: weight must be 1-D"),
+    (["--checkpoint", "/proc/fastxent-state.json"],
+     "/proc/fastxent-state.json: cannot save the checkpoint: cannot create a file in /proc"),
+    (["--checkpoint", "."], ".: cannot save the checkpoint: it exists and is not a regular "
+                            "file"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_options_are_one_line_before_any_work(files, capsys, monkeypatch, argv, message):
+    """Each bad option gives one line on stderr naming it (``--eps``, not the data files),
+    exit status 2, and nothing is evaluated."""
+    if "/proc/fastxent-state.json" in argv and not os.path.isdir("/proc/self"):
+        pytest.skip("needs Linux /proc")
+    weight = np.ones(C)
+    weight[3] = np.nan
+    np.save("nan_weight.npy", weight)
+    np.save("matrix_weight.npy", np.ones((2, C)))
+    _no_evaluation(monkeypatch)
+    status, out, err = run_cli(capsys, "eval", "logits.npy", "labels.npy", *argv)
+    assert status == 2 and out == ""
+    assert err.startswith("fastxent eval: error: ") and err.count("\n") == 1, err
+    assert message in err
+
+
+def test_usage_errors_are_one_line(files, capsys):
+    status, out, err = run_cli(capsys, "eval", "logits.npy", "labels.npy", "--bogus")
+    assert (status, out) == (2, "")
+    assert err == "fastxent: error: unrecognized arguments: --bogus (see fastxent --help)\n"
+    status, _, err = run_cli(capsys, "eval", "logits.npy")
+    assert status == 2
+    assert err == ("fastxent eval: error: the following arguments are required: LABELS (see "
+                   "fastxent eval --help)\n")
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"inputs": []}, "corrupt checkpoint (inputs must be an object with logits and labels, "
+                     "got [])"),
+    ({"complete": "no"}, "corrupt checkpoint (complete must be true or false, got 'no')"),
+    ({"evaluator": {"version": 1}}, "corrupt checkpoint (invalid Evaluator state: missing "
+                                    "'options')"),
+], ids=["inputs", "complete", "evaluator"])
+def test_hand_edited_checkpoint_is_one_line(files, capsys, edit, message):
+    status, _, _ = run_cli(capsys, "eval", "logits.npy", "labels.npy", "--checkpoint",
+                           "state.json")
+    assert status == 0
+    with open("state.json") as fp:
+        saved = json.load(fp)
+    saved.update(edit)
+    with open("state.json", "w") as fp:
+        json.dump(saved, fp)
+    status, out, err = run_cli(capsys, "eval", "logits.npy", "labels.npy", "--checkpoint",
+                               "state.json")
+    assert (status, out) == (2, "")
+    assert err == (f"fastxent eval: error: state.json: {message}; delete it to start "
+                   f"over\n")
+
+
+def test_bad_options_in_a_process(files):
+    """Through the real entry point: the one line, status 2, no traceback."""
+    done = subprocess.run(_command("logits.npy", "labels.npy", "--eps", "nan"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("fastxent eval: error: argument --eps: eps must be a number in "
+                           "[0, 0.5), got nan (see fastxent eval --help)\n")
+
+
+def test_traceback_on_request(files, capsys, monkeypatch):
+    """FASTXENT_TRACEBACK=1 lets the error through with its traceback."""
+    np.save("short.npy", np.zeros(5, np.int64))
+    monkeypatch.setenv(cli.TRACEBACK_ENV, "1")
+    with pytest.raises(fastxent.EvalFileError, match="short.npy: 5 rows"):
+        cli.main(["eval", "logits.npy", "short.npy"])
+
+
+def test_closed_pipe_ends_quietly(files):
+    """stdout whose reader has gone (``fastxent eval ... | head -0``): exit 141, nothing on
+    stderr. The pipe's read end is closed before the command starts, so every write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(_command("logits.npy", "labels.npy", "--bins"), stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == cli.EXIT_BROKEN_PIPE == 141
+    assert done.stderr == ""
+
+
+def _no_benchmark(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the benchmark ran despite a bad --plot")
+
+    monkeypatch.setattr(cli._bench, "run_suite", refuse)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_bench_plot_to_an_unwritable_place_fails_first(tmp_path, capsys, monkeypatch):
+    _no_benchmark(monkeypatch)
+    status, out, err = run_cli(capsys, "bench", "--quick", "--plot", "/proc/ratios.png")
+    assert (status, out) == (2, "")
+    assert err.startswith("fastxent bench: error: --plot /proc/ratios.png: cannot write the "
+                          "plot: cannot create a file in /proc (")
+    status, _, err = run_cli(capsys, "bench", "--quick", "--plot",
+                             str(tmp_path / "missing" / "ratios.png"))
+    assert status == 2 and "does not exist" in err and err.count("\n") == 1
+
+
+def test_bench_plot_without_matplotlib_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    _no_benchmark(monkeypatch)
+    real_find_spec = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "matplotlib"
+                        else real_find_spec(name, *args))
+    status, out, err = run_cli(capsys, "bench", "--quick", "--plot", str(tmp_path / "r.png"))
+    assert (status, out) == (2, "")
+    assert err == ('fastxent bench: error: --plot needs matplotlib: pip install matplotlib '
+                   '(or, in a fastxent checkout, pip install ".[bench]")\n')
+    assert os.listdir(tmp_path) == []
+
+
+def test_bench_plot_extension_matplotlib_cannot_write(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    _no_benchmark(monkeypatch)
+    status, _, err = run_cli(capsys, "bench", "--quick", "--plot", str(tmp_path / "r.txt"))
+    assert status == 2
+    assert f"--plot {tmp_path / 'r.txt'}: matplotlib cannot save .txt files; use one of:" in err
+
+
+def test_bench_bad_threads_and_interrupt(capsys, monkeypatch):
+    _no_benchmark(monkeypatch)
+    status, _, err = run_cli(capsys, "bench", "--threads", "99999999999")
+    assert status == 2 and err.startswith("fastxent bench: error: argument --threads: "
+                                          "n_threads=99999999999 is out of range")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._bench, "run_suite", interrupted)
+    status, out, err = run_cli(capsys, "bench", "--quick")
+    assert (status, out, err) == (130, "", "fastxent bench: interrupted\n")
+
+
+def test_bench_shapes_too_large_for_memory_is_one_line(capsys, monkeypatch):
+    """``--shapes`` beyond the machine's memory: NumPy's allocation error as one line."""
+    def allocate(*args, **kwargs):
+        return np.empty((2**30, 2**30), np.float32)            # 4 EiB
+
+    monkeypatch.setattr(cli._bench, "run_suite", allocate)
+    status, out, err = run_cli(capsys, "bench", "--shapes", "1073741824x1073741824")
+    assert (status, out) == (2, "")
+    assert err.startswith("fastxent bench: error: Unable to allocate ")
+    assert err.count("\n") == 1

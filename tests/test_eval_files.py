@@ -1,5 +1,7 @@
 """fastxent._files.evaluate_files: values, file formats, bad files and checkpoints."""
 
+import contextlib
+import itertools
 import json
 import math
 import os
@@ -157,17 +159,6 @@ def test_npz_single_member_and_compressed(data):
     for logits, labels in pairs:
         got = evaluate_files(path(tmp_path, logits), path(tmp_path, labels), chunk_rows=37)
         assert same(got.to_dict(), reference), (logits, labels)
-
-
-def test_uncompressed_npz_member_is_memory_mapped(data):
-    tmp_path, x, _ = data
-    np.savez(tmp_path / "both.npz", logits=x)
-    with _arrayfiles.open_array(path(tmp_path, "both.npz:logits")) as source:
-        assert isinstance(source, _arrayfiles._MappedArray)
-        source.row_elements = C
-        np.testing.assert_array_equal(source.read(10, 20).reshape(10, C), x[10:20])
-        source.release(0, 20)                    # dropped pages are read again on demand
-        np.testing.assert_array_equal(source.read(0, 20).reshape(20, C), x[:20])
 
 
 def test_compressed_member_reads_backwards(data):
@@ -345,7 +336,7 @@ def test_checkpoint_complete_and_reused(data, monkeypatch):
     def no_reading(*_):
         raise AssertionError("a complete checkpoint must not read the data")
 
-    monkeypatch.setattr(_arrayfiles._MappedArray, "read", no_reading)
+    monkeypatch.setattr(_files, "_run_chunks", no_reading)
     again = evaluate_files(*args, checkpoint=state)     # chunk_rows taken from the checkpoint
     assert same(again.to_dict(), plain.to_dict())
 
@@ -457,3 +448,239 @@ def test_progress_bar_on_request(data, capsys):
     evaluate_files(*args, chunk_rows=100, progress=False)
     evaluate_files(*args, chunk_rows=100)                 # stderr is not a terminal here
     assert capsys.readouterr().err == ""
+
+
+# --------------------------------------------------------------------------------------------
+# Options and checkpoints at the edges (issue 12, items 10, 11, 13, 14)
+
+
+def _reject_constant(name):
+    raise AssertionError(f"non-strict JSON constant {name}")
+
+
+def _strict_json(text):
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _no_file_opened(monkeypatch):
+    def refuse(spec):
+        raise AssertionError(f"{spec} was opened before the options were checked")
+
+    monkeypatch.setattr(_files, "open_array", refuse)
+
+
+def test_numpy_scalar_options_checkpoint_and_resume(data, monkeypatch):
+    """NumPy-scalar options (a 0-d array too) are saved as plain JSON numbers at the first
+    save, and a run with the same options given as Python numbers resumes from it, bit for
+    bit the result of a run never stopped."""
+    tmp_path, x, y = data
+    y = y.copy()
+    y[::9] = -1
+    np.save(tmp_path / "labels.npy", y)
+    x[5, 3] = np.nan                                    # NaN sums go through the checkpoint
+    np.save(tmp_path / "logits.npy", x)
+    state = tmp_path / "state.json"
+    args = (path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"))
+    weight = np.linspace(0.5, 2.0, C).astype(np.float32)
+    numpy_options = dict(ignore_index=np.int64(-1), eps=np.float32(1e-6),
+                         topk=np.array([3, 1]), weight=weight, from_logits=np.bool_(True),
+                         n_threads=np.array(1))
+    python_options = dict(ignore_index=-1, eps=float(np.float32(1e-6)), topk=(1, 3),
+                          weight=weight.tolist())
+    plain = evaluate_files(*args, chunk_rows=64, **python_options)
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 3)
+        with pytest.raises(_Stop):
+            evaluate_files(*args, chunk_rows=64, checkpoint=state, checkpoint_interval=0,
+                           **numpy_options)
+    saved = _strict_json(state.read_text())
+    assert saved["next_row"] == 192 and saved["evaluator"]["sums"]["loss"] == "NaN"
+    assert saved["options"] == {"from_logits": True, "topk": [1, 3], "weight": weight.tolist(),
+                                "ignore_index": -1, "eps": float(np.float32(1e-6))}
+    resumed = evaluate_files(*args, chunk_rows=64, checkpoint=state, **python_options)
+    assert same(resumed.to_dict(), plain.to_dict()) and math.isnan(resumed.loss)
+    assert _strict_json(state.read_text())["complete"] is True
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(eps=math.nan), ValueError, "eps must be a number in [0, 0.5), got nan"),
+    (dict(eps=np.float32("inf")), ValueError, "eps must be a number in [0, 0.5), got inf"),
+    (dict(weight=np.full(C, np.nan)), ValueError, "weight must be finite: weight[0] = nan"),
+    (dict(weight=np.ones((2, 5))), ValueError, "weight must be 1-D"),
+    (dict(ignore_index=2**64 - 1), ValueError, "ignore_index must fit in int64"),
+    (dict(ignore_index=np.True_), TypeError, "ignore_index must be a number or None"),
+    (dict(topk=(0,)), ValueError, "topk must hold positive ints"),
+    (dict(topk=(2**63,)), ValueError, "topk must hold positive ints of at most 2**63 - 1"),
+    (dict(n_threads=2**31), ValueError, "n_threads=2147483648 is out of range"),
+    (dict(chunk_rows=-64), ValueError, "chunk_rows must be a positive int, got -64"),
+    (dict(chunk_rows=np.True_), ValueError, "chunk_rows must be a positive int"),
+    (dict(checkpoint_interval=math.nan), ValueError,
+     "checkpoint_interval must be a number of seconds >= 0, got nan"),
+    (dict(checkpoint_interval=-1), ValueError, "checkpoint_interval must be a number"),
+], ids=lambda v: repr(v) if not isinstance(v, dict) else ",".join(v))
+def test_bad_options_raise_before_any_file_is_opened(data, monkeypatch, options, error,
+                                                     message):
+    """An invalid option raises at once with a message naming it: it is never blamed on the
+    data files after a chunk was read."""
+    tmp_path, _, _ = data
+    _no_file_opened(monkeypatch)
+    with pytest.raises(error) as info:
+        evaluate_files(path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"),
+                       checkpoint=tmp_path / "state.json", **options)
+    assert message in str(info.value)
+    assert not isinstance(info.value, EvalFileError)
+    assert _files_in(tmp_path) == ["labels.npy", "logits.npy"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_checkpoint_where_no_file_can_be_created(data, monkeypatch):
+    """/proc refuses new files even to root: the checkpoint's place is tried before any file
+    is opened, and the error names the checkpoint, not a hidden temporary file."""
+    tmp_path, _, _ = data
+    _no_file_opened(monkeypatch)
+    with pytest.raises(EvalFileError) as info:
+        evaluate_files(path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"),
+                       checkpoint="/proc/fastxent-state.json")
+    assert str(info.value).startswith("/proc/fastxent-state.json: cannot save the checkpoint: "
+                                      "cannot create a file in /proc (")
+    assert ".tmp" not in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
+                    reason="root writes read-only directories; needs POSIX permissions")
+def test_checkpoint_in_a_read_only_directory(data, monkeypatch):
+    tmp_path, _, _ = data
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "old.json").write_text("{}")
+    _no_file_opened(monkeypatch)
+    args = (path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"))
+    try:
+        locked.chmod(0o500)
+        with pytest.raises(EvalFileError, match=r"state.json: cannot save the checkpoint: "
+                                                r"cannot create a file in .*locked "
+                                                r"\(Permission denied\)"):
+            evaluate_files(*args, checkpoint=locked / "state.json")
+        (locked / "old.json").chmod(0o400)
+        with pytest.raises(EvalFileError, match="old.json: cannot save the checkpoint: the "
+                                                "file is read-only"):
+            evaluate_files(*args, checkpoint=locked / "old.json")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_checkpoint_that_is_not_a_regular_file(data, monkeypatch):
+    """A directory or a FIFO as the checkpoint is refused at once (a FIFO is never opened:
+    opening it would block)."""
+    tmp_path, _, _ = data
+    (tmp_path / "folder").mkdir()
+    _no_file_opened(monkeypatch)
+    args = (path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"))
+    with pytest.raises(EvalFileError, match="folder: cannot save the checkpoint: it exists "
+                                            "and is not a regular file"):
+        evaluate_files(*args, checkpoint=tmp_path / "folder")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe")
+        with pytest.raises(EvalFileError, match="pipe: cannot save the checkpoint: it exists"):
+            evaluate_files(*args, checkpoint=tmp_path / "pipe")
+
+
+def test_failed_save_names_the_checkpoint(data, monkeypatch):
+    """A save that fails during the run (the directory became unwritable) raises
+    EvalFileError naming the checkpoint, and leaves no temporary file."""
+    tmp_path, _, _ = data
+    state = tmp_path / "state.json"
+    real_mkstemp = _files.tempfile.mkstemp
+    calls = []
+
+    def mkstemp_then_refuse(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:                       # the check before the run
+            return real_mkstemp(*args, **kwargs)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_files.tempfile, "mkstemp", mkstemp_then_refuse)
+    with pytest.raises(EvalFileError) as info:
+        evaluate_files(path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"),
+                       chunk_rows=100, checkpoint=state, checkpoint_interval=0)
+    assert str(info.value) == f"{state}: cannot save the checkpoint (Permission denied)"
+    assert len(calls) == 2
+    assert _files_in(tmp_path) == ["labels.npy", "logits.npy"]
+
+
+def _edited(state, path_, value):
+    saved = json.loads(state.read_text())
+    target = saved
+    for key in path_[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path_[-1]]
+    else:
+        target[path_[-1]] = value
+    state.write_text(json.dumps(saved))
+
+
+@pytest.mark.parametrize("edit, complete, message", [
+    ((["inputs"], []), True, "corrupt checkpoint (inputs must be an object with logits and "
+                             "labels, got [])"),
+    ((["inputs", "labels"], "labels.npy"), True,
+     "corrupt checkpoint (inputs.labels must be an object, got 'labels.npy')"),
+    ((["complete"], "no"), False, "corrupt checkpoint (complete must be true or false, got "
+                                  "'no')"),
+    ((["complete"], 1), True, "corrupt checkpoint (complete must be true or false, got 1)"),
+    ((["complete"], True), False, "corrupt checkpoint (marked complete at next_row 256 of "
+                                  "1000 rows)"),
+    ((["complete"], KeyError), True, "corrupt checkpoint (no complete)"),
+    ((["next_row"], True), False, "corrupt checkpoint (next_row must be a row index, got "
+                                  "True)"),
+    ((["next_row"], 256.0), False, "corrupt checkpoint (next_row must be a row index, got "
+                                   "256.0)"),
+    ((["next_row"], -64), False, "corrupt checkpoint (next_row -64, rows 1000, chunk_rows 64)"),
+    ((["next_row"], 1064), False, "corrupt checkpoint (next_row 1064 of 1000 rows in chunks "
+                                  "of 64)"),
+    ((["chunk_rows"], "64"), False, "corrupt checkpoint (chunk_rows must be a positive int, "
+                                    "got '64')"),
+    ((["rows"], None), False, "corrupt checkpoint (rows must be a number of rows, got None)"),
+    ((["options"], None), False, "corrupt checkpoint (options must be an object, got None)"),
+    ((["evaluator"], []), False, "corrupt checkpoint (evaluator must be an Evaluator state, "
+                                 "got [])"),
+    ((["fastxent"], 1), False, "corrupt checkpoint (fastxent must be a version string, got "
+                               "1)"),
+    ((["version"], True), False, "not a fastxent eval checkpoint (version 2)"),
+    ((["version"], 1), False, "a checkpoint of format version 1, written by another fastxent "
+                              "release (this one reads version 2)"),
+    ((["evaluator", "options", "from_logits"], "yes"), False,
+     "corrupt checkpoint (invalid Evaluator state: from_logits must be true or false, got "
+     "'yes')"),
+    ((["evaluator", "options", "topk"], [1]), False, "corrupt checkpoint (invalid Evaluator "
+                                                     "state: correct must have the keys 1"),
+    ((["evaluator", "options", "eps"], 0.25), False,
+     "corrupt checkpoint (the evaluator's options are not the checkpoint's options)"),
+    ((["evaluator", "sums", "count"], 1e9), False,
+     "corrupt checkpoint (the evaluator counts 1000000000 rows, more than the 256 read)"),
+    ((["evaluator", "n_classes"], 7), False,
+     "corrupt checkpoint (the evaluator has n_classes 7 and target_kind 'labels' after 256 "
+     "rows; expected 10 and 'labels')"),
+    ((["evaluator", "target_kind"], "soft"), False,
+     "corrupt checkpoint (the evaluator has n_classes 10 and target_kind 'soft' after 256 "
+     "rows; expected 10 and 'labels')"),
+    ((["evaluator", "sums", "loss"], "-nan"), False,
+     "corrupt checkpoint (invalid Evaluator state: sums.loss must hold numbers"),
+], ids=itertools.count())
+def test_hand_edited_checkpoint(data, monkeypatch, edit, complete, message):
+    """Every field of a checkpoint is checked for its type and against the run: a damaged
+    one raises EvalFileError (no AttributeError, no "complete": "no" taken as complete)."""
+    tmp_path, _, _ = data
+    state = tmp_path / "state.json"
+    args = (path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"))
+    with monkeypatch.context() as patch:
+        if not complete:
+            _stop_after(patch, 4)
+        with contextlib.suppress(_Stop):
+            evaluate_files(*args, chunk_rows=64, checkpoint=state, checkpoint_interval=0)
+    _edited(state, *edit)
+    with pytest.raises(EvalFileError) as info:
+        evaluate_files(*args, checkpoint=state)
+    assert str(info.value).startswith(f"{state}: ")
+    assert message in str(info.value)
+    assert str(info.value).endswith("delete it to start over")

@@ -1037,3 +1037,202 @@ def test_errors_like_cross_entropy(case):
     ce = _message(fastxent.cross_entropy, x, t, **kw)
     ev = _message(fastxent.evaluate, x, t, **kw)
     assert ev.type is ce.type, (ev.value, ce.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# options: checked and made plain Python values when the Evaluator is made (issue 12, items 10
+# and 14)
+
+
+def _reject_constant(name):
+    raise AssertionError(f"non-strict JSON constant {name}")
+
+
+def _strict_round_trip(state):
+    """``state`` through strict JSON both ways (no NaN or Infinity literal)."""
+    return json.loads(json.dumps(state, allow_nan=False), parse_constant=_reject_constant)
+
+
+def test_numpy_scalar_options_are_plain_and_state_is_strict_json():
+    """NumPy scalars and 0-d arrays as options: the state is strict JSON (a NaN row included),
+    restores bitwise, and equals the state of the same options given as Python numbers."""
+    rng = np.random.default_rng(3)
+    x, y = logits(rng, (40, 5)), labels(rng, (40,), 5)
+    y[::7] = -1
+    x[2, 1] = np.nan                           # a counted row: the sums become NaN
+    numpy_options = dict(ignore_index=np.int64(-1), eps=np.float32(1e-6),
+                         topk=np.array([3, 1], dtype=np.uint8),
+                         weight=np.linspace(0.5, 2, 5).astype(np.float32), axis=np.int32(-1),
+                         from_logits=np.bool_(True), n_threads=np.int64(1))
+    ev = fastxent.Evaluator(**numpy_options).update(x, y)
+    state = ev.to_dict()
+    options = state["options"]
+    assert options == {"from_logits": True, "topk": [1, 3],
+                       "weight": np.linspace(0.5, 2, 5).astype(np.float32).tolist(),
+                       "ignore_index": -1, "eps": float(np.float32(1e-6)), "axis": -1}
+    assert [type(options[k]) for k in ("from_logits", "ignore_index", "eps", "axis")] == \
+        [bool, int, float, int]
+    assert all(type(w) is float for w in options["weight"])
+    assert state["sums"]["loss"] == "NaN" and state["sums"]["count"] == 34.0
+    back = fastxent.Evaluator.from_dict(_strict_round_trip(state))
+    assert_identical(back.result().to_dict(), ev.result().to_dict())
+    assert math.isnan(back.result().loss)
+    python = fastxent.Evaluator(ignore_index=-1, eps=float(np.float32(1e-6)), topk=(1, 3),
+                                weight=np.linspace(0.5, 2, 5).astype(np.float32).tolist())
+    python.update(x, y)
+    assert python.to_dict() == state
+    python.merge(back)                          # the same options, however they were given
+    zero_d = fastxent.Evaluator(ignore_index=np.array(-1), eps=np.array(1e-3), axis=np.array(1))
+    assert zero_d._options()["ignore_index"] == -1 and zero_d._options()["axis"] == 1
+
+
+def test_infinite_sums_round_trip():
+    """+inf and -inf sums are written as "Infinity" and "-Infinity" and read back."""
+    ev = fastxent.Evaluator(topk=(1,))
+    ev._stats[0], ev._stats[1] = math.inf, -math.inf
+    state = ev.to_dict()
+    assert list(state["sums"].values())[:2] == ["Infinity", "-Infinity"]
+    back = fastxent.Evaluator.from_dict(_strict_round_trip(state))
+    assert back._stats[0] == math.inf and back._stats[1] == -math.inf
+
+
+def test_plain_json_nan_states_still_load():
+    """A state written before the strict encoding (NaN as a bare JSON NaN) still loads."""
+    rng = np.random.default_rng(4)
+    x, y = logits(rng, (10, 3)), labels(rng, (10,), 3)
+    x[0, 0] = np.nan
+    ev = fastxent.Evaluator().update(x, y)
+    old = json.loads(json.dumps(ev.to_dict()).replace('"NaN"', "NaN"))
+    assert math.isnan(old["sums"]["loss"])
+    assert_identical(fastxent.Evaluator.from_dict(old).result().to_dict(),
+                     ev.result().to_dict())
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(eps=math.nan), ValueError, "eps must be a number in [0, 0.5), got nan"),
+    (dict(eps=np.float64(math.inf)), ValueError, "eps must be a number in [0, 0.5), got inf"),
+    (dict(eps=-1e-3), ValueError, "eps must be a number in [0, 0.5), got -0.001"),
+    (dict(weight=[1.0, math.nan, 1.0]), ValueError, "weight must be finite: weight[1] = nan"),
+    (dict(weight=np.array([1.0, 1.0, -math.inf])), ValueError,
+     "weight must be finite: weight[2] = -inf"),
+    (dict(weight=np.ones((1, 3))), ValueError,
+     "weight must be 1-D, one weight per class, got shape (1, 3)"),
+    (dict(weight=["a", "b"]), TypeError, "weight must have a real dtype"),
+    (dict(ignore_index=2**63), ValueError, "ignore_index must fit in int64"),
+    (dict(ignore_index=np.uint64(2**64 - 1)), ValueError, "ignore_index must fit in int64"),
+    (dict(ignore_index=np.True_), TypeError, "ignore_index must be a number or None"),
+    (dict(ignore_index=-1.0), TypeError, "ignore_index must be an int"),
+    (dict(topk=(1, 2**63)), ValueError, "topk must hold positive ints of at most 2**63 - 1"),
+    (dict(topk=(np.True_,)), TypeError, "topk must hold ints, got True"),
+    (dict(axis=1.5), TypeError, "axis must be an int, got 1.5"),
+    (dict(axis=np.True_), TypeError, "axis must be an int"),
+    (dict(n_threads=2**31), ValueError, "n_threads=2147483648 is out of range"),
+    (dict(n_threads=0), ValueError, "n_threads=0 is invalid"),
+], ids=lambda v: repr(v) if not isinstance(v, dict) else ",".join(f"{k}" for k in v))
+def test_bad_options_raise_at_construction(options, error, message):
+    """Every option is checked when the Evaluator is made, before it sees data, with a message
+    that names it (NaN and infinite eps or weights included)."""
+    with pytest.raises(error) as info:
+        fastxent.Evaluator(**options)
+    assert message in str(info.value)
+    with pytest.raises(error):
+        fastxent.evaluate(np.zeros((2, 3)), np.array([0, 1]), **options)
+
+
+def test_negative_class_weights_are_pytorch_s():
+    """Negative (finite) class weights are allowed, as in PyTorch, with PyTorch's loss."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x, y = logits(rng, (64, 4)), labels(rng, (64,), 4)
+    weight = np.array([1.5, -0.5, 2.0, 0.25])
+    expected = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y),
+                                                 weight=torch.from_numpy(weight)).item()
+    ev = fastxent.Evaluator(weight=weight).update(x, y)
+    assert ev.result().loss == pytest.approx(expected, rel=1e-12)
+    assert fastxent.Evaluator.from_dict(_strict_round_trip(ev.to_dict())).result().loss == \
+        ev.result().loss
+
+
+def test_merge_compares_normalised_options():
+    """Options that are the same numbers merge whatever their types; the message for options
+    that differ lists only what differs."""
+    x, y = np.zeros((4, 3)), np.array([0, 1, 2, 1])
+    a = fastxent.Evaluator(weight=np.array([1.0, 2.0, 3.0], np.float32), eps=np.float64(0.25),
+                           ignore_index=np.int8(-1)).update(x, y)
+    b = fastxent.Evaluator(weight=[1, 2, 3], eps=0.25, ignore_index=-1).update(x, y)
+    a.merge(b)
+    assert a.result().count == 8
+    c = fastxent.Evaluator(weight=[1, 2, 3], eps=0.125, ignore_index=-1)
+    with pytest.raises(ValueError) as info:
+        a.merge(c)
+    assert str(info.value) == "cannot merge Evaluators whose options differ: eps=0.25 vs 0.125"
+
+
+def _state_with(change):
+    rng = np.random.default_rng(6)
+    ev = fastxent.Evaluator(topk=(1, 2), weight=[1.0, 2.0, 3.0])
+    state = json.loads(json.dumps(ev.update(logits(rng, (9, 3)), labels(rng, (9,), 3)).to_dict()))
+    change(state)
+    return state
+
+
+def _set(path, value):
+    def change(state):
+        *parents, last = path
+        for key in parents:
+            state = state[key]
+        if value is KeyError:
+            del state[last]
+        else:
+            state[last] = value
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set(["version"], True), "not an Evaluator state (from Evaluator.to_dict) of version 1"),
+    (_set(["options"], []), "options must be a dict, got []"),
+    (_set(["options", "from_logits"], "no"), "from_logits must be true or false, got 'no'"),
+    (_set(["options", "topk"], "12"), "topk must be a list of ints, got '12'"),
+    (_set(["options", "topk"], [1, 2.0]), "topk must hold ints, got 2.0"),
+    (_set(["options", "weight"], [1.0, "NaN", 1.0]), "weight must have a real dtype"),
+    (_set(["options", "weight"], [1.0, 2.0]), "weight has 2 entries for 3 classes"),
+    (_set(["options", "ignore_index"], True), "ignore_index must be an int or null, got True"),
+    (_set(["options", "eps"], "0.1"), "eps must be a number or null, got '0.1'"),
+    (_set(["options", "eps"], 0.75), "eps must be a number in [0, 0.5), got 0.75"),
+    (_set(["options", "axis"], None), "axis must be an int, got None"),
+    (_set(["n_classes"], True), "n_classes must be an int or null, got True"),
+    (_set(["n_classes"], 0), "n_classes 0 and target_kind 'labels' must be a positive int"),
+    (_set(["target_kind"], "hard"), "n_classes 3 and target_kind 'hard' must be"),
+    (_set(["target_kind"], None), "n_classes 3 and target_kind None must be"),
+    (_set(["sums"], [1, 2]), "sums must be a dict, got [1, 2]"),
+    (_set(["sums", "loss"], KeyError), "sums must have the keys"),
+    (_set(["sums", "extra"], 1.0), "sums must have the keys"),
+    (_set(["sums", "loss"], "nan"), "sums.loss must hold numbers"),
+    (_set(["sums", "loss"], None), "sums.loss must hold numbers"),
+    (_set(["sums", "count"], 2.5), "sums.count must be a whole number of rows, got 2.5"),
+    (_set(["sums", "count"], "Infinity"), "sums.count must be a whole number of rows"),
+    (_set(["sums", "count"], -1), "sums.count must be a whole number of rows, got -1.0"),
+    (_set(["correct", "2"], KeyError), "correct must have the keys 1, 2, got 1"),
+    (_set(["bins", "weight"], [0.0] * 14), "bins.weight must hold 15 numbers, got 14"),
+    (_set(["bins", "weight"], {}), "weight must be a list of 15 numbers, got {}"),
+    (_set(["bins", "extra"], []), "bins must have the keys weight, confidence_sum"),
+    (_set(["bins", "correct_sum", 3], False),
+     'bins.correct_sum must hold numbers (or "NaN", "Infinity", "-Infinity"), got False'),
+    (_set(["n_classes"], KeyError), "invalid Evaluator state: missing 'n_classes'"),
+], ids=itertools.count())
+def test_from_dict_checks_every_field(change, message):
+    """A hand-edited or damaged state raises ValueError saying which field is wrong (never
+    an AttributeError, and never a state that is silently taken)."""
+    state = _state_with(change)
+    with pytest.raises(ValueError) as info:
+        fastxent.Evaluator.from_dict(state)
+    assert message in str(info.value)
+    if message.startswith("not an"):
+        return
+    assert str(info.value).startswith("invalid Evaluator state: ")
+
+
+def test_from_dict_n_threads_error_is_not_a_state_error():
+    state = fastxent.Evaluator().to_dict()
+    with pytest.raises(ValueError, match="^n_threads=0 is invalid"):
+        fastxent.Evaluator.from_dict(state, n_threads=0)
