@@ -108,6 +108,14 @@ def _cache_key(ext, compiler, compiler_version):
     return digest.hexdigest()[:32]
 
 
+def _copy_atomically(source, target):
+    """Copy to a temporary name, then rename: a process that has the old file loaded keeps
+    it, and no reader ever sees a half-written file."""
+    partial = f"{target}.{os.getpid()}.tmp"
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
 class BuildExt(build_ext):
     """build_ext that probes OpenMP and the ISA flags with the compiler that will be used,
     builds the extensions in parallel and reuses identical earlier builds."""
@@ -123,15 +131,13 @@ class BuildExt(build_ext):
                               f"{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}")
         if os.path.isfile(cached) and not self.force:
             os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-            shutil.copyfile(cached, target)
+            _copy_atomically(cached, target)
             print(f"fastxent: {ext.name}: reusing the identical build {cached}",
                   file=sys.stderr)
             return
         super().build_extension(ext)
         os.makedirs(CACHE_DIR, exist_ok=True)
-        partial = f"{cached}.{os.getpid()}.tmp"
-        shutil.copyfile(target, partial)
-        os.replace(partial, cached)
+        _copy_atomically(target, cached)
 
     def build_extensions(self):
         mode = os.environ.get("FASTXENT_OPENMP", "auto").strip().lower()

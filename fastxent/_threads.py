@@ -105,7 +105,13 @@ def threads_for(n_elements, n_threads):
         _warn_forked_child()
         return 1
     threads = effective_n_threads(n_threads)
-    if threads > 1:
-        global _pool_started
-        _pool_started = True
+    if threads > 1 and not _pool_started:
+        _note_pool_started()
     return threads
+
+
+def _note_pool_started():
+    global _pool_started
+    _pool_started = True
+    from fastxent import capi          # its fork handler then guards the C-level API too
+    capi.note_threads_started()

@@ -1,4 +1,10 @@
-"""The C-level API (see capi.pxd), forwarded to the kernel set chosen at import."""
+"""The C-level API (see capi.pxd), forwarded to the kernel set chosen at import.
+
+GNU OpenMP's thread pool does not survive ``fork()``: a child forked after a multi-threaded
+kernel call waits forever in its first parallel region. A ``pthread_atfork`` handler marks
+such a child, and every call in it runs on one thread (the Python layer does the same, with a
+warning, for its own calls).
+"""
 
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from libc.stdint cimport int64_t
@@ -15,6 +21,49 @@ ctypedef int (*bce_d_t)(const double *, const double *, Py_ssize_t, double *, do
                         int) noexcept nogil
 ctypedef int (*lse_f_t)(const float *, Py_ssize_t, Py_ssize_t, float *, int) noexcept nogil
 ctypedef int (*lse_d_t)(const double *, Py_ssize_t, Py_ssize_t, double *, int) noexcept nogil
+
+
+cdef extern from *:
+    """
+    #if defined(_WIN32)
+    static int fx_register_child_at_fork(void (*child)(void)) { (void)child; return 0; }
+    #else
+    #include <pthread.h>
+    static int fx_register_child_at_fork(void (*child)(void)) {
+        return pthread_atfork(NULL, NULL, child);
+    }
+    #endif
+    """
+    int fx_register_child_at_fork(void (*child)() noexcept nogil)
+
+
+cdef int _threads_started = 0       # a call of this process may have started OpenMP threads
+cdef int _forked_child = 0          # this process was forked after that: one thread only
+
+
+cdef void _after_fork_in_child() noexcept nogil:
+    global _forked_child
+    if _threads_started:
+        _forked_child = 1
+
+
+fx_register_child_at_fork(_after_fork_in_child)
+
+
+def note_threads_started():
+    """Record that fastxent has run a multi-threaded kernel (called by the Python layer)."""
+    global _threads_started
+    _threads_started = 1
+
+
+cdef inline int _threads(int n_threads) noexcept nogil:
+    """The thread count to run with: 1 in a child forked after threads were started."""
+    global _threads_started
+    if _forked_child:
+        return 1
+    if n_threads != 1:
+        _threads_started = 1
+    return n_threads
 
 
 cdef void *_entry(str name) except NULL:
@@ -34,32 +83,32 @@ cdef lse_d_t _lse_d = <lse_d_t>_entry("capi_logsumexp_d")
 cdef int softmax_cross_entropy_f(const float *logits, Py_ssize_t n_rows, Py_ssize_t n_classes,
                                  const int64_t *labels, double *loss, float *grad,
                                  int n_threads) noexcept nogil:
-    return _softmax_ce_f(logits, n_rows, n_classes, labels, loss, grad, n_threads)
+    return _softmax_ce_f(logits, n_rows, n_classes, labels, loss, grad, _threads(n_threads))
 
 
 cdef int softmax_cross_entropy_d(const double *logits, Py_ssize_t n_rows,
                                  Py_ssize_t n_classes, const int64_t *labels, double *loss,
                                  double *grad, int n_threads) noexcept nogil:
-    return _softmax_ce_d(logits, n_rows, n_classes, labels, loss, grad, n_threads)
+    return _softmax_ce_d(logits, n_rows, n_classes, labels, loss, grad, _threads(n_threads))
 
 
 cdef int binary_cross_entropy_with_logits_f(const float *logits, const float *targets,
                                             Py_ssize_t n, float *loss, float *grad,
                                             int n_threads) noexcept nogil:
-    return _bce_f(logits, targets, n, loss, grad, n_threads)
+    return _bce_f(logits, targets, n, loss, grad, _threads(n_threads))
 
 
 cdef int binary_cross_entropy_with_logits_d(const double *logits, const double *targets,
                                             Py_ssize_t n, double *loss, double *grad,
                                             int n_threads) noexcept nogil:
-    return _bce_d(logits, targets, n, loss, grad, n_threads)
+    return _bce_d(logits, targets, n, loss, grad, _threads(n_threads))
 
 
 cdef int logsumexp_f(const float *x, Py_ssize_t n_rows, Py_ssize_t n_classes, float *out,
                      int n_threads) noexcept nogil:
-    return _lse_f(x, n_rows, n_classes, out, n_threads)
+    return _lse_f(x, n_rows, n_classes, out, _threads(n_threads))
 
 
 cdef int logsumexp_d(const double *x, Py_ssize_t n_rows, Py_ssize_t n_classes, double *out,
                      int n_threads) noexcept nogil:
-    return _lse_d(x, n_rows, n_classes, out, n_threads)
+    return _lse_d(x, n_rows, n_classes, out, _threads(n_threads))

@@ -1,9 +1,12 @@
 """A downstream Cython extension built at test time against fastxent's C-level API."""
 
 import importlib
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -153,3 +156,36 @@ def test_logsumexp(downstream, dtype):
     run = downstream.lse_f if dtype == np.float32 else downstream.lse_d
     assert run(x, out) == 0
     np.testing.assert_array_equal(out, fastxent.logsumexp(x))
+
+
+def test_forked_child_runs_on_one_thread(downstream):
+    """A child forked after a two-thread C-level call used to wait forever in its first
+    parallel region (GNU OpenMP's pool does not survive fork); it now runs on one thread
+    and gets the same result. The parent polls and kills a stuck child after 30 s: a safety
+    net, not a wait (a good child answers in milliseconds)."""
+    z, y = _logits(np.float64, (2000, 40))
+    expected = np.empty(len(z))
+    assert downstream.softmax_ce_d_loss_only(z, y, expected) == 0
+    first = z.copy()
+    assert downstream.softmax_ce_d_in_place(first, y, np.empty(len(z))) == 0   # 2 threads
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                                   # the child
+        try:
+            loss = np.empty(len(z))
+            again = z.copy()
+            status = downstream.softmax_ce_d_in_place(again, y, loss)
+            same = status == 0 and np.array_equal(again, first)
+            os.write(write, b"ok" if same else b"wrong")
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 30
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in its first threaded C-level call")
+        time.sleep(0.01)
+    assert os.read(read, 10) == b"ok"
+    os.close(read)
