@@ -14,9 +14,9 @@ _DOC = """
     ----------
     x : array_like
         Logits, classes along `axis`. float32 is computed in float32, float64 in float64,
-        other real dtypes in float64.
-    axis : int, default=-1
-        The class axis. C-ordered input is walked in place for every axis.
+        other real dtypes in float64. A 0-d `x` is one class (as in PyTorch).
+    axis : {axis_type}, default=-1
+        The class axis{axis_more}. C-ordered input is walked in place for every axis.
     out : ndarray, optional
         Where to write the result: C-contiguous, writeable, of the result's shape and the
         computation dtype.{in_place}
@@ -108,10 +108,15 @@ def logsumexp(x, *, axis=-1, out=None, n_threads=None):
 
 
 _IN_PLACE = " ``out=x`` computes in place."
+_ONE_AXIS = dict(axis_type="int", axis_more=" (of length 0: an empty result)")
 softmax.__doc__ = ("Softmax along `axis`: ``exp(x - logsumexp(x))``, computed stably.\n"
-                   + _DOC.format(in_place=_IN_PLACE, returns="Shaped like `x`"))
+                   + _DOC.format(in_place=_IN_PLACE, returns="Shaped like `x`", **_ONE_AXIS))
 log_softmax.__doc__ = ("Log-softmax along `axis`: ``x - logsumexp(x)``, exact at the arg-max.\n"
-                       + _DOC.format(in_place=_IN_PLACE, returns="Shaped like `x`"))
+                       + _DOC.format(in_place=_IN_PLACE, returns="Shaped like `x`", **_ONE_AXIS))
 logsumexp.__doc__ = ("``log(sum(exp(x)))`` along `axis`, without overflow. A row whose largest "
                      "value is +-inf gives +-inf.\n"
-                     + _DOC.format(in_place="", returns="Shaped like `x` without `axis`"))
+                     + _DOC.format(in_place="", returns="Shaped like `x` without `axis`",
+                                   axis_type="int or tuple of ints",
+                                   axis_more=" or axes, reduced together (non-trailing axes "
+                                             "are moved last in one copy); an empty sum gives "
+                                             "-inf"))
