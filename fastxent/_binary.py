@@ -1,5 +1,6 @@
 """Binary (sigmoid) cross-entropy: ``binary_cross_entropy`` and its gradient functions."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,9 @@ _OPTIONS_DOC = """
         Weight of the positive term, broadcast along the last axis (PyTorch semantics).
     ignore_index : number, optional
         Elements whose target equals it contribute no loss, no gradient and are not counted
-        by ``mean`` (e.g. -1 for missing labels in multi-label data).
+        by ``mean`` (e.g. -1 for missing labels in multi-label data). Targets are compared
+        with it in the computation dtype, which must hold it exactly (float32 refuses 0.1;
+        pass ``np.float32(0.1)``).
     label_smoothing : float in [0, 1], default=0
         Targets become ``y (1 - e) + e / 2`` (Keras semantics).
     eps : float in [0, 0.5), optional
@@ -111,7 +114,11 @@ def _prepare(input, target, from_logits, weight, pos_weight, ignore_index, label
     v.check_reduction(reduction)
     smoothing = v.check_label_smoothing(label_smoothing)
     eps = v.resolve_eps(eps, x.dtype)
+    from_logits = v.check_flag(from_logits, "from_logits")
+    validate = v.check_flag(validate, "validate")
     has_ignore, ignore_value = v.check_ignore_index(ignore_index, integral=False)
+    if has_ignore:
+        _check_exact_ignore_value(ignore_value, x.dtype)
     threads = threads_for(x.size, n_threads)
     row_len = x.shape[-1] if x.ndim else 1
     segments = row_len >= _MIN_SEGMENT
@@ -128,7 +135,19 @@ def _prepare(input, target, from_logits, weight, pos_weight, ignore_index, label
         count, _ = kernels.outside(y.reshape(-1), ignore_value, ignore_value, False, 0.0,
                                    threads)
     return _Problem(x, y, w, pw, row_len, has_ignore, ignore_value, smoothing,
-                    bool(from_logits), eps, reduction, threads, count)
+                    from_logits, eps, reduction, threads, count)
+
+
+def _check_exact_ignore_value(ignore_value, dtype):
+    """Targets are compared with `ignore_value` in `dtype`: a value that `dtype` rounds would
+    match other targets (in float32, 1.00000001 would ignore every target 1, 1e-50 every 0)."""
+    with np.errstate(over="ignore"):
+        rounded = float(dtype.type(ignore_value))
+    if rounded != ignore_value:
+        hint = f"; pass np.{dtype}({ignore_value!r}) itself" if math.isfinite(rounded) else ""
+        raise ValueError(f"ignore_index={ignore_value!r} is not exactly representable in "
+                         f"{dtype}, the dtype targets are compared in (it rounds to "
+                         f"{rounded!r}){hint}")
 
 
 def _run(p, grad):

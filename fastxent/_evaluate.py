@@ -205,13 +205,13 @@ class Evaluator:
 
     def __init__(self, *, from_logits=True, topk=(1, 5), weight=None, ignore_index=None,
                  eps=None, axis=-1, validate=True, n_threads=None):
-        self.from_logits = bool(from_logits)
+        self.from_logits = v.check_flag(from_logits, "from_logits")
         self.topk = _check_topk(topk)
         self.weight = _check_class_weight(weight)
         self.ignore_index = _check_ignore_index(ignore_index)
         self.eps = _check_eps(eps)
         self.axis = _check_axis(axis)
-        self.validate = validate
+        self.validate = v.check_flag(validate, "validate")
         effective_n_threads(n_threads)          # checked now; resolved per chunk
         self.n_threads = n_threads
         self.n_classes = None           # fixed by the first update

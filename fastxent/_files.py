@@ -3,9 +3,10 @@
 :func:`evaluate_files` reads the logits (or probabilities) and the labels with positional
 reads into one reused buffer per file (never memory-mapped: a file cut short while it is read
 gives an error, not SIGBUS) and feeds them to a :class:`fastxent.Evaluator` ``chunk_rows`` rows
-at a time, so the resident memory stays near one chunk whatever the size of the files. With ``checkpoint=`` the evaluator's state is saved atomically
-about once a second; a run that is stopped and started again resumes there and ends with the
-same numbers, bit for bit, as a run that was never stopped.
+at a time, so the resident memory stays near one chunk whatever the size of the files. With
+``checkpoint=`` the evaluator's state is saved atomically about once a second; a run that is
+stopped and started again resumes there and ends with the same numbers, bit for bit, as a run
+that was never stopped.
 
 Every problem with a file (not a ``.npy``/``.npz``, truncated, wrong dtype or shape, lengths
 that disagree, labels out of range, a checkpoint of another run) raises :class:`EvalFileError`,

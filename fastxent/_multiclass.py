@@ -73,9 +73,10 @@ def prepare(input, target, from_logits, weight, sample_weight, ignore_index, lab
     v.check_reduction(reduction)
     p = _Problem(x=x, n_classes=n_classes, n_inner=n_inner, rows_shape=rows_shape,
                  reduction=reduction,
-                 from_logits=bool(from_logits),
+                 from_logits=v.check_flag(from_logits, "from_logits"),
                  label_smoothing=v.check_label_smoothing(label_smoothing),
                  eps=v.resolve_eps(eps, x.dtype))
+    validate = v.check_flag(validate, "validate")
     threads = threads_for(x.size, n_threads)
     p.n_threads = threads
     p.has_ignore, p.ignore_index = v.check_ignore_index(ignore_index, integral=True)
@@ -145,7 +146,7 @@ def _prepare_target(p, target):
         if t.shape != p.rows_shape:
             raise ValueError(f"integer class labels must have shape {p.rows_shape} (input "
                              f"{p.x.shape} without the class axis), got {t.shape}")
-        if t.dtype == np.uint64 and t.size and t.max() > v.INT64_MAX:
+        if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > v.INT64_MAX:
             t = _clamp_uint64_labels(t, p)
         p.labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
     elif t.dtype.kind == "f":

@@ -95,6 +95,14 @@ def class_layout(x, axis, allow_empty=False):
     return n_classes, math.prod(x.shape[axis + 1:]), x.shape[:axis] + x.shape[axis + 1:]
 
 
+def check_flag(value, name):
+    """Return the flag `value` as a bool: a bool or ``np.bool_``, never a truthy stand-in
+    (``"False"`` is true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def check_reduction(reduction):
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of 'none', 'sum', 'mean', got {reduction!r}")
@@ -111,7 +119,8 @@ def resolve_eps(eps, dtype):
     """The probability clipping bound: ``np.finfo(dtype).eps`` when None, else in [0, 0.5)."""
     if eps is None:
         return float(np.finfo(dtype).eps)
-    if not isinstance(eps, numbers.Real) or not 0.0 <= eps < 0.5:
+    if (isinstance(eps, bool) or not isinstance(eps, numbers.Real)
+            or not 0.0 <= eps < 0.5):
         raise ValueError(f"eps must be a number in [0, 0.5), got {eps!r}")
     return float(eps)
 
@@ -130,9 +139,13 @@ def check_ignore_index(ignore_index, integral):
             raise ValueError(f"ignore_index must fit in int64 (labels are compared as int64), "
                              f"got {value}")
         return True, value
-    if math.isnan(ignore_index):
+    try:
+        value = float(ignore_index)
+    except OverflowError:
+        raise ValueError(f"ignore_index must fit in float64, got {ignore_index!r}") from None
+    if math.isnan(value):
         raise ValueError("ignore_index must not be NaN")
-    return True, float(ignore_index)
+    return True, value
 
 
 def output(out, x, others, shape=None):

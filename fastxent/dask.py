@@ -1,7 +1,7 @@
 """Dask adapter: ``evaluate`` and ``cross_entropy`` on Dask arrays, block by block.
 
-``import fastxent.dask`` needs Dask (``pip install ".[dask]"`` from a fastxent checkout; ``fastxent`` itself
-never imports it)::
+``import fastxent.dask`` needs Dask (``pip install ".[dask]"`` from a fastxent checkout;
+``fastxent`` itself never imports it)::
 
     import dask.array as da
     import fastxent.dask
@@ -38,16 +38,11 @@ except ImportError as exc:      # pragma: no cover - depends on the environment
 
 import fastxent
 from fastxent import _multiclass
+from fastxent import _validation as v
 
 __all__ = ["cross_entropy", "evaluate"]
 
 SPLIT_EVERY = 8
-
-
-def _compute_dtype(dtype):
-    """fastxent's computation dtype for an input of `dtype`."""
-    dtype = np.dtype(dtype)
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
 def _check_split_every(split_every):
@@ -65,12 +60,21 @@ def _check_known_chunks(a, name):
                          f"first")
 
 
-def _dask_like(a, chunks, name):
-    """`a` as a Dask array with exactly `chunks` (NumPy input is wrapped, Dask rechunked)."""
+def _as_dask_or_numpy(a, name):
+    """`a` itself when it is a Dask array (with known chunk sizes), else as a NumPy array
+    (with fastxent's clear error for arrays NumPy cannot view, such as torch tensors that
+    require grad)."""
     if isinstance(a, da.Array):
         _check_known_chunks(a, name)
+        return a
+    return v.as_array(a, name)
+
+
+def _dask_like(a, chunks):
+    """`a` (from ``_as_dask_or_numpy``) as a Dask array with exactly `chunks`."""
+    if isinstance(a, da.Array):
         return a.rechunk(chunks)
-    return da.from_array(np.asarray(a), chunks=chunks)
+    return da.from_array(a, chunks=chunks)
 
 
 def _no_rows(shape, row_axis):
@@ -116,11 +120,7 @@ def _align(input, target, sample_weight, axis, check):
     function, called on zero-row arrays of the same shapes and dtypes, so that a bad option
     raises here, when the graph is built, rather than on a worker.
     """
-    if isinstance(input, da.Array):
-        _check_known_chunks(input, "input")
-        x = input
-    else:
-        x = np.asarray(input)
+    x = _as_dask_or_numpy(input, "input")
     if x.ndim < 2:
         raise ValueError(f"input must have a class axis and at least one axis of rows to "
                          f"split into blocks, got shape {x.shape}")
@@ -129,27 +129,31 @@ def _align(input, target, sample_weight, axis, check):
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis {axis} is out of bounds for input of shape {x.shape}")
     axis = int(axis) % x.ndim
+    if x.shape[axis] == 0:
+        raise ValueError(f"input of shape {x.shape} has no classes along axis {axis}")
     x = x.rechunk({axis: -1}) if isinstance(x, da.Array) else da.from_array(x, {axis: -1})
     rows_shape = x.shape[:axis] + x.shape[axis + 1:]
     rows_chunks = x.chunks[:axis] + x.chunks[axis + 1:]
 
-    t_dtype = target.dtype if hasattr(target, "dtype") else np.asarray(target).dtype
+    target = _as_dask_or_numpy(target, "target")
+    t_dtype = target.dtype
     labels = t_dtype.kind in "iu"
     if not labels and t_dtype.kind != "f":
         raise TypeError(f"target must hold integer class labels or float soft targets, got "
                         f"dtype {t_dtype}")
     t_shape = rows_shape if labels else x.shape
-    if tuple(np.shape(target)) != t_shape:
+    if target.shape != t_shape:
         kind = "integer class labels" if labels else "soft targets"
         raise ValueError(f"{kind} must have shape {t_shape} (input {x.shape}, class axis "
-                         f"{axis}), got {tuple(np.shape(target))}")
-    t = _dask_like(target, rows_chunks if labels else x.chunks, "target")
+                         f"{axis}), got {target.shape}")
+    t = _dask_like(target, rows_chunks if labels else x.chunks)
     s = None
     if sample_weight is not None:
-        if tuple(np.shape(sample_weight)) != rows_shape:
+        sample_weight = _as_dask_or_numpy(sample_weight, "sample_weight")
+        if sample_weight.shape != rows_shape:
             raise ValueError(f"sample_weight must have the rows' shape {rows_shape}, got "
-                             f"{tuple(np.shape(sample_weight))}")
-        s = _dask_like(sample_weight, rows_chunks, "sample_weight")
+                             f"{sample_weight.shape}")
+        s = _dask_like(sample_weight, rows_chunks)
 
     row_axis = 1 if axis == 0 else 0        # the first axis of rows, in the input
     check(np.zeros(_no_rows(x.shape, row_axis), x.dtype),
@@ -386,7 +390,7 @@ def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight
     options["axis"] = blocks.axis
     if weight is not None:
         options["weight"] = np.asarray(weight, np.float64)
-    dtype = _compute_dtype(blocks.x.dtype)
+    dtype = v.computation_dtype(blocks.x.dtype)
 
     if reduction == "none":
         return da.map_blocks(_losses_block, blocks.x, blocks.t, blocks.s, options,

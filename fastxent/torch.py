@@ -36,6 +36,7 @@ dtypes, weights that do not broadcast to the input -- go to PyTorch's own functi
 one-time warning saying why.
 """
 
+import operator
 import warnings
 
 import numpy as np
@@ -243,7 +244,11 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         reason = "the deprecated size_average/reduce arguments are not supported"
     elif reduction not in _REDUCTIONS:
         return torch_loss()                       # PyTorch's own error
-    elif not isinstance(input, torch.Tensor):
+    elif (not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor)
+          or isinstance(ignore_index, bool) or not hasattr(ignore_index, "__index__")
+          or (target.is_floating_point() and ignore_index >= 0)):
+        # PyTorch's own error: a non-integer ignore_index (int() would truncate it), or a
+        # class ignore_index with probability targets (PyTorch refuses it).
         return torch_loss()
     else:
         reason = _unsupported({"input": input, "target": target, "weight": weight},
@@ -259,7 +264,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if reason is not None:
         _fallback("cross_entropy", reason)
         return torch_loss()
-    options = dict(ignore_index=None if target.is_floating_point() else int(ignore_index),
+    options = dict(ignore_index=(None if target.is_floating_point()
+                                 else operator.index(ignore_index)),
                    label_smoothing=float(label_smoothing), reduction=reduction,
                    axis=1 if input.dim() > 1 else 0)
     try:
