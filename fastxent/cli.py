@@ -165,22 +165,22 @@ def _top_k(text):
     return _checked_by(lambda k: _evaluate._check_topk((k,)), _positive_int(text))
 
 
+def _converted(text, convert, kind):
+    """`text` converted by `convert` (int or float), or an argparse error naming `kind`."""
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+
+
 def _ignore_index(text):
     """``--ignore-index``: an int of int64's range."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    return _checked_by(_evaluate._check_ignore_index, value)
+    return _checked_by(_evaluate._check_ignore_index, _converted(text, int, "an integer"))
 
 
 def _eps(text):
     """``--eps``: a number in [0, 0.5) (so not NaN)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    return _checked_by(_evaluate._check_eps, value)
+    return _checked_by(_evaluate._check_eps, _converted(text, float, "a number"))
 
 
 def _parse_shapes(text):

@@ -121,3 +121,36 @@ def raises_untouched(func, args, kwargs, exc, fragments, buffers=()):
     for b, old in zip(buffers, before):
         np.testing.assert_array_equal(b, old)
     return info
+
+
+def write_eval_files(tmp_path, monkeypatch, n_rows, n_classes):
+    """Write ``logits.npy`` (float32, the label's logit raised by 1.5) and ``labels.npy`` in
+    `tmp_path`, make it the working directory, and return ``(logits, labels)``."""
+    rng = np.random.default_rng(0)
+    x = (2.0 * rng.standard_normal((n_rows, n_classes))).astype(np.float32)
+    y = rng.integers(0, n_classes, n_rows)
+    x[np.arange(n_rows), y] += 1.5
+    np.save(tmp_path / "logits.npy", x)
+    np.save(tmp_path / "labels.npy", y)
+    monkeypatch.chdir(tmp_path)
+    return x, y
+
+
+class StopRun(Exception):
+    """Raised by :func:`stop_after` to stop an evaluation mid-run."""
+
+
+def stop_after(monkeypatch, n_chunks):
+    """Make ``evaluate_files``'s chunk loop raise StopRun after `n_chunks` label checks (a crash
+    mid-run)."""
+    from fastxent import _files
+    calls = []
+    original = _files._check_labels
+
+    def check(*args):
+        calls.append(1)
+        if len(calls) > n_chunks:
+            raise StopRun
+        return original(*args)
+
+    monkeypatch.setattr(_files, "_check_labels", check)

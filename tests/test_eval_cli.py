@@ -12,20 +12,14 @@ import pytest
 
 import fastxent
 from fastxent import _files, cli
+from helpers import write_eval_files
 
 N, C = 1000, 10
 
 
 @pytest.fixture
 def files(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    x = (2.0 * rng.standard_normal((N, C))).astype(np.float32)
-    y = rng.integers(0, C, N)
-    x[np.arange(N), y] += 1.5
-    np.save(tmp_path / "logits.npy", x)
-    np.save(tmp_path / "labels.npy", y)
-    monkeypatch.chdir(tmp_path)
-    return x, y
+    return write_eval_files(tmp_path, monkeypatch, N, C)
 
 
 def run_main(capsys, *argv):

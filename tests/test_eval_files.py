@@ -12,6 +12,7 @@ import pytest
 import fastxent
 from fastxent import _arrayfiles, _files
 from fastxent import EvalFileError, evaluate_files
+from helpers import StopRun, stop_after
 
 N, C = 1000, 10
 
@@ -341,37 +342,19 @@ def test_checkpoint_complete_and_reused(data, monkeypatch):
     assert same(again.to_dict(), plain.to_dict())
 
 
-class _Stop(Exception):
-    pass
-
-
-def _stop_after(monkeypatch, n_chunks):
-    """Make the chunk loop raise after `n_chunks` label checks (a crash mid-run)."""
-    calls = []
-    original = _files._check_labels
-
-    def check(*args):
-        calls.append(1)
-        if len(calls) > n_chunks:
-            raise _Stop
-        return original(*args)
-
-    monkeypatch.setattr(_files, "_check_labels", check)
-
-
-@pytest.mark.parametrize("stop_after", [1, 5, 15])
-def test_resume_is_bitwise_identical(data, monkeypatch, stop_after):
+@pytest.mark.parametrize("n_chunks", [1, 5, 15])
+def test_resume_is_bitwise_identical(data, monkeypatch, n_chunks):
     tmp_path, x, y = data
     state = tmp_path / "state.json"
     args = (path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"))
     plain = evaluate_files(*args, chunk_rows=64, topk=(1, 2))
     with monkeypatch.context() as patch:
-        _stop_after(patch, stop_after)
-        with pytest.raises(_Stop):
+        stop_after(patch, n_chunks)
+        with pytest.raises(StopRun):
             evaluate_files(*args, chunk_rows=64, topk=(1, 2), checkpoint=state,
                            checkpoint_interval=0)
     saved = json.loads(state.read_text())
-    assert saved["complete"] is False and saved["next_row"] == 64 * stop_after
+    assert saved["complete"] is False and saved["next_row"] == 64 * n_chunks
     resumed = evaluate_files(*args, chunk_rows=64, topk=(1, 2), checkpoint=state)
     assert same(resumed.to_dict(), plain.to_dict())
     assert json.loads(state.read_text())["complete"] is True
@@ -384,8 +367,8 @@ def test_resume_compressed_member(data, monkeypatch):
     args = (path(tmp_path, "packed.npz:logits"), path(tmp_path, "packed.npz:labels"))
     plain = evaluate_files(*args, chunk_rows=50)
     with monkeypatch.context() as patch:
-        _stop_after(patch, 7)
-        with pytest.raises(_Stop):
+        stop_after(patch, 7)
+        with pytest.raises(StopRun):
             evaluate_files(*args, chunk_rows=50, checkpoint=state, checkpoint_interval=0)
     assert json.loads(state.read_text())["next_row"] == 350
     assert same(evaluate_files(*args, chunk_rows=50, checkpoint=state).to_dict(),
@@ -489,8 +472,8 @@ def test_numpy_scalar_options_checkpoint_and_resume(data, monkeypatch):
                           weight=weight.tolist())
     plain = evaluate_files(*args, chunk_rows=64, **python_options)
     with monkeypatch.context() as patch:
-        _stop_after(patch, 3)
-        with pytest.raises(_Stop):
+        stop_after(patch, 3)
+        with pytest.raises(StopRun):
             evaluate_files(*args, chunk_rows=64, checkpoint=state, checkpoint_interval=0,
                            **numpy_options)
     saved = _strict_json(state.read_text())
@@ -675,8 +658,8 @@ def test_hand_edited_checkpoint(data, monkeypatch, edit, complete, message):
     args = (path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"))
     with monkeypatch.context() as patch:
         if not complete:
-            _stop_after(patch, 4)
-        with contextlib.suppress(_Stop):
+            stop_after(patch, 4)
+        with contextlib.suppress(StopRun):
             evaluate_files(*args, chunk_rows=64, checkpoint=state, checkpoint_interval=0)
     _edited(state, *edit)
     with pytest.raises(EvalFileError) as info:

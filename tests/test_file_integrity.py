@@ -16,21 +16,15 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import EvalFileError, _arrayfiles, _files, cli, evaluate_files
+from fastxent import EvalFileError, _arrayfiles, cli, evaluate_files
+from helpers import StopRun, stop_after, write_eval_files
 
 N, C = 1000, 10
 
 
 @pytest.fixture
 def data(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    x = (2.0 * rng.standard_normal((N, C))).astype(np.float32)
-    y = rng.integers(0, C, N)
-    x[np.arange(N), y] += 1.5
-    np.save(tmp_path / "logits.npy", x)
-    np.save(tmp_path / "labels.npy", y)
-    monkeypatch.chdir(tmp_path)
-    return x, y
+    return write_eval_files(tmp_path, monkeypatch, N, C)
 
 
 def npy_bytes(header, version=(1, 0), payload=b""):
@@ -238,24 +232,11 @@ def test_big_endian_uncompressed_member_is_checked_before_the_byte_swap(data):
 # Items 4 and 5 under a checkpoint: a content fingerprint, and the CRC-32 after a resume
 
 
-class _Stop(Exception):
-    pass
-
-
 def _run_and_stop(monkeypatch, n_chunks, *args, **kwargs):
     """Run evaluate_files with a checkpoint saved after every chunk; crash after `n_chunks`."""
-    calls = []
-    original = _files._check_labels
-
-    def check(*check_args):
-        calls.append(1)
-        if len(calls) > n_chunks:
-            raise _Stop
-        return original(*check_args)
-
     with monkeypatch.context() as patch:
-        patch.setattr(_files, "_check_labels", check)
-        with pytest.raises(_Stop):
+        stop_after(patch, n_chunks)
+        with pytest.raises(StopRun):
             evaluate_files(*args, checkpoint_interval=0, **kwargs)
 
 
