@@ -161,7 +161,7 @@ def test_logsumexp(downstream, dtype):
 def test_forked_child_runs_on_one_thread(downstream):
     """A child forked after a two-thread C-level call used to wait forever in its first
     parallel region (GNU OpenMP's pool does not survive fork); it now runs on one thread
-    and gets the same result. The parent polls and kills a stuck child after 30 s: a safety
+    and gets the same result. The parent polls and kills a stuck child after 20 s: a safety
     net, not a wait (a good child answers in milliseconds)."""
     z, y = _logits(np.float64, (2000, 40))
     expected = np.empty(len(z))
@@ -180,7 +180,7 @@ def test_forked_child_runs_on_one_thread(downstream):
         finally:
             os._exit(0)
     os.close(write)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 20
     while os.waitpid(pid, os.WNOHANG) == (0, 0):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)

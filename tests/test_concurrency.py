@@ -180,9 +180,13 @@ def test_spawn_after_use():
     expected = float(fastxent.cross_entropy(x, y, n_threads=2))
     fastxent.cross_entropy(np.zeros((SERIAL_BELOW, 2)), np.zeros(SERIAL_BELOW, int),
                            n_threads=2)                      # the OpenMP pool is up
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        got = pool.submit(fastxent.cross_entropy, x, y, n_threads=2).result(timeout=60)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        got = pool.submit(fastxent.cross_entropy, x, y, n_threads=2).result(timeout=30)
+    finally:
+        for process in list(pool._processes.values()):   # a stuck child must not outlive us
+            process.kill()
+        pool.shutdown(cancel_futures=True)
     assert float(got) == expected
 
 
@@ -216,7 +220,7 @@ def test_fork_after_use_runs_single_threaded():
     RuntimeWarning, and gets the parent's result. Run in a subprocess: a regression hangs
     that process, which the timeout (a safety net, not a wait) then reports."""
     done = subprocess.run([sys.executable, "-c", FORKED_CHILD], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=20)
     assert done.returncode == 0, done.stderr
     report, child_status = json.loads(done.stdout)
     same_result, messages = json.loads(report)
@@ -233,5 +237,5 @@ def test_multiprocessing_fork_pool_after_use():
             "    got = pool.starmap(fastxent.cross_entropy, [(x, y)] * 2)\n"
             "print(all(g == want for g in got))\n")
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=20)
     assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr
