@@ -7,9 +7,9 @@
  * same index (in-place gradients), so no runtime alias check falls back to scalar code.
  *
  * Sums are accumulated in double (float rows' exp terms: in float within chunks, see
- * fx_expsum). Every function is `static inline`: each instruction-set build
- * of the kernels compiles its own copy. Optional arrays are NULL when absent; the branches on
- * them sit outside the loops.
+ * fx_expsum, or over FX_SHORT_FLUSH classes in short rows). Every function is `static
+ * inline`: each instruction-set build of the kernels compiles its own copy. Optional arrays
+ * are NULL when absent; the branches on them sit outside the loops.
  */
 #ifndef FASTXENT_LOOPS_H
 #define FASTXENT_LOOPS_H
@@ -174,6 +174,7 @@ _Static_assert(FX_MAX_BLOCK <= 32, "fx_argmax: one bit per lane");
  * FX_SHORT_BATCH rows at a time, vectorised across rows (the Cython kernels use these). */
 #define FX_SHORT_ROW 64
 #define FX_SHORT_BATCH 64
+#define FX_SHORT_FLUSH 4                 /* classes whose terms a short row adds in T */
 
 /* One loop body instantiated for (weights?, targets?): W and TT are the per-class weight and
  * soft-target expressions. */
@@ -319,16 +320,22 @@ static inline Py_ssize_t fx_short_max_##S(const T *x, Py_ssize_t R, Py_ssize_t C
 }                                                                                          \
                                                                                            \
 /* Short rows, vectorised across rows: after fx_short_max (E, m, kmax), per row r this     \
- * finds rest = sum_{c != kmax} exp(x_c - m) (added in T: at most C - 1 terms in [0, 1])   \
- * and l1p = log1p(rest), and E becomes exp(x - m). When beta != 0 it also accumulates,    \
- * over c != kmax, lin += a_c (m - x_c) and asum += a_c with a_c = beta w_c (w == NULL: 1). */\
+ * finds rest = sum_{c != kmax} exp(x_c - m) and l1p = log1p(rest), and E becomes          \
+ * exp(x - m). A row adds its terms in its own lane, one class after another: in T over    \
+ * FX_SHORT_FLUSH classes, then in double. (All C - 1 terms added in float cost float32    \
+ * rows whose label leads by 15 up to 6.8 ulp; this 1.9 ulp, for 1-7 % more time.)         \
+ * When beta != 0 it also accumulates, over c != kmax, lin += a_c (m - x_c) and            \
+ * asum += a_c with a_c = beta w_c (w == NULL: 1). */                                      \
 static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, const T *w,   \
                                      double beta, T *E, T *m, int *kmax, double *rest,     \
                                      double *l1p, double *lin, double *asum) {             \
-    T sum[FX_SHORT_BATCH];                       /* in T: at most C - 1 terms in [0, 1] */ \
+    T sum[FX_SHORT_BATCH];                       /* FX_SHORT_FLUSH classes' terms */       \
     const Py_ssize_t Rp = fx_short_max_##S(x, R, C, E, m, kmax);                           \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < Rp; ++r) { sum[r] = 0; lin[r] = 0.0; asum[r] = 0.0; }       \
+    for (Py_ssize_t r = 0; r < Rp; ++r) {                                                  \
+        sum[r] = 0;                                                                        \
+        rest[r] = lin[r] = asum[r] = 0.0;                                                  \
+    }                                                                                      \
     for (Py_ssize_t c = 0; c < C; ++c) {                                                   \
         T *Ec = E + c * Rp;                                                                 \
         const double a = beta * (w ? (double)w[c] : 1.0);                                  \
@@ -350,9 +357,13 @@ static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, con
                 Ec[r] = v;                                                                 \
             }                                                                              \
         }                                                                                  \
+        if (c % FX_SHORT_FLUSH == FX_SHORT_FLUSH - 1 || c == C - 1) {                      \
+            FX_SIMD                                                                        \
+            for (Py_ssize_t r = 0; r < Rp; ++r) { rest[r] += sum[r]; sum[r] = 0; }         \
+        }                                                                                  \
     }                                                                                      \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < Rp; ++r) { rest[r] = sum[r]; l1p[r] = log1p(rest[r]); }     \
+    for (Py_ssize_t r = 0; r < Rp; ++r) l1p[r] = log1p(rest[r]);                           \
 }                                                                                          \
                                                                                            \
 /* Short rows with hard labels (R <= FX_SHORT_BATCH rows of C contiguous logits; E holds C x\
