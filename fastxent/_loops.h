@@ -111,20 +111,22 @@ static inline __attribute__((always_inline)) double fx_log1p_unit(double e) {
 /* log1p of an argument in [0, 1]: the inline polynomials above. */
 #define FX_LOG1P_UNIT(x) _Generic((x), float: fx_log1pf_unit, double: fx_log1p_unit)(x)
 
-/* exp(x) for x <= 0 (or NaN) in double, inlined into vector loops (libmvec's exp is a call,
- * which spills every live vector register). Cody-Waite reduction with fdlibm's split ln 2,
- * |r| <= 0.35, and the Taylor polynomial to r^13 (truncation < 5e-18) by Estrin's scheme;
- * 2^k applied as 2^-64 2^(k+64) as in fx_expf2. Measured <= 1.02 ulp over 2.5e7 points in
- * [-745.5, 0] with and without FMA (libmvec's exp: 3.03 ulp there). NaN -> NaN, -inf and
- * anything below -746 -> 0, subnormal results rounded once. Softmax rows use it; binary CE
- * keeps libmvec's exp, which measured faster there (the inline log1p already fills that
- * loop's registers). */
-static inline __attribute__((always_inline)) double fx_exp_neg(double x) {
+/* exp(x + lo) for x <= 0 (or NaN) and |lo| <= ulp(x) in double, inlined into vector loops
+ * (libmvec's exp is a call, which spills every live vector register). Cody-Waite reduction
+ * with fdlibm's split ln 2, |r| <= 0.35, and the Taylor polynomial to r^13 (truncation
+ * < 5e-18) by Estrin's scheme; 2^k applied as 2^-64 2^(k+64) as in fx_expf2. Measured
+ * <= 1.02 ulp over 2.5e7 points in [-745.5, 0] with and without FMA (lo = 0; libmvec's exp:
+ * 3.03 ulp there); tests/test_precision.py reads it out through softmax. NaN -> NaN, -inf
+ * and anything below -746 -> 0 (lo is then dropped, so an infinite or NaN lo never reaches
+ * r), subnormal results rounded once. Softmax rows use it; binary CE keeps libmvec's exp,
+ * which measured faster there (the inline log1p already fills that loop's registers). */
+static inline __attribute__((always_inline)) double fx_exp2(double x, double lo) {
+    lo = x < -746.0 ? 0.0 : lo;                  /* the result underflows anyway */
     x = x < -746.0 ? -746.0 : x;                 /* keeps NaN */
     const double kk = FX_FMA(x, 1.4426950408889634, 6755399441055744.0);  /* 1.5 2^52 + rint */
     const double k = kk - 6755399441055744.0;
-    double r = FX_FMA(k, -6.93147180369123816490e-01, x);
-    r = FX_FMA(k, -1.90821492927058770002e-10, r);
+    const double r_hi = FX_FMA(k, -6.93147180369123816490e-01, x);  /* exact */
+    const double r = r_hi + FX_FMA(k, -1.90821492927058770002e-10, lo);  /* lo joins k ln2_lo */
     const double r2 = r * r, r4 = r2 * r2;
     const double c01 = FX_FMA(1.0 / 6, r, 0.5), c23 = FX_FMA(1.0 / 120, r, 1.0 / 24);
     const double c45 = FX_FMA(1.0 / 5040, r, 1.0 / 720);
@@ -142,8 +144,14 @@ static inline __attribute__((always_inline)) double fx_exp_neg(double x) {
     return e * scale;
 }
 
+/* exp(z - m) for z <= m without rounding z - m first, as fx_expf_sub: a confident row's
+ * tiny terms (z - m down to -746, where ulp(z - m) is up to 2^-43) keep full double
+ * precision instead of the relative error |z - m| 2^-53 of a rounded difference. */
 static inline __attribute__((always_inline)) double fx_exp_sub(double z, double m) {
-    return fx_exp_neg(z - m);
+    const double d = z - m;
+    const double bb = d - z;
+    const double err = (z - (d - bb)) + (-m - bb);
+    return fx_exp2(d, err);
 }
 
 /* Prefetches elements [start, start + len) of x (NULL: nothing), one cache line at a time. */
