@@ -7,9 +7,9 @@
  * same index (in-place gradients), so no runtime alias check falls back to scalar code.
  *
  * Sums are accumulated in double (float rows' exp terms: in float within chunks, see
- * fx_expsum). Every function is `static inline`: each instruction-set build
- * of the kernels compiles its own copy. Optional arrays are NULL when absent; the branches on
- * them sit outside the loops.
+ * fx_expsum, or over FX_SHORT_FLUSH classes in short rows). Every function is `static
+ * inline`: each instruction-set build of the kernels compiles its own copy. Optional arrays
+ * are NULL when absent; the branches on them sit outside the loops.
  */
 #ifndef FASTXENT_LOOPS_H
 #define FASTXENT_LOOPS_H
@@ -111,20 +111,22 @@ static inline __attribute__((always_inline)) double fx_log1p_unit(double e) {
 /* log1p of an argument in [0, 1]: the inline polynomials above. */
 #define FX_LOG1P_UNIT(x) _Generic((x), float: fx_log1pf_unit, double: fx_log1p_unit)(x)
 
-/* exp(x) for x <= 0 (or NaN) in double, inlined into vector loops (libmvec's exp is a call,
- * which spills every live vector register). Cody-Waite reduction with fdlibm's split ln 2,
- * |r| <= 0.35, and the Taylor polynomial to r^13 (truncation < 5e-18) by Estrin's scheme;
- * 2^k applied as 2^-64 2^(k+64) as in fx_expf2. Measured <= 1.02 ulp over 2.5e7 points in
- * [-745.5, 0] with and without FMA (libmvec's exp: 3.03 ulp there). NaN -> NaN, -inf and
- * anything below -746 -> 0, subnormal results rounded once. Softmax rows use it; binary CE
- * keeps libmvec's exp, which measured faster there (the inline log1p already fills that
- * loop's registers). */
-static inline __attribute__((always_inline)) double fx_exp_neg(double x) {
+/* exp(x + lo) for x <= 0 (or NaN) and |lo| <= ulp(x) in double, inlined into vector loops
+ * (libmvec's exp is a call, which spills every live vector register). Cody-Waite reduction
+ * with fdlibm's split ln 2, |r| <= 0.35, and the Taylor polynomial to r^13 (truncation
+ * < 5e-18) by Estrin's scheme; 2^k applied as 2^-64 2^(k+64) as in fx_expf2. Measured
+ * <= 1.02 ulp over 2.5e7 points in [-745.5, 0] with and without FMA (lo = 0; libmvec's exp:
+ * 3.03 ulp there); tests/test_precision.py reads it out through softmax. NaN -> NaN, -inf
+ * and anything below -746 -> 0 (lo is then dropped, so an infinite or NaN lo never reaches
+ * r), subnormal results rounded once. Softmax rows use it; binary CE keeps libmvec's exp,
+ * which measured faster there (the inline log1p already fills that loop's registers). */
+static inline __attribute__((always_inline)) double fx_exp2(double x, double lo) {
+    lo = x < -746.0 ? 0.0 : lo;                  /* the result underflows anyway */
     x = x < -746.0 ? -746.0 : x;                 /* keeps NaN */
     const double kk = FX_FMA(x, 1.4426950408889634, 6755399441055744.0);  /* 1.5 2^52 + rint */
     const double k = kk - 6755399441055744.0;
-    double r = FX_FMA(k, -6.93147180369123816490e-01, x);
-    r = FX_FMA(k, -1.90821492927058770002e-10, r);
+    const double r_hi = FX_FMA(k, -6.93147180369123816490e-01, x);  /* exact */
+    const double r = r_hi + FX_FMA(k, -1.90821492927058770002e-10, lo);  /* lo joins k ln2_lo */
     const double r2 = r * r, r4 = r2 * r2;
     const double c01 = FX_FMA(1.0 / 6, r, 0.5), c23 = FX_FMA(1.0 / 120, r, 1.0 / 24);
     const double c45 = FX_FMA(1.0 / 5040, r, 1.0 / 720);
@@ -142,8 +144,14 @@ static inline __attribute__((always_inline)) double fx_exp_neg(double x) {
     return e * scale;
 }
 
+/* exp(z - m) for z <= m without rounding z - m first, as fx_expf_sub: a confident row's
+ * tiny terms (z - m down to -746, where ulp(z - m) is up to 2^-43) keep full double
+ * precision instead of the relative error |z - m| 2^-53 of a rounded difference. */
 static inline __attribute__((always_inline)) double fx_exp_sub(double z, double m) {
-    return fx_exp_neg(z - m);
+    const double d = z - m;
+    const double bb = d - z;
+    const double err = (z - (d - bb)) + (-m - bb);
+    return fx_exp2(d, err);
 }
 
 /* Prefetches elements [start, start + len) of x (NULL: nothing), one cache line at a time. */
@@ -174,6 +182,7 @@ _Static_assert(FX_MAX_BLOCK <= 32, "fx_argmax: one bit per lane");
  * FX_SHORT_BATCH rows at a time, vectorised across rows (the Cython kernels use these). */
 #define FX_SHORT_ROW 64
 #define FX_SHORT_BATCH 64
+#define FX_SHORT_FLUSH 4                 /* classes whose terms a short row adds in T */
 
 /* One loop body instantiated for (weights?, targets?): W and TT are the per-class weight and
  * soft-target expressions. */
@@ -319,16 +328,22 @@ static inline Py_ssize_t fx_short_max_##S(const T *x, Py_ssize_t R, Py_ssize_t C
 }                                                                                          \
                                                                                            \
 /* Short rows, vectorised across rows: after fx_short_max (E, m, kmax), per row r this     \
- * finds rest = sum_{c != kmax} exp(x_c - m) (added in T: at most C - 1 terms in [0, 1])   \
- * and l1p = log1p(rest), and E becomes exp(x - m). When beta != 0 it also accumulates,    \
- * over c != kmax, lin += a_c (m - x_c) and asum += a_c with a_c = beta w_c (w == NULL: 1). */\
+ * finds rest = sum_{c != kmax} exp(x_c - m) and l1p = log1p(rest), and E becomes          \
+ * exp(x - m). A row adds its terms in its own lane, one class after another: in T over    \
+ * FX_SHORT_FLUSH classes, then in double. (All C - 1 terms added in float cost float32    \
+ * rows whose label leads by 15 up to 6.8 ulp; this 1.9 ulp, for 1-7 % more time.)         \
+ * When beta != 0 it also accumulates, over c != kmax, lin += a_c (m - x_c) and            \
+ * asum += a_c with a_c = beta w_c (w == NULL: 1). */                                      \
 static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, const T *w,   \
                                      double beta, T *E, T *m, int *kmax, double *rest,     \
                                      double *l1p, double *lin, double *asum) {             \
-    T sum[FX_SHORT_BATCH];                       /* in T: at most C - 1 terms in [0, 1] */ \
+    T sum[FX_SHORT_BATCH];                       /* FX_SHORT_FLUSH classes' terms */       \
     const Py_ssize_t Rp = fx_short_max_##S(x, R, C, E, m, kmax);                           \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < Rp; ++r) { sum[r] = 0; lin[r] = 0.0; asum[r] = 0.0; }       \
+    for (Py_ssize_t r = 0; r < Rp; ++r) {                                                  \
+        sum[r] = 0;                                                                        \
+        rest[r] = lin[r] = asum[r] = 0.0;                                                  \
+    }                                                                                      \
     for (Py_ssize_t c = 0; c < C; ++c) {                                                   \
         T *Ec = E + c * Rp;                                                                 \
         const double a = beta * (w ? (double)w[c] : 1.0);                                  \
@@ -350,9 +365,13 @@ static inline void fx_short_rows_##S(const T *x, Py_ssize_t R, Py_ssize_t C, con
                 Ec[r] = v;                                                                 \
             }                                                                              \
         }                                                                                  \
+        if (c % FX_SHORT_FLUSH == FX_SHORT_FLUSH - 1 || c == C - 1) {                      \
+            FX_SIMD                                                                        \
+            for (Py_ssize_t r = 0; r < Rp; ++r) { rest[r] += sum[r]; sum[r] = 0; }         \
+        }                                                                                  \
     }                                                                                      \
     FX_SIMD                                                                                \
-    for (Py_ssize_t r = 0; r < Rp; ++r) { rest[r] = sum[r]; l1p[r] = log1p(rest[r]); }     \
+    for (Py_ssize_t r = 0; r < Rp; ++r) l1p[r] = log1p(rest[r]);                           \
 }                                                                                          \
                                                                                            \
 /* Short rows with hard labels (R <= FX_SHORT_BATCH rows of C contiguous logits; E holds C x\
