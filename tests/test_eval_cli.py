@@ -194,8 +194,11 @@ def test_interrupt_keeps_the_checkpoint(tmp_path, monkeypatch):
     state = tmp_path / "state.json"
     command = _command("logits.npy", "labels.npy", "--no-progress", "--chunk-rows", "100",
                        "--checkpoint", str(state))
+    # A job started in the background by a non-interactive shell (as CI may start us) ignores
+    # SIGINT, and so would the child: give it the default disposition, as a terminal would.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env={**os.environ, _files._CHUNK_DELAY_ENV: "0.02"})
+                               env={**os.environ, _files._CHUNK_DELAY_ENV: "0.02"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while not state.exists():
         assert process.poll() is None and time.monotonic() < deadline
