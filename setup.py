@@ -82,7 +82,9 @@ CACHE_DIR = os.path.join("build", "fastxent-cache")
 
 def _compiler_version(compiler):
     """The compiler's own description of itself (part of the cache key)."""
-    command = getattr(compiler, "compiler_so", None) or ["cc"]
+    command = list(getattr(compiler, "compiler_so", None) or ["cc"])
+    while len(command) > 1 and os.path.basename(command[0]) in ("ccache", "sccache"):
+        command = command[1:]                     # the compiler behind a compiler cache
     try:
         return subprocess.run([command[0], "--version"], capture_output=True, text=True,
                               timeout=60).stdout

@@ -122,7 +122,8 @@ _PROBABILITY_SAMPLE_ROWS = 8
 
 
 def _warn_if_probabilities(x, n_classes, n_inner):
-    """Warn when the sampled rows of logits all lie in [0, 1] and sum to 1.
+    """Warn when the sampled rows of logits all lie in [0, 1], sum to 1 and are not all
+    one-hot.
 
     Probabilities passed as logits give a plausible but wrong loss (the softmax of
     probabilities). Up to ``_PROBABILITY_SAMPLE_ROWS`` rows are read, never the whole input.
@@ -134,7 +135,8 @@ def _warn_if_probabilities(x, n_classes, n_inner):
                                    min(blocks.shape[0], _PROBABILITY_SAMPLE_ROWS)).astype(int))
     rows = blocks[picked, :, 0]
     sums = rows.sum(axis=1, dtype=np.float64)
-    if rows.min() >= 0 and rows.max() <= 1 and np.all(np.abs(sums - 1.0) <= 1e-3):
+    if (rows.min() >= 0 and rows.max() <= 1 and np.all(np.abs(sums - 1.0) <= 1e-3)
+            and np.any((rows > 0) & (rows < 1))):          # one-hot rows can be logits
         v.warn("fastxent: the input looks like probabilities (the sampled rows lie in [0, 1] "
                "and sum to 1) but is treated as logits; pass from_logits=False for "
                "probabilities (validate=False silences this check)", UserWarning)

@@ -10,11 +10,13 @@
 
 Each loss is a :class:`torch.autograd.Function`. Its forward computes the loss **and** the
 gradient in one fastxent call on zero-copy NumPy views of the (contiguous, CPU) tensors and
-saves the gradient, with the input, target and weights (``ctx.save_for_backward``: editing one
-in place before backward makes backward raise). Its backward scales the saved
-gradient by ``grad_output``. For ``reduction="none"`` the saved gradient is that of the *sum*
-of the per-sample losses, which is multiplied by ``grad_output`` broadcast over the class axis
-(each sample's gradient only depends on its own loss), so any ``grad_output`` works.
+saves the gradient, with the target and weights (editing one in place before backward makes
+backward raise, as in PyTorch; the binary loss saves its input too, as PyTorch's does, while
+``cross_entropy`` checks its input only in a backward that reads it again). Its backward
+scales the saved gradient by ``grad_output``. For ``reduction="none"`` the saved gradient is
+that of the *sum* of the per-sample losses, which is multiplied by ``grad_output`` broadcast
+over the class axis (each sample's gradient only depends on its own loss), so any
+``grad_output`` works.
 
 The saved gradient is handed out once and then forgotten: the usual ``loss.backward()`` gets
 it without a copy, and a later backward through the same graph (``retain_graph=True``)
@@ -190,18 +192,32 @@ class _CrossEntropy(torch.autograd.Function):
     def forward(ctx, input, target, weight, options):
         loss, grad = fastxent.cross_entropy_loss_and_grad(_np(input), _np(target),
                                                           **_ce_kwargs(weight, options))
-        ctx.save_for_backward(input, target, weight)
+        # Target and weights as PyTorch saves them (editing one makes backward raise); the
+        # input as PyTorch's cross_entropy does not save it: only a backward that reads it
+        # again (retain_graph, create_graph) checks that it was not edited in place.
+        ctx.save_for_backward(target, weight)
+        ctx.input, ctx.input_version = input, input._version
         ctx.options = options
         ctx.grad = torch.from_numpy(grad)
         return _as_tensor(loss, input)
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, target, weight = ctx.saved_tensors    # raises if one was edited in place
+        target, weight = ctx.saved_tensors           # raises if one was edited in place
         options = ctx.options
+
+        def saved_input():
+            if ctx.input._version != ctx.input_version:
+                raise RuntimeError(
+                    "fastxent.torch.cross_entropy: the input was modified by an inplace "
+                    "operation after the forward, and this backward (retain_graph or "
+                    "create_graph) needs it")
+            return ctx.input
+
         grad = _take_grad(ctx, lambda: torch.from_numpy(fastxent.cross_entropy_grad(
-            _np(input), _np(target), **_ce_kwargs(weight, options))))
+            _np(saved_input()), _np(target), **_ce_kwargs(weight, options))))
         if torch.is_grad_enabled():                  # create_graph=True
+            input = saved_input()
             grad = _differentiable(grad, _ce_factor(input, target, weight, options),
                                    torch.softmax(input, options["axis"]))
         return _scale(grad, grad_output, options["reduction"], options["axis"]), None, None, None

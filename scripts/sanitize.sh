@@ -68,12 +68,14 @@ export LD_PRELOAD=$LIBASAN
 rm -rf "$WORK/reports"; mkdir -p "$WORK/reports"
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:log_path=$WORK/reports/asan
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$WORK/reports/ubsan
-# torch is hidden (tests needing it skip): with the preloaded ASan runtime, C++ exceptions
-# thrown inside libtorch abort in ASan's __cxa_throw interceptor (a tooling limit, not a
-# finding)
-mkdir -p "$WORK/hide/torch"
-echo 'raise ImportError("torch is hidden under AddressSanitizer (scripts/sanitize.sh)")' \
-    > "$WORK/hide/torch/__init__.py"
+# torch and matplotlib are hidden (tests needing them skip): with the preloaded ASan runtime,
+# C++ exceptions thrown inside libtorch or matplotlib's ft2font abort in ASan's __cxa_throw
+# interceptor (a tooling limit, not a finding)
+for hidden in torch matplotlib; do
+    mkdir -p "$WORK/hide/$hidden"
+    echo "raise ModuleNotFoundError('$hidden is hidden under AddressSanitizer (sanitize.sh)')" \
+        > "$WORK/hide/$hidden/__init__.py"
+done
 export PYTHONPATH=$SRC:$WORK/hide
 export PYTHONMALLOC=malloc          # every Python allocation through the ASan allocator
 export FASTXENT_ISA=                # the best built ISA (avx2 where the CPU has it)

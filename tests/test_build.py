@@ -134,6 +134,20 @@ def test_every_built_isa_agrees():
         np.testing.assert_allclose(res["l32"], base["l32"], rtol=1e-6, err_msg=f"{isa} l32")
 
 
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_accuracy_bounds_hold_for_every_built_isa(isa):
+    """The README's accuracy bounds (tests/test_precision.py's `within_ulps` tests) for each
+    built kernel set, not only the one chosen at import."""
+    if isa not in _built_isas():
+        pytest.skip(f"{isa} is not built or not supported by this CPU")
+    precision = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_precision.py")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           precision, "-k", "within_ulps"], capture_output=True, text=True,
+                          env=dict(os.environ, FASTXENT_ISA=isa), timeout=60)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
 _X87_PROBE = """
 import numpy as np, fastxent
 def x87_ok():

@@ -7,6 +7,8 @@ and ``forkserver`` children keep their threads. Both routes are tested below.
 
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -214,13 +216,26 @@ print(json.dumps([os.read(read, 10000).decode(), os.waitstatus_to_exitcode(statu
 """
 
 
+def _run_in_own_session(command, timeout=20):
+    """Run `command` in a session of its own; past `timeout` seconds (a safety net, not a
+    wait), kill it with every process it forked (a hung child included) and fail."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"hung for {timeout} s (killed with its children): {command[-1][:60]!r}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def test_fork_after_use_runs_single_threaded():
     """A child forked after fastxent ran on two threads used to hang in its first threaded
     call (GNU OpenMP's pool does not survive fork): it now runs on one thread, with one
     RuntimeWarning, and gets the parent's result. Run in a subprocess: a regression hangs
     that process, which the timeout (a safety net, not a wait) then reports."""
-    done = subprocess.run([sys.executable, "-c", FORKED_CHILD], capture_output=True,
-                          text=True, timeout=20)
+    done = _run_in_own_session([sys.executable, "-c", FORKED_CHILD])
     assert done.returncode == 0, done.stderr
     report, child_status = json.loads(done.stdout)
     same_result, messages = json.loads(report)
@@ -236,6 +251,5 @@ def test_multiprocessing_fork_pool_after_use():
             "with multiprocessing.get_context('fork').Pool(2) as pool:\n"
             "    got = pool.starmap(fastxent.cross_entropy, [(x, y)] * 2)\n"
             "print(all(g == want for g in got))\n")
-    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
-                          text=True, timeout=20)
+    done = _run_in_own_session([sys.executable, "-W", "ignore", "-c", code])
     assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr

@@ -173,6 +173,7 @@ def test_logits_and_explicit_probabilities_do_not_warn():
         fastxent.cross_entropy(p, labels, validate=False)
         fastxent.cross_entropy(np.full((40, 5), 0.2)[:, :4], labels)   # rows sum to 0.8
         fastxent.cross_entropy(np.ones((3, 1)), np.zeros(3, dtype=np.int64))  # one class
+        fastxent.cross_entropy(np.array([[0.0, 1.0]]), np.array([1]))          # one-hot
 
 
 # ---- edge shapes PyTorch accepts (softmax family) -------------------------------------------

@@ -138,7 +138,7 @@ def _command(*argv):
 def test_error_exit_status_in_a_process(files):
     np.save("short.npy", np.zeros(5, np.int64))
     done = subprocess.run(_command("logits.npy", "short.npy"), capture_output=True, text=True,
-                          timeout=60)
+                          timeout=30)
     assert done.returncode == 2
     assert done.stderr == "fastxent eval: error: short.npy: 5 rows, but logits.npy has 1000\n"
     assert "Traceback" not in done.stderr
@@ -156,7 +156,7 @@ def test_kill_and_resume(tmp_path, monkeypatch):
                        str(chunk), "--checkpoint", str(state))
     env = {key: value for key, value in os.environ.items() if key != _files._CHUNK_DELAY_ENV}
     reference = subprocess.run(command[:-2], capture_output=True, text=True, env=env,
-                               timeout=60)
+                               timeout=30)
     assert reference.returncode == 0, reference.stderr
 
     # 200 chunks at 20 ms each: about 4 s; the first checkpoint comes after about 1 s.
@@ -176,14 +176,14 @@ def test_kill_and_resume(tmp_path, monkeypatch):
     assert 0 < saved["next_row"] < rows and saved["next_row"] % chunk == 0
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
-    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {state} at row {saved['next_row']} of {rows}" in resumed.stderr
     assert resumed.stdout == reference.stdout                       # bitwise, as text
     assert strict_loads(resumed.stdout) == strict_loads(reference.stdout)
     assert json.loads(state.read_text())["complete"] is True
 
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
     assert again.stdout == reference.stdout and "is complete" in again.stderr
 
 
@@ -239,7 +239,7 @@ def test_progress_bar_on_a_terminal_only(files):
     text = output.decode().replace("\r", "\n")
     assert "logits.npy:   0%" in text and "logits.npy: 100%" in text and "row/s" in text
     assert "loss" in text
-    piped = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert piped.returncode == 0 and piped.stderr == "" and "loss" in piped.stdout
 
 
@@ -340,7 +340,7 @@ def test_hand_edited_checkpoint_is_one_line(files, capsys, edit, message):
 def test_bad_options_in_a_process(files):
     """Through the real entry point: the one line, status 2, no traceback."""
     done = subprocess.run(_command("logits.npy", "labels.npy", "--eps", "nan"),
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("fastxent eval: error: argument --eps: eps must be a number in "
                            "[0, 0.5), got nan (see fastxent eval --help)\n")
@@ -361,7 +361,7 @@ def test_closed_pipe_ends_quietly(files):
     os.close(read_end)
     try:
         done = subprocess.run(_command("logits.npy", "labels.npy", "--bins"), stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, timeout=60)
+                              stderr=subprocess.PIPE, text=True, timeout=30)
     finally:
         os.close(write_end)
     assert done.returncode == cli.EXIT_BROKEN_PIPE == 141

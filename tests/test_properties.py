@@ -822,7 +822,7 @@ def test_ignored_row_label_not_used_as_weight_index(case):
         "loss = fastxent.cross_entropy(x, y, weight=w, ignore_index=-2**60, **kw)\n"
         "print(float(loss))\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=30)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     assert np.isfinite(float(proc.stdout.split()[-1]))
 

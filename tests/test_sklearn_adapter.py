@@ -390,7 +390,7 @@ def test_array_api_dispatch_refused_clearly():
     """)
     env = dict(os.environ, SCIPY_ARRAY_API="1")
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=120, check=True)
+                         text=True, timeout=60, check=True)
     out = json.loads(run.stdout.strip().splitlines()[-1])
     if "skip" in out:
         pytest.skip(out["skip"])
