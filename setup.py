@@ -39,7 +39,7 @@ int main(void) {
 """
 EMPTY_PROBE = "int main(void) { return 0; }\n"
 
-# The same kernel source compiled once per instruction set; fastxent/_dispatch.py picks one at
+# The same kernel source compiled once per instruction set; fastxent/_core/dispatch.py picks one at
 # import time from the CPU's features.
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 ISA_FLAGS = {
@@ -78,6 +78,7 @@ def _wanted_isas():
 
 
 CACHE_DIR = os.path.join("build", "fastxent-cache")
+KERNEL_DIR = os.path.join("fastxent", "_core")   # the kernel sources
 
 
 def _compiler_version(compiler):
@@ -96,7 +97,7 @@ def _cache_key(ext, compiler, compiler_version):
     """A hash of every input of an extension's build; equal keys build equal files."""
     import numpy
     digest = hashlib.sha256()
-    headers = sorted(os.path.join("fastxent", name) for name in os.listdir("fastxent")
+    headers = sorted(os.path.join(KERNEL_DIR, name) for name in os.listdir(KERNEL_DIR)
                      if name.endswith(".h"))
     for path in list(ext.sources) + headers:
         with open(path, "rb") as fh:
@@ -191,9 +192,9 @@ def _extension(isa):
     else:
         opt = ["/O2"]
     return Extension(
-        f"fastxent._kernels_{isa}",
-        [f"fastxent/_kernels_{isa}.pyx"],
-        include_dirs=["fastxent"],
+        f"fastxent._core._kernels_{isa}",
+        [f"fastxent/_core/_kernels_{isa}.pyx"],
+        include_dirs=[KERNEL_DIR],
         libraries=["m"] if POSIX else [],  # on glibc, libm.so also pulls in libmvec
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=opt,

@@ -9,7 +9,7 @@ warning, for its own calls).
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from libc.stdint cimport int64_t
 
-from fastxent._dispatch import kernels
+from fastxent._core.dispatch import kernels
 
 ctypedef int (*softmax_ce_f_t)(const float *, Py_ssize_t, Py_ssize_t, const int64_t *,
                                double *, float *, int) noexcept nogil

@@ -7,7 +7,7 @@ bench
     built-in workloads of :mod:`fastxent._bench` and print a table, JSON or a plot.
 eval
     Evaluate logits (or probabilities) and labels stored in ``.npy``/``.npz`` files with
-    :func:`fastxent._files.evaluate_files`, in chunks of rows, optionally
+    :func:`fastxent._eval.files.evaluate_files`, in chunks of rows, optionally
     checkpointed; print a table or JSON.
 
 Each subcommand is added by an ``_add_<name>_command(subparsers)`` function that sets a
@@ -36,7 +36,10 @@ import os
 import sys
 
 import fastxent
-from fastxent import _arrayfiles, _bench, _evaluate, _files
+from fastxent import _bench
+from fastxent._eval import arrayfiles as _arrayfiles
+from fastxent._eval import evaluate as _evaluate
+from fastxent._eval import files as _files
 
 PLOT_DEPENDENCY_ERROR = ("--plot needs matplotlib: pip install matplotlib (or, in a fastxent "
                          "checkout, pip install \".[bench]\")")

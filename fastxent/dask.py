@@ -37,8 +37,8 @@ except ImportError as exc:      # pragma: no cover - depends on the environment
                       'pip install ".[dask]" from a fastxent checkout)') from exc
 
 import fastxent
-from fastxent import _multiclass
-from fastxent import _validation as v
+from fastxent._api import multiclass as _multiclass
+from fastxent._api import validation as v
 
 __all__ = ["cross_entropy", "evaluate"]
 

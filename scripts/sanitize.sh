@@ -52,13 +52,13 @@ echo "== building with $SANITIZERS (FASTXENT_DEBUG=1, FASTXENT_ISAS=$ISAS)"
     CFLAGS="$SANITIZERS -fno-omit-frame-pointer" LDFLAGS="$SANITIZERS" \
     "$PYTHON" setup.py -q build_ext --inplace -j 2 > "$WORK/build.log" 2>&1) || {
     tail -40 "$WORK/build.log"; echo "NOT CLEAN: the sanitized build failed"; exit 1; }
-for so in "$SRC"/fastxent/_kernels_*.so; do
+for so in "$SRC"/fastxent/_core/_kernels_*.so; do
     if [[ $(nm -D "$so" | grep -c __asan_report) == 0 ]]; then
         echo "NOT CLEAN: $so is not instrumented by ASan"; exit 1
     fi
 done
 build_s=$(( $(date +%s) - start ))
-echo "   built in ${build_s}s: $(cd "$SRC" && ls fastxent/_kernels_*.so | tr '\n' ' ')"
+echo "   built in ${build_s}s: $(cd "$SRC" && ls fastxent/_core/_kernels_*.so | tr '\n' ' ')"
 
 LIBASAN=$(gcc -print-file-name=libasan.so)
 export LD_PRELOAD=$LIBASAN

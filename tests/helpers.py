@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent._threads import SERIAL_BELOW
+from fastxent._core.threads import SERIAL_BELOW
 
 REDUCTIONS = ("none", "sum", "mean")
 
@@ -143,7 +143,7 @@ class StopRun(Exception):
 def stop_after(monkeypatch, n_chunks):
     """Make ``evaluate_files``'s chunk loop raise StopRun after `n_chunks` label checks (a crash
     mid-run)."""
-    from fastxent import _files
+    from fastxent._eval import files as _files
     calls = []
     original = _files._check_labels
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent._threads import SERIAL_BELOW
+from fastxent._core.threads import SERIAL_BELOW
 from helpers import (BINARY, REDUCTIONS, assert_close, call, check_result_types,
                      compute_dtype, logits)
 from reference import binary_cross_entropy_ref, fd_grad

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import _dispatch
+from fastxent._core import dispatch as _dispatch
 
 X86_GLIBC = (platform.machine().lower() in ("x86_64", "amd64")
              and platform.libc_ver()[0] == "glibc")
@@ -115,7 +115,7 @@ def _run_probe(isa):
 
 def _built_isas():
     return [isa for isa in _dispatch.supported()
-            if importlib.util.find_spec(f"fastxent._kernels_{isa}") is not None]
+            if importlib.util.find_spec(f"fastxent._core._kernels_{isa}") is not None]
 
 
 def test_every_built_isa_agrees():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent._threads import SERIAL_BELOW
+from fastxent._core.threads import SERIAL_BELOW
 
 N_WORKERS = 8
 CALLS_PER_WORKER = 50

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent._threads import SERIAL_BELOW
+from fastxent._core.threads import SERIAL_BELOW
 from helpers import raises_untouched
 
 SENTINEL = -123.5
@@ -45,7 +45,7 @@ def test_in_place_still_works_for_the_same_buffer(name):
 
 
 def test_same_buffer_needs_shape_and_strides():
-    from fastxent._validation import same_buffer
+    from fastxent._api.validation import same_buffer
     a = np.zeros((4, 3))
     assert same_buffer(a, a[:])
     assert not same_buffer(a, a.reshape(-1))

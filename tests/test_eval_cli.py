@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import _files, cli
+from fastxent import cli
+from fastxent._eval import files as _files
 from helpers import write_eval_files
 
 N, C = 1000, 10

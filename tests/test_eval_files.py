@@ -1,4 +1,4 @@
-"""fastxent._files.evaluate_files: values, file formats, bad files and checkpoints."""
+"""fastxent._eval.files.evaluate_files: values, file formats, bad files and checkpoints."""
 
 import contextlib
 import itertools
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import _arrayfiles, _files
+from fastxent._eval import arrayfiles as _arrayfiles
+from fastxent._eval import files as _files
 from fastxent import EvalFileError, evaluate_files
 from helpers import StopRun, stop_after
 

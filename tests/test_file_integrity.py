@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import EvalFileError, _arrayfiles, cli, evaluate_files
+from fastxent import EvalFileError, cli, evaluate_files
+from fastxent._eval import arrayfiles as _arrayfiles
 from helpers import StopRun, stop_after, write_eval_files
 
 N, C = 1000, 10
@@ -326,7 +327,8 @@ def test_resume_checks_the_crc_of_the_rows_before_the_resume_point(tmp_path, mon
 
 TRUNCATE_AFTER_FIRST_CHUNK = """
 import os, sys
-from fastxent import _files, cli
+from fastxent import cli
+from fastxent._eval import files as _files
 target, size = sys.argv[1], int(sys.argv[2])
 check = _files._check_labels
 

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import fastxent
-from fastxent._threads import SERIAL_BELOW
+from fastxent._core.threads import SERIAL_BELOW
 from helpers import check_result_types
 from reference import binary_cross_entropy_ref, cross_entropy_ref
 

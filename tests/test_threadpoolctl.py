@@ -8,7 +8,7 @@ import pytest
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
 import fastxent  # noqa: E402
-from fastxent._threads import _usable_cpus  # noqa: E402
+from fastxent._core.threads import _usable_cpus  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not fastxent.config()["openmp"],
                                 reason="fastxent was built without OpenMP")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent._threads import SERIAL_BELOW, threads_for
+from fastxent._core.threads import SERIAL_BELOW, threads_for
 from helpers import labels, logits, probabilities, soft_targets
 
 N_ROWS = 3 * SERIAL_BELOW // 8 + 11     # 8 classes: 3 blocks and a bit, over the threshold

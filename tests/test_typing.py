@@ -22,7 +22,7 @@ EXAMPLE = pathlib.Path(__file__).with_name("typing_example.py")
 
 def test_py_typed_marker_and_stubs_ship():
     assert (PACKAGE / "py.typed").is_file()
-    for stub in ("__init__.pyi", "sklearn.pyi", "torch.pyi", "dask.pyi", "_kernels_baseline.pyi"):
+    for stub in ("__init__.pyi", "sklearn.pyi", "torch.pyi", "dask.pyi", "_core/_kernels_baseline.pyi"):
         assert (PACKAGE / stub).is_file(), stub
 
 

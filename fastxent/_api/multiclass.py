@@ -4,10 +4,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastxent import _docstrings as docs
-from fastxent import _validation as v
-from fastxent._dispatch import kernels
-from fastxent._threads import threads_for
+from fastxent._api import docstrings as docs
+from fastxent._api import validation as v
+from fastxent._core.dispatch import kernels
+from fastxent._core.threads import threads_for
 
 _OPTIONS_DOC = """
     Parameters

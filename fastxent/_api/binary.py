@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastxent import _docstrings as docs
-from fastxent import _validation as v
-from fastxent._dispatch import kernels
-from fastxent._threads import threads_for
+from fastxent._api import docstrings as docs
+from fastxent._api import validation as v
+from fastxent._core.dispatch import kernels
+from fastxent._core.threads import threads_for
 
 # Per-row or per-column weights on rows shorter than this are expanded to one weight per
 # element (one copy of the input's size) rather than walked in short segments.

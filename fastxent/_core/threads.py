@@ -3,8 +3,8 @@
 import operator
 import os
 
-from fastxent import _validation as v
-from fastxent._dispatch import kernels
+from fastxent._api import validation as v
+from fastxent._core.dispatch import kernels
 
 # Below this many elements a call runs on one thread: starting a parallel region costs more
 # than it saves, and a busy core stalls a static schedule.

@@ -7,7 +7,7 @@ set the CPU (and OS) support is loaded; ``FASTXENT_ISA=baseline|avx2|avx512`` fo
 import importlib
 import os
 
-from fastxent import _kernels_baseline
+from fastxent._core import _kernels_baseline
 
 ISAS = ("baseline", "avx2", "avx512")
 
@@ -22,7 +22,7 @@ def supported():
 
 def _built(isa):
     try:
-        return importlib.import_module(f"fastxent._kernels_{isa}")
+        return importlib.import_module(f"fastxent._core._kernels_{isa}")
     except ImportError:
         return None
 

@@ -5,9 +5,9 @@ import numbers
 
 import numpy as np
 
-from fastxent import _validation as v
-from fastxent._dispatch import kernels
-from fastxent._threads import threads_for
+from fastxent._api import validation as v
+from fastxent._core.dispatch import kernels
+from fastxent._core.threads import threads_for
 
 _DOC = """
     Parameters

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastxent import _docstrings as docs
-from fastxent import _validation as v
-from fastxent._dispatch import kernels
-from fastxent._multiclass import prepare
-from fastxent._threads import effective_n_threads
+from fastxent._api import docstrings as docs
+from fastxent._api import validation as v
+from fastxent._core.dispatch import kernels
+from fastxent._api.multiclass import prepare
+from fastxent._core.threads import effective_n_threads
 
 N_BINS = 15                      # equal-width confidence bins of the calibration error
 STATE_VERSION = 1

@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from fastxent._arrayfiles import EvalFileError, open_array
-from fastxent._config import __version__
+from fastxent._eval.arrayfiles import EvalFileError, open_array
+from fastxent._core.config import __version__
 
 #: Bytes of logits per chunk when ``chunk_rows`` is not given.
 CHUNK_BYTES = 64 * 2**20
@@ -111,7 +111,7 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
     >>> result.accuracy, result.count
     (0.5, 2)
     """
-    from fastxent._evaluate import Evaluator
+    from fastxent._eval.evaluate import Evaluator
 
     evaluator = Evaluator(from_logits=from_logits, topk=topk, weight=weight,
                           ignore_index=ignore_index, eps=eps, n_threads=n_threads)

@@ -1,8 +1,8 @@
 """What this build of fastxent is: version, OpenMP, threads, instruction set, flags."""
 
-from fastxent import _dispatch
-from fastxent._dispatch import kernels
-from fastxent._threads import effective_n_threads
+from fastxent._core import dispatch as _dispatch
+from fastxent._core.dispatch import kernels
+from fastxent._core.threads import effective_n_threads
 
 __version__ = "0.1.0"
 

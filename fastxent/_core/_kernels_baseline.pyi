@@ -1,4 +1,4 @@
-"""Type stubs for the kernel extensions (internal: fastxent/_kernels.pxi).
+"""Type stubs for the kernel extensions (internal: fastxent/_core/_kernels.pxi).
 
 _kernels_avx2 and _kernels_avx512 have the same contents. Float arrays are 1-D C-contiguous
 float32 or float64 (one dtype per call); arguments must be validated by the caller.

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from fastxent._dispatch import kernels
+from fastxent._core.dispatch import kernels
 
 REDUCTIONS = ("none", "sum", "mean")
 INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)

@@ -1,5 +1,5 @@
 # fastxent's kernels. This one source is compiled once per instruction set
-# (_kernels_baseline.pyx, _kernels_avx2.pyx, _kernels_avx512.pyx include it); fastxent/_dispatch.py
+# (_kernels_baseline.pyx, _kernels_avx2.pyx, _kernels_avx512.pyx include it); fastxent/_core/dispatch.py
 # imports the best one the CPU supports.
 #
 # Design, in three layers (after scikit-learn's sklearn/_loss):
@@ -8,7 +8,7 @@
 #      logic of every option, scalar work per row, calling the loops.
 #   3. `def` kernels: `prange` over fixed blocks of rows or elements. Each block's loss sum is
 #      stored in its own slot and the slots are added in order afterwards, so sums are the same
-#      for every thread count. Nothing inside `prange` raises; the Python layer (fastxent/_api.py)
+#      for every thread count. Nothing inside `prange` raises; the Python layer (fastxent/_api)
 #      has validated every argument before a kernel writes anything.
 #
 # Multiclass rows: with logits z, m = max z at index kmax and rest = sum_{c != kmax} exp(z_c - m),
@@ -612,7 +612,7 @@ def outside(const real[::1] x, double lo, double hi, bint has_skip, double skip,
 
 # ---- evaluation metrics ---------------------------------------------------------------------
 
-include "_evaluate.pxi"
+include "_eval_kernels.pxi"
 
 
 # ---- softmax, log-softmax, log-sum-exp ------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Evaluation: metrics of a whole dataset from one pass, from arrays or files, resumable."""
