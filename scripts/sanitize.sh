@@ -92,13 +92,13 @@ t0=$(date +%s)
 set +e
 # test_kernels_import_zgv_symbols checks the optimised build's libmvec calls and
 # test_accuracy_bounds_hold_for_every_built_isa the release build's ulp bounds: an -O0 debug
-# build has no libmvec calls and sums in another order, so both are deselected. tests/test_dask.py is left out: its dask.distributed
+# build has no libmvec calls and sums in another order, so both are deselected. tests/adapters/test_dask.py is left out: its dask.distributed
 # worker processes never answer under the preloaded ASan runtime (the client waits forever);
-# the kernels it calls are the ones tests/test_evaluate.py runs in process.
+# the kernels it calls are the ones tests/eval/test_evaluate.py runs in process.
 (cd "$SRC" && "$PYTHON" -m pytest -p no:cacheprovider \
-    --deselect tests/test_build.py::test_kernels_import_zgv_symbols \
-    --deselect tests/test_build.py::test_accuracy_bounds_hold_for_every_built_isa \
-    --ignore tests/test_dask.py "${@:--q}") > "$LOG" 2>&1
+    --deselect tests/core/test_build.py::test_kernels_import_zgv_symbols \
+    --deselect tests/core/test_build.py::test_accuracy_bounds_hold_for_every_built_isa \
+    --ignore tests/adapters/test_dask.py "${@:--q}") > "$LOG" 2>&1
 rc=$?
 set -e
 test_s=$(( $(date +%s) - t0 ))
@@ -107,8 +107,8 @@ if [[ ${SANITIZE_BASELINE:-1} == 1 && $ISAS == *baseline* ]]; then
     echo "== running the kernel tests again with FASTXENT_ISA=baseline"
     set +e
     (cd "$SRC" && FASTXENT_ISA=baseline "$PYTHON" -m pytest -p no:cacheprovider -q \
-        tests/test_multiclass.py tests/test_binary.py tests/test_softmax.py \
-        tests/test_row_paths.py tests/test_special_values.py tests/test_errors.py) \
+        tests/api/test_multiclass.py tests/api/test_binary.py tests/api/test_softmax.py \
+        tests/core/test_row_paths.py tests/core/test_special_values.py tests/api/test_errors.py) \
         >> "$LOG" 2>&1
     rc2=$?
     set -e

@@ -1,4 +1,4 @@
-"""Uses fastxent's public API the way a typed program would; tests/test_typing.py runs
+"""Uses fastxent's public API the way a typed program would; tests/api/test_typing.py runs
 ``mypy --strict`` on it (it is also a runnable script)."""
 
 import numpy as np

@@ -136,7 +136,7 @@ def test_every_built_isa_agrees():
 
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 def test_accuracy_bounds_hold_for_every_built_isa(isa):
-    """The README's accuracy bounds (tests/test_precision.py's `within_ulps` tests) for each
+    """The README's accuracy bounds (tests/core/test_precision.py's `within_ulps` tests) for each
     built kernel set, not only the one chosen at import."""
     if isa not in _built_isas():
         pytest.skip(f"{isa} is not built or not supported by this CPU")

@@ -2,7 +2,7 @@
 
 Opt-in (about 9 GB for the multiclass tests, 18 GB for the binary one):
 
-    FASTXENT_HUGE_TESTS=1 pytest -q -p no:cacheprovider tests/test_huge.py
+    FASTXENT_HUGE_TESTS=1 pytest -q -p no:cacheprovider tests/core/test_huge.py
 
 Every index past 2^31 must be computed in 64 bits. The input is a small random block of rows
 tiled over the whole array, so every row's expected loss is known from the block (checked for
