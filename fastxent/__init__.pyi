@@ -1,6 +1,7 @@
 """Type stubs for fastxent's public API (see fastxent/__init__.py)."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from os import PathLike
 from typing import Any, Literal, SupportsIndex, overload
 
@@ -8,7 +9,28 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __version__: str
-__all__: list[str]
+__all__ = [
+    "__version__",
+    "binary_cross_entropy",
+    "binary_cross_entropy_grad",
+    "binary_cross_entropy_loss_and_grad",
+    "CalibrationBins",
+    "config",
+    "cross_entropy",
+    "cross_entropy_grad",
+    "cross_entropy_loss_and_grad",
+    "effective_n_threads",
+    "EvalFileError",
+    "evaluate",
+    "evaluate_files",
+    "EvaluationResult",
+    "Evaluator",
+    "get_include",
+    "log_softmax",
+    "logsumexp",
+    "show_config",
+    "softmax",
+]
 
 _Float = np.floating[Any]
 _Array = NDArray[np.floating[Any]]
@@ -127,15 +149,15 @@ def logsumexp(x: ArrayLike, *, axis: SupportsIndex | tuple[SupportsIndex, ...] =
 
 # ---- evaluation -----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
 class CalibrationBins:
     edges: NDArray[np.float64]
     weight: NDArray[np.float64]
     confidence: NDArray[np.float64]
     accuracy: NDArray[np.float64]
-    def __init__(self, edges: NDArray[np.float64], weight: NDArray[np.float64],
-                 confidence: NDArray[np.float64], accuracy: NDArray[np.float64]) -> None: ...
     def to_dict(self) -> dict[str, list[float]]: ...
 
+@dataclass(frozen=True)
 class EvaluationResult:
     loss: float
     perplexity: float
@@ -147,10 +169,6 @@ class EvaluationResult:
     ece_bins: CalibrationBins | None
     count: int
     weight_sum: float
-    def __init__(self, loss: float, perplexity: float, accuracy: float | None,
-                 topk: dict[int, float] | None, entropy: float, brier: float,
-                 ece: float | None, ece_bins: CalibrationBins | None, count: int,
-                 weight_sum: float) -> None: ...
     def to_dict(self) -> dict[str, Any]: ...
 
 class Evaluator:

@@ -9,7 +9,10 @@ from numpy.typing import ArrayLike
 
 from fastxent import EvaluationResult
 
-__all__: list[str]
+__all__ = [
+    "cross_entropy",
+    "evaluate",
+]
 
 SPLIT_EVERY: int
 

@@ -3,8 +3,7 @@
 from fastxent._core import dispatch as _dispatch
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import effective_n_threads
-
-__version__ = "0.1.0"
+from fastxent._version import __version__
 
 
 def config():
