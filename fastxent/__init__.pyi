@@ -9,28 +9,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __version__: str
-__all__ = [
-    "__version__",
-    "binary_cross_entropy",
-    "binary_cross_entropy_grad",
-    "binary_cross_entropy_loss_and_grad",
-    "CalibrationBins",
-    "config",
-    "cross_entropy",
-    "cross_entropy_grad",
-    "cross_entropy_loss_and_grad",
-    "effective_n_threads",
-    "EvalFileError",
-    "evaluate",
-    "evaluate_files",
-    "EvaluationResult",
-    "Evaluator",
-    "get_include",
-    "log_softmax",
-    "logsumexp",
-    "show_config",
-    "softmax",
-]
 
 _Float = np.floating[Any]
 _Array = NDArray[np.floating[Any]]

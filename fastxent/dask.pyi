@@ -9,10 +9,6 @@ from numpy.typing import ArrayLike
 
 from fastxent import EvaluationResult
 
-__all__ = [
-    "cross_entropy",
-    "evaluate",
-]
 
 SPLIT_EVERY: int
 

@@ -3,12 +3,6 @@
 import torch
 from torch import Tensor
 
-__all__ = [
-    "BCEWithLogitsLoss",
-    "CrossEntropyLoss",
-    "binary_cross_entropy_with_logits",
-    "cross_entropy",
-]
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = ...,
                   size_average: bool | None = ..., ignore_index: int = ...,
