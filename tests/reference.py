@@ -1,7 +1,7 @@
 """Independent float64 NumPy reference for the fastxent test suite.
 
-Written from the formulas in ``shared/reference/semantics.md`` (PyTorch and scikit-learn
-semantics), not from fastxent's kernels: plain, vectorised, unoptimised NumPy in float64.
+Written from the formulas in ``docs/semantics.md`` (PyTorch and scikit-learn
+conventions), not from fastxent's kernels: plain, vectorised, unoptimised NumPy in float64.
 
 Every function returns ``(loss, grad)``: ``loss`` is the reduced loss (a float) or the
 per-sample losses (``reduction="none"``); ``grad`` is the gradient of the reduced loss with

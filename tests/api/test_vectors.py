@@ -1,4 +1,4 @@
-"""The worked examples and every test vector of shared/reference/semantics.md, one test each."""
+"""The worked values of docs/semantics.md, one test each."""
 
 import math
 
