@@ -18,13 +18,8 @@ ValueError and TypeError are the API's documented errors: expected. After one, t
 buffer and the input must be untouched. Any other exception, a crash (segfault, abort), or
 a successful call whose result has the wrong shape/dtype is a finding: libFuzzer stops and
 writes the input as crash-<sha1>.
-
-FASTXENT_FUZZ_AVOID_KNOWN=1 keeps ignore_index in [-1000, 1000] for integer labels with
-class weights, avoiding the known out-of-bounds read of w[ignore_index] (see
-docs/reliability.md) so that a run can look for other crashes.
 """
 
-import os
 import sys
 
 import atheris
@@ -33,7 +28,6 @@ with atheris.instrument_imports():
     import numpy as np
     import fastxent
 
-AVOID_KNOWN = os.environ.get("FASTXENT_FUZZ_AVOID_KNOWN") == "1"
 SENTINEL = -123.5
 
 VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, 0.25, 1e-3, 3.0, -7.5, 40.0, -104.0, 710.0, 1e30, -1e30,
@@ -174,10 +168,6 @@ def _kwargs(g, x, family):
         kw.pop("sample_weight", None)
     if family == "multiclass":
         kw.pop("pos_weight", None)
-        if AVOID_KNOWN and "weight" in kw and isinstance(kw.get("ignore_index"), int) \
-                and not isinstance(kw.get("ignore_index"), bool) \
-                and not -1000 <= kw["ignore_index"] <= 1000:
-            kw["ignore_index"] = -100
     if family == "softmax":
         kw = {k: v for k, v in kw.items() if k in ("axis", "n_threads")}
     return kw

@@ -1,4 +1,4 @@
-"""Edges where a user meets fastxent first (issue 12): overlapping `out`, uint64 labels near
+"""Edges where a user meets fastxent first: overlapping `out`, uint64 labels near
 ignore_index, byte order, option ranges, foreign array types, probabilities passed as logits,
 and the edge shapes PyTorch accepts for softmax, log_softmax and logsumexp."""
 

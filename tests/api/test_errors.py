@@ -287,7 +287,7 @@ def test_in_place_error_on_huge_label_leaves_input():
                      ValueError, ["target[12345] = 18446744073709551611"], buffers=[x])
 
 
-# ---- issue 7: the remaining bad inputs ----------------------------------------------------
+# ---- the remaining bad inputs ----------------------------------------------------------
 # (softmax family, NaN labels, object targets, out= with negative strides)
 
 

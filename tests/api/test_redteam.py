@@ -1,4 +1,4 @@
-"""A red-team pass over the public entry points (issue 12: "look for the same class of bug
+"""A red-team pass over the public entry points ("look for the same class of bug
 elsewhere"): options taken by truthiness, ignore_index values that round onto real targets,
 byte order deciding a label rule, Dask's dtype and error messages, and the PyTorch adapter
 accepting what PyTorch refuses. Each test asserts the right behaviour (PyTorch's, an

@@ -245,7 +245,7 @@ def test_progress_bar_on_a_terminal_only(files):
 
 
 # --------------------------------------------------------------------------------------------
-# Bad input: one line, exit 2, never a traceback, before any work (issue 12, items 13, 14, 18)
+# Bad input: one line, exit 2, never a traceback, before any work
 
 
 def run_cli(capsys, *argv):

@@ -435,7 +435,7 @@ def test_progress_bar_on_request(data, capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# Options and checkpoints at the edges (issue 12, items 10, 11, 13, 14)
+# Options and checkpoints at the edges
 
 
 def _reject_constant(name):

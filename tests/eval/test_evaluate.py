@@ -1040,8 +1040,7 @@ def test_errors_like_cross_entropy(case):
 
 
 # ---------------------------------------------------------------------------------------------
-# options: checked and made plain Python values when the Evaluator is made (issue 12, items 10
-# and 14)
+# options: checked and made plain Python values when the Evaluator is made
 
 
 def _reject_constant(name):
