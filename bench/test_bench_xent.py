@@ -28,7 +28,7 @@ def test_cross_entropy(benchmark, workload, implementation, workload_data, fastx
                        threads):
     if not _bench.supports(implementation, workload.kind):
         pytest.skip(f"{workload.kind} is not applicable to {implementation}")
-    pytest.importorskip(_bench.IMPLEMENTATIONS[implementation].module)
+    pytest.importorskip(_bench.required_module(implementation))
     run = _bench.prepare(implementation, workload, workload_data(workload), threads)
     benchmark.group = workload.label
     loss = benchmark(run)
@@ -40,7 +40,7 @@ def test_cross_entropy(benchmark, workload, implementation, workload_data, fastx
 @pytest.mark.parametrize("workload", EVALUATE_WORKLOADS, ids=lambda workload: workload.label)
 def test_evaluate_metrics_agree(workload, implementation, workload_data, threads):
     """Every peer of the "evaluate" workload computes all of fastxent.evaluate's metrics."""
-    pytest.importorskip(_bench.IMPLEMENTATIONS[implementation].module)
+    pytest.importorskip(_bench.required_module(implementation))
     data = workload_data(workload)
     expected = _bench.EVALUATE_METRICS["fastxent"](data, threads)()
     metrics = _bench.EVALUATE_METRICS[implementation](data, threads)()

@@ -211,13 +211,13 @@ def _run_bench(args):
     repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
     report = _bench.run_suite(workloads, threads=threads, repeat=repeat, progress=_progress)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(_bench.format_json(report))
     else:
-        print(format_header(report["machine"]))
+        print(_bench.format_header(report["machine"]))
         print()
-        print(format_table(report["results"]))
+        print(_bench.format_table(report["results"]))
     if args.plot:
-        plot_ratios(report["results"], args.plot)
+        _bench.plot_ratios(report["results"], args.plot)
     return 0
 
 
@@ -250,64 +250,6 @@ def _progress(workloads):
     for index, workload in enumerate(workloads, start=1):
         print(f"[{index}/{len(workloads)}] {workload.label} ...", file=sys.stderr, flush=True)
         yield workload
-
-
-def format_header(machine):
-    """Describe the build and the machine in a few lines of text."""
-    return "\n".join([
-        f"fastxent {machine['fastxent']}  isa={machine['isa']}  openmp={machine['openmp']}  "
-        f"threads={machine['threads']}",
-        f"cpu: {machine['cpu']} ({machine['logical_cpus']} logical CPUs)",
-        f"copy bandwidth: {machine['copy_gb_per_s']:.1f} GB/s "
-        f"(np.copyto of {machine['copy_bytes'] / 2**20:.0f} MiB, threads={machine['threads']})",
-        "peers: " + (", ".join(f"{peer} {version}" for peer, version
-                               in machine["peer_versions"].items()) or "none"),
-    ])
-
-
-def format_table(results):
-    """Format benchmark results as an aligned text table.
-
-    Parameters
-    ----------
-    results : list of dict
-        Rows from :func:`fastxent._bench.run_suite`.
-
-    Returns
-    -------
-    str
-        Text columns are left-aligned, numeric columns right-aligned. ``x vs PEER`` is the
-        peer's median time divided by fastxent's (above 1: fastxent is faster).
-    """
-    peers = _peers_in(results)
-    headers = ["workload", "dtype", "shape", "time ms", "GB/s", "%copy"]
-    headers += [f"x vs {peer}" for peer in peers]
-    rows = [_table_row(result, peers) for result in results]
-    return _text_table(headers, rows, text_columns=3)
-
-
-def _peers_in(results):
-    return list(dict.fromkeys(peer for result in results for peer in result["peers"]))
-
-
-def _table_row(result, peers):
-    return [
-        result["workload"],
-        result["dtype"],
-        "x".join(map(str, result["shape"])),
-        f"{result['fastxent_median_s'] * 1e3:.3f}",
-        f"{result['gb_per_s']:.1f}",
-        f"{result['pct_of_copy']:.0f}%",
-        *(_ratio_cell(result["peers"].get(peer)) for peer in peers),
-    ]
-
-
-def _ratio_cell(peer_result):
-    if peer_result is None:
-        return "-"
-    if "error" in peer_result:
-        return "error"
-    return f"{peer_result['ratio']:.2f}x"
 
 
 def _add_eval_command(subparsers):
@@ -425,7 +367,7 @@ def format_eval_table(report):
     cells = [(name, _metric_cell(value)) for name, value in rows]
     cells += [("count", _metric_cell(report["count"])),
               ("weight_sum", _metric_cell(report["weight_sum"]))]
-    return _text_table(["metric", "value"], cells, text_columns=1)
+    return _bench.text_table(["metric", "value"], cells, text_columns=1)
 
 
 def format_bins_table(bins):
@@ -434,45 +376,8 @@ def format_bins_table(bins):
     cells = [(f"({edges[b]:.3f}, {edges[b + 1]:.3f}]", _metric_cell(bins["weight"][b], 1),
               _metric_cell(bins["confidence"][b], 4), _metric_cell(bins["accuracy"][b], 4))
              for b in range(len(edges) - 1)]
-    return _text_table(["confidence bin", "weight", "mean conf", "accuracy"], cells,
+    return _bench.text_table(["confidence bin", "weight", "mean conf", "accuracy"], cells,
                         text_columns=1)
-
-
-def _text_table(headers, rows, text_columns):
-    """Align `rows` under `headers`: the first `text_columns` columns left, the rest right."""
-    widths = [max(map(len, column)) for column in zip(headers, *rows)]
-    lines = [
-        "  ".join(cell.ljust(width) if index < text_columns else cell.rjust(width)
-                  for index, (cell, width) in enumerate(zip(line, widths))).rstrip()
-        for line in [headers, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def plot_ratios(results, path):
-    """Save a grouped bar chart of peer time / fastxent time per workload to ``path``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    peers = _peers_in(results)
-    labels = [f"{r['workload']}\n{r['dtype']} {'x'.join(map(str, r['shape']))}" for r in results]
-    bar_width = 0.8 / max(len(peers), 1)
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.3 * len(results)), 4.5))
-    for offset, peer in enumerate(peers):
-        ratios = [r["peers"].get(peer, {}).get("ratio", math.nan) for r in results]
-        positions = [index + offset * bar_width for index in range(len(results))]
-        axes.bar(positions, ratios, bar_width, label=f"vs {peer}")
-    axes.axhline(1.0, color="black", linewidth=0.8)
-    axes.set_yscale("log")
-    axes.set_ylabel("peer time / fastxent time (>1: fastxent faster)")
-    axes.set_xticks([index + 0.4 - bar_width / 2 for index in range(len(results))], labels,
-                    fontsize=7)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
 
 
 if __name__ == "__main__":

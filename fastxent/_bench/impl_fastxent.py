@@ -1,0 +1,69 @@
+"""fastxent itself, through its public functions, on ``threads`` threads.
+
+Follows the interface of :mod:`fastxent._bench.builders`; the other implementations are
+compared with this one.
+"""
+
+import numpy as np
+
+import fastxent
+from fastxent._bench.builders import Builder, MetricsBuilder, metrics, timed_loss
+from fastxent._bench.workloads import (
+    BINARY_CE,
+    BINARY_LOGLOSS,
+    EVALUATE,
+    EVALUATE_TOPK,
+    SOFTMAX_CE,
+    SOFTMAX_CE_LOSS,
+    TOP_K,
+)
+
+MODULE = "fastxent"
+
+
+def _softmax_ce(data, threads):
+    grad = np.empty_like(data.inputs)
+
+    def run():
+        loss, _ = fastxent.cross_entropy_loss_and_grad(
+            data.inputs, data.targets, out=grad, n_threads=threads)
+        return float(loss)
+    return run
+
+
+def _softmax_ce_loss(data, threads):
+    return lambda: float(fastxent.cross_entropy(data.inputs, data.targets, n_threads=threads))
+
+
+def _binary_ce(data, threads):
+    grad = np.empty_like(data.inputs)
+
+    def run():
+        loss, _ = fastxent.binary_cross_entropy_loss_and_grad(
+            data.inputs, data.targets, out=grad, n_threads=threads)
+        return float(loss)
+    return run
+
+
+def _binary_logloss(data, threads):
+    return lambda: float(fastxent.binary_cross_entropy(
+        data.inputs, data.targets, from_logits=False, n_threads=threads))
+
+
+def _evaluate_metrics(data, threads):
+    def run():
+        result = fastxent.evaluate(data.inputs, data.targets, topk=EVALUATE_TOPK,
+                                   n_threads=threads)
+        return metrics(result.loss, result.perplexity, result.accuracy, result.topk[TOP_K],
+                       result.entropy, result.brier, result.ece)
+    return run
+
+
+EVALUATE_METRICS: MetricsBuilder = _evaluate_metrics
+BUILDERS: dict[str, Builder] = {
+    SOFTMAX_CE: _softmax_ce,
+    SOFTMAX_CE_LOSS: _softmax_ce_loss,
+    BINARY_CE: _binary_ce,
+    BINARY_LOGLOSS: _binary_logloss,
+    EVALUATE: timed_loss(_evaluate_metrics),
+}

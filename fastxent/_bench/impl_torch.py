@@ -1,0 +1,103 @@
+"""PyTorch on CPU tensors that share the data's memory, on ``threads`` threads.
+
+Follows the interface of :mod:`fastxent._bench.builders`. torch is imported only when a
+builder runs, so that this module imports without it.
+"""
+
+from fastxent._bench.builders import Builder, MetricsBuilder, metrics, timed_loss
+from fastxent._bench.workloads import (
+    BINARY_CE,
+    BINARY_LOGLOSS,
+    ECE_BINS,
+    EVALUATE,
+    SOFTMAX_CE,
+    SOFTMAX_CE_LOSS,
+    TOP_K,
+)
+
+MODULE = "torch"
+
+
+def _tensors(data, threads, softmax, requires_grad):
+    """Set torch's thread count and wrap the data (shared memory) as tensors."""
+    import torch
+    torch.set_num_threads(threads)
+    inputs, targets = data.rows() if softmax else (data.inputs, data.targets)
+    return torch.from_numpy(inputs).requires_grad_(requires_grad), torch.from_numpy(targets)
+
+
+def _loss_and_grad(loss_fn, inputs, targets):
+    def run():
+        inputs.grad = None
+        loss = loss_fn(inputs, targets)
+        loss.backward()
+        return loss.item()
+    return run
+
+
+def _loss_only(loss_fn, inputs, targets):
+    import torch
+
+    def run():
+        with torch.no_grad():
+            return loss_fn(inputs, targets).item()
+    return run
+
+
+def _softmax_ce(data, threads):
+    import torch.nn.functional as F
+    return _loss_and_grad(F.cross_entropy, *_tensors(data, threads, True, True))
+
+
+def _softmax_ce_loss(data, threads):
+    import torch.nn.functional as F
+    return _loss_only(F.cross_entropy, *_tensors(data, threads, True, False))
+
+
+def _binary_ce(data, threads):
+    import torch.nn.functional as F
+    return _loss_and_grad(
+        F.binary_cross_entropy_with_logits, *_tensors(data, threads, False, True))
+
+
+def _binary_logloss(data, threads):
+    import torch.nn.functional as F
+    return _loss_only(F.binary_cross_entropy, *_tensors(data, threads, False, False))
+
+
+def _evaluate_metrics(data, threads):
+    import torch
+    import torch.nn.functional as F
+    logits, labels = _tensors(data, threads, True, False)
+    edges = torch.arange(ECE_BINS + 1, dtype=logits.dtype) / ECE_BINS
+
+    def run():
+        with torch.no_grad():
+            loss = F.cross_entropy(logits, labels)
+            log_probs = F.log_softmax(logits, dim=1)
+            probs = log_probs.exp()
+            correct = logits.argmax(dim=1) == labels
+            top_k = logits.topk(TOP_K, dim=1).indices
+            top_k_accuracy = (top_k == labels[:, None]).any(dim=1).float().mean()
+            entropy = -(probs * log_probs).sum(dim=1).mean()
+            label_probs = probs.gather(1, labels[:, None]).squeeze(1)
+            brier = (probs.square().sum(dim=1) - 2 * label_probs + 1).mean()
+            confidence = probs.amax(dim=1)
+            bins = (torch.bucketize(confidence, edges) - 1).clamp(0, ECE_BINS - 1)
+            confidence_sums = torch.bincount(bins, weights=confidence, minlength=ECE_BINS)
+            correct_sums = torch.bincount(bins, weights=correct.to(confidence.dtype),
+                                          minlength=ECE_BINS)
+            ece = (correct_sums - confidence_sums).abs().sum() / len(labels)
+            return metrics(loss, loss.exp(), correct.float().mean(), top_k_accuracy, entropy,
+                           brier, ece)
+    return run
+
+
+EVALUATE_METRICS: MetricsBuilder = _evaluate_metrics
+BUILDERS: dict[str, Builder] = {
+    SOFTMAX_CE: _softmax_ce,
+    SOFTMAX_CE_LOSS: _softmax_ce_loss,
+    BINARY_CE: _binary_ce,
+    BINARY_LOGLOSS: _binary_logloss,
+    EVALUATE: timed_loss(_evaluate_metrics),
+}

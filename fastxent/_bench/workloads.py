@@ -1,0 +1,174 @@
+"""What ``fastxent bench`` times: the workload kinds, their sizes and their seeded data.
+
+A :class:`Workload` is one case (a kind, a dtype and a shape); :func:`make_data` generates its
+inputs, the same for every implementation. The constants of the ``"evaluate"`` kind (top-k,
+calibration bins, metric names) are here too, because every implementation must compute the
+same metrics.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SOFTMAX_CE = "softmax_ce"
+SOFTMAX_CE_LOSS = "softmax_ce_loss"
+BINARY_CE = "binary_ce"
+BINARY_LOGLOSS = "binary_logloss"
+EVALUATE = "evaluate"
+KINDS_WITH_GRAD = frozenset({SOFTMAX_CE, BINARY_CE})
+SOFTMAX_KINDS = frozenset({SOFTMAX_CE, SOFTMAX_CE_LOSS, EVALUATE})
+
+FULL_SIZES = {
+    SOFTMAX_CE: [(200_000, 100), (20_000, 1000), (2048, 32_000), (1_000_000, 10), (64, 10)],
+    SOFTMAX_CE_LOSS: [(20_000, 1000)],
+    BINARY_CE: [(10_000_000,)],
+    BINARY_LOGLOSS: [(10_000_000,)],
+    EVALUATE: [(1_000_000, 10)],
+}
+QUICK_SIZES = {
+    SOFTMAX_CE: [(2000, 100), (64, 1000), (64, 10)],
+    SOFTMAX_CE_LOSS: [(200, 1000)],
+    BINARY_CE: [(100_000,)],
+    BINARY_LOGLOSS: [(100_000,)],
+    EVALUATE: [(2000, 10), (64, 1000)],
+}
+DTYPES = ("float32", "float64")
+# Keeps probabilities away from 0 and 1 so that no implementation has to clip them.
+PROBABILITY_MARGIN = 1e-4
+# The "evaluate" workload: top-1 and top-TOP_K accuracy, and the ECE over ECE_BINS equal-width
+# bins (bin b holds the confidences in (b/ECE_BINS, (b+1)/ECE_BINS]), as fastxent.evaluate has.
+TOP_K = 5
+EVALUATE_TOPK = (1, TOP_K)
+ECE_BINS = 15
+# The metrics every "evaluate" implementation computes, in this order.
+EVALUATE_METRIC_NAMES = (
+    "loss", "perplexity", "accuracy", f"top{TOP_K}", "entropy", "brier", "ece")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark case.
+
+    Parameters
+    ----------
+    kind : str
+        ``"softmax_ce"`` (loss and gradient, integer labels), ``"softmax_ce_loss"`` (loss
+        only), ``"binary_ce"`` (binary CE with logits, loss and gradient),
+        ``"binary_logloss"`` (binary CE on probabilities, loss only) or ``"evaluate"``
+        (every metric of :func:`fastxent.evaluate` from logits and integer labels, top-1 and
+        top-5).
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+    shape : tuple of int
+        Shape of the input; for softmax kinds the last axis holds the classes.
+    """
+
+    kind: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def with_grad(self):
+        """bool : Whether the timed call also computes the gradient."""
+        return self.kind in KINDS_WITH_GRAD
+
+    @property
+    def shape_text(self):
+        """str : The shape written as ``2048x32000``."""
+        return "x".join(map(str, self.shape))
+
+    @property
+    def label(self):
+        """str : A unique, human-readable name, used as the pytest-benchmark group."""
+        return f"{self.kind}-{self.dtype}-{self.shape_text}"
+
+
+@dataclass(frozen=True)
+class Data:
+    """Inputs of one workload: logits or probabilities, and labels or 0/1 targets."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+
+    def rows(self):
+        """View softmax data as 2-D logits and 1-D labels.
+
+        Returns
+        -------
+        logits : ndarray of shape (n_rows, n_classes)
+        labels : ndarray of shape (n_rows,)
+        """
+        return self.inputs.reshape(-1, self.inputs.shape[-1]), self.targets.reshape(-1)
+
+
+def default_workloads(*, dtypes=("float32",), softmax_shapes=None, quick=False):
+    """List the workloads of a run.
+
+    Parameters
+    ----------
+    dtypes : sequence of str, default ("float32",)
+        Floating dtypes; every workload is run in each.
+    softmax_shapes : sequence of tuple of int, optional
+        When given, the run is restricted to softmax CE loss and gradient at these shapes.
+    quick : bool, default False
+        Use tiny sizes (CI smoke runs) instead of the full set.
+
+    Returns
+    -------
+    list of Workload
+    """
+    sizes = {SOFTMAX_CE: softmax_shapes} if softmax_shapes else QUICK_SIZES if quick else FULL_SIZES
+    return [
+        Workload(kind, dtype, tuple(shape))
+        for kind, shapes in sizes.items()
+        for dtype in dtypes
+        for shape in shapes
+    ]
+
+
+def make_data(workload, seed=0):
+    """Generate the seeded synthetic data of a workload.
+
+    Parameters
+    ----------
+    workload : Workload
+    seed : int, default 0
+
+    Returns
+    -------
+    Data
+        Softmax kinds: standard-normal logits and int64 labels of shape ``shape[:-1]``.
+        Binary kinds: standard-normal logits, or probabilities kept at least
+        ``PROBABILITY_MARGIN`` away from 0 and 1, with 0/1 targets of the input's dtype.
+    """
+    rng = np.random.default_rng(seed)
+    inputs = rng.standard_normal(workload.shape, dtype=workload.dtype)
+    if workload.kind in SOFTMAX_KINDS:
+        labels = rng.integers(0, workload.shape[-1], size=workload.shape[:-1], dtype=np.int64)
+        return Data(inputs, labels)
+    targets = rng.integers(0, 2, size=workload.shape).astype(workload.dtype)
+    if workload.kind == BINARY_LOGLOSS:
+        inputs = np.clip(_sigmoid(inputs), PROBABILITY_MARGIN, 1 - PROBABILITY_MARGIN)
+    return Data(inputs, targets)
+
+
+def _sigmoid(x):
+    return 0.5 * np.tanh(0.5 * x) + 0.5
+
+
+def bytes_moved(workload, data):
+    """Count the bytes a workload must at least read and write.
+
+    Parameters
+    ----------
+    workload : Workload
+    data : Data
+
+    Returns
+    -------
+    int
+        The bytes of the inputs and targets, plus those of the gradient when the workload
+        computes one.
+    """
+    grad_bytes = data.inputs.nbytes if workload.with_grad else 0
+    return data.inputs.nbytes + data.targets.nbytes + grad_bytes
