@@ -7,21 +7,16 @@ compared with this one.
 import numpy as np
 
 import fastxent
-from fastxent._bench.builders import Builder, MetricsBuilder, metrics, timed_loss
+from fastxent._bench.builders import metrics
 from fastxent._bench.workloads import (
-    BINARY_CE,
-    BINARY_LOGLOSS,
-    EVALUATE,
     EVALUATE_TOPK,
-    SOFTMAX_CE,
-    SOFTMAX_CE_LOSS,
     TOP_K,
 )
 
 MODULE = "fastxent"
 
 
-def _softmax_ce(data, threads):
+def softmax_ce(data, threads):
     grad = np.empty_like(data.inputs)
 
     def run():
@@ -31,11 +26,11 @@ def _softmax_ce(data, threads):
     return run
 
 
-def _softmax_ce_loss(data, threads):
+def softmax_ce_loss(data, threads):
     return lambda: float(fastxent.cross_entropy(data.inputs, data.targets, n_threads=threads))
 
 
-def _binary_ce(data, threads):
+def binary_ce(data, threads):
     grad = np.empty_like(data.inputs)
 
     def run():
@@ -45,12 +40,12 @@ def _binary_ce(data, threads):
     return run
 
 
-def _binary_logloss(data, threads):
+def binary_logloss(data, threads):
     return lambda: float(fastxent.binary_cross_entropy(
         data.inputs, data.targets, from_logits=False, n_threads=threads))
 
 
-def _evaluate_metrics(data, threads):
+def evaluate_metrics(data, threads):
     def run():
         result = fastxent.evaluate(data.inputs, data.targets, topk=EVALUATE_TOPK,
                                    n_threads=threads)
@@ -58,12 +53,3 @@ def _evaluate_metrics(data, threads):
                        result.entropy, result.brier, result.ece)
     return run
 
-
-EVALUATE_METRICS: MetricsBuilder = _evaluate_metrics
-BUILDERS: dict[str, Builder] = {
-    SOFTMAX_CE: _softmax_ce,
-    SOFTMAX_CE_LOSS: _softmax_ce_loss,
-    BINARY_CE: _binary_ce,
-    BINARY_LOGLOSS: _binary_logloss,
-    EVALUATE: timed_loss(_evaluate_metrics),
-}

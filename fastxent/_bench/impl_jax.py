@@ -7,9 +7,6 @@ without it.
 
 import numpy as np
 
-from fastxent._bench.builders import Builder, MetricsBuilder
-from fastxent._bench.workloads import BINARY_CE, BINARY_LOGLOSS, SOFTMAX_CE, SOFTMAX_CE_LOSS
-
 MODULE = "jax"
 
 
@@ -58,26 +55,18 @@ def _loss_only(loss_fn, inputs, targets):
     return lambda: float(compiled(inputs, targets).block_until_ready())
 
 
-def _softmax_ce(data, threads):
+def softmax_ce(data, threads):
     return _loss_and_grad(_softmax_loss, *_arrays(data, softmax=True))
 
 
-def _softmax_ce_loss(data, threads):
+def softmax_ce_loss(data, threads):
     return _loss_only(_softmax_loss, *_arrays(data, softmax=True))
 
 
-def _binary_ce(data, threads):
+def binary_ce(data, threads):
     return _loss_and_grad(_binary_loss, *_arrays(data, softmax=False))
 
 
-def _binary_logloss(data, threads):
+def binary_logloss(data, threads):
     return _loss_only(_logloss, *_arrays(data, softmax=False))
 
-
-EVALUATE_METRICS: MetricsBuilder | None = None
-BUILDERS: dict[str, Builder] = {
-    SOFTMAX_CE: _softmax_ce,
-    SOFTMAX_CE_LOSS: _softmax_ce_loss,
-    BINARY_CE: _binary_ce,
-    BINARY_LOGLOSS: _binary_logloss,
-}

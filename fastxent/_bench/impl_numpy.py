@@ -6,14 +6,9 @@ error are shared with :mod:`fastxent._bench.impl_sklearn`, which has neither.
 
 import numpy as np
 
-from fastxent._bench.builders import Builder, MetricsBuilder, metrics, timed_loss
+from fastxent._bench.builders import metrics
 from fastxent._bench.workloads import (
-    BINARY_CE,
-    BINARY_LOGLOSS,
     ECE_BINS,
-    EVALUATE,
-    SOFTMAX_CE,
-    SOFTMAX_CE_LOSS,
     TOP_K,
 )
 
@@ -75,7 +70,7 @@ def _softmax_loss_into(logits, labels, exp_out):
     return loss, row_sum
 
 
-def _softmax_ce(data, threads):
+def softmax_ce(data, threads):
     logits, labels = data.rows()
     grad = np.empty_like(logits)
     rows = np.arange(len(labels))
@@ -88,13 +83,13 @@ def _softmax_ce(data, threads):
     return run
 
 
-def _softmax_ce_loss(data, threads):
+def softmax_ce_loss(data, threads):
     logits, labels = data.rows()
     work = np.empty_like(logits)
     return lambda: float(_softmax_loss_into(logits, labels, work)[0])
 
 
-def _binary_ce(data, threads):
+def binary_ce(data, threads):
     logits, targets = data.inputs, data.targets
     grad = np.empty_like(logits)
 
@@ -111,7 +106,7 @@ def _binary_ce(data, threads):
     return run
 
 
-def _binary_logloss(data, threads):
+def binary_logloss(data, threads):
     probabilities, targets = data.inputs, data.targets
     log_p = np.empty_like(probabilities)
     log_q = np.empty_like(probabilities)
@@ -125,7 +120,7 @@ def _binary_logloss(data, threads):
     return run
 
 
-def _evaluate_metrics(data, threads):
+def evaluate_metrics(data, threads):
     logits, labels = data.rows()
     rows = np.arange(len(labels))
 
@@ -144,12 +139,3 @@ def _evaluate_metrics(data, threads):
         return metrics(loss, np.exp(loss), correct.mean(), top_k_accuracy, entropy, brier, ece)
     return run
 
-
-EVALUATE_METRICS: MetricsBuilder = _evaluate_metrics
-BUILDERS: dict[str, Builder] = {
-    SOFTMAX_CE: _softmax_ce,
-    SOFTMAX_CE_LOSS: _softmax_ce_loss,
-    BINARY_CE: _binary_ce,
-    BINARY_LOGLOSS: _binary_logloss,
-    EVALUATE: timed_loss(_evaluate_metrics),
-}

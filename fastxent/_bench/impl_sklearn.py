@@ -6,14 +6,9 @@ imported only when a builder runs, so that this module imports without them.
 
 import numpy as np
 
-from fastxent._bench.builders import Builder, MetricsBuilder, metrics, timed_loss
+from fastxent._bench.builders import metrics
 from fastxent._bench.impl_numpy import brier_score, calibration_error
 from fastxent._bench.workloads import (
-    BINARY_CE,
-    BINARY_LOGLOSS,
-    EVALUATE,
-    SOFTMAX_CE,
-    SOFTMAX_CE_LOSS,
     TOP_K,
 )
 
@@ -33,14 +28,14 @@ def _loss_gradient(loss, inputs, targets, threads):
     return run
 
 
-def _softmax_ce(data, threads):
+def softmax_ce(data, threads):
     from sklearn._loss.loss import HalfMultinomialLoss
     logits, labels = data.rows()
     return _loss_gradient(
         HalfMultinomialLoss(n_classes=logits.shape[1]), logits, labels, threads)
 
 
-def _softmax_ce_loss(data, threads):
+def softmax_ce_loss(data, threads):
     from sklearn._loss.loss import HalfMultinomialLoss
     logits, labels = data.rows()
     loss = HalfMultinomialLoss(n_classes=logits.shape[1])
@@ -53,17 +48,17 @@ def _softmax_ce_loss(data, threads):
     return run
 
 
-def _binary_ce(data, threads):
+def binary_ce(data, threads):
     from sklearn._loss.loss import HalfBinomialLoss
     return _loss_gradient(HalfBinomialLoss(), data.inputs, data.targets, threads)
 
 
-def _binary_logloss(data, threads):
+def binary_logloss(data, threads):
     from sklearn.metrics import log_loss
     return lambda: float(log_loss(data.targets, data.inputs))
 
 
-def _evaluate_metrics(data, threads):
+def evaluate_metrics(data, threads):
     from scipy.special import softmax
     from scipy.stats import entropy
     from sklearn.metrics import accuracy_score, log_loss, top_k_accuracy_score
@@ -83,12 +78,3 @@ def _evaluate_metrics(data, threads):
         return metrics(loss, np.exp(loss), accuracy, top_k_accuracy, mean_entropy, brier, ece)
     return run
 
-
-EVALUATE_METRICS: MetricsBuilder = _evaluate_metrics
-BUILDERS: dict[str, Builder] = {
-    SOFTMAX_CE: _softmax_ce,
-    SOFTMAX_CE_LOSS: _softmax_ce_loss,
-    BINARY_CE: _binary_ce,
-    BINARY_LOGLOSS: _binary_logloss,
-    EVALUATE: timed_loss(_evaluate_metrics),
-}

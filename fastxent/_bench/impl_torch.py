@@ -4,14 +4,9 @@ Follows the interface of :mod:`fastxent._bench.builders`. torch is imported only
 builder runs, so that this module imports without it.
 """
 
-from fastxent._bench.builders import Builder, MetricsBuilder, metrics, timed_loss
+from fastxent._bench.builders import metrics
 from fastxent._bench.workloads import (
-    BINARY_CE,
-    BINARY_LOGLOSS,
     ECE_BINS,
-    EVALUATE,
-    SOFTMAX_CE,
-    SOFTMAX_CE_LOSS,
     TOP_K,
 )
 
@@ -44,28 +39,28 @@ def _loss_only(loss_fn, inputs, targets):
     return run
 
 
-def _softmax_ce(data, threads):
+def softmax_ce(data, threads):
     import torch.nn.functional as F
     return _loss_and_grad(F.cross_entropy, *_tensors(data, threads, True, True))
 
 
-def _softmax_ce_loss(data, threads):
+def softmax_ce_loss(data, threads):
     import torch.nn.functional as F
     return _loss_only(F.cross_entropy, *_tensors(data, threads, True, False))
 
 
-def _binary_ce(data, threads):
+def binary_ce(data, threads):
     import torch.nn.functional as F
     return _loss_and_grad(
         F.binary_cross_entropy_with_logits, *_tensors(data, threads, False, True))
 
 
-def _binary_logloss(data, threads):
+def binary_logloss(data, threads):
     import torch.nn.functional as F
     return _loss_only(F.binary_cross_entropy, *_tensors(data, threads, False, False))
 
 
-def _evaluate_metrics(data, threads):
+def evaluate_metrics(data, threads):
     import torch
     import torch.nn.functional as F
     logits, labels = _tensors(data, threads, True, False)
@@ -92,12 +87,3 @@ def _evaluate_metrics(data, threads):
                            brier, ece)
     return run
 
-
-EVALUATE_METRICS: MetricsBuilder = _evaluate_metrics
-BUILDERS: dict[str, Builder] = {
-    SOFTMAX_CE: _softmax_ce,
-    SOFTMAX_CE_LOSS: _softmax_ce_loss,
-    BINARY_CE: _binary_ce,
-    BINARY_LOGLOSS: _binary_logloss,
-    EVALUATE: timed_loss(_evaluate_metrics),
-}

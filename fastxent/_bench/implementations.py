@@ -7,6 +7,7 @@ Each implementation is one ``impl_*.py`` module following the interface of
 import importlib
 
 from fastxent._bench import impl_fastxent, impl_jax, impl_numpy, impl_sklearn, impl_torch
+from fastxent._bench.builders import builders_of
 
 #: Implementation name -> its module, fastxent first.
 IMPLEMENTATIONS = {
@@ -20,10 +21,12 @@ PEERS = tuple(name for name in IMPLEMENTATIONS if name != "fastxent")
 #: Implementation name -> the builder of the "evaluate" kind that returns every metric, for
 #: the implementations to which the kind is applicable.
 EVALUATE_METRICS = {
-    name: module.EVALUATE_METRICS
+    name: module.evaluate_metrics
     for name, module in IMPLEMENTATIONS.items()
-    if module.EVALUATE_METRICS is not None
+    if hasattr(module, "evaluate_metrics")
 }
+#: Implementation name -> {workload kind: its timed builder}.
+BUILDERS = {name: builders_of(module) for name, module in IMPLEMENTATIONS.items()}
 
 
 def required_module(name):
@@ -86,7 +89,7 @@ def supports(name, kind):
     -------
     bool
     """
-    return kind in IMPLEMENTATIONS[name].BUILDERS
+    return kind in BUILDERS[name]
 
 
 def prepare(name, workload, data, threads):
@@ -105,4 +108,4 @@ def prepare(name, workload, data, threads):
     callable
         One call computes the workload and returns the loss as a float.
     """
-    return IMPLEMENTATIONS[name].BUILDERS[workload.kind](data, threads)
+    return BUILDERS[name][workload.kind](data, threads)
