@@ -6,16 +6,19 @@ and float64, in place where asked. See ``README.md`` for the numerical contract.
 
 import os
 
-from fastxent._api.binary import (binary_cross_entropy, binary_cross_entropy_grad,
-                              binary_cross_entropy_loss_and_grad)
-from fastxent._core.config import config, show_config
-from fastxent._eval.evaluate import CalibrationBins, EvaluationResult, Evaluator, evaluate
-from fastxent._eval.arrayfiles import EvalFileError
-from fastxent._eval.files import evaluate_files
-from fastxent._api.multiclass import (cross_entropy, cross_entropy_grad,
-                                  cross_entropy_loss_and_grad)
+from fastxent._api.binary import (
+    binary_cross_entropy,
+    binary_cross_entropy_grad,
+    binary_cross_entropy_loss_and_grad,
+)
+from fastxent._api.multiclass import cross_entropy, cross_entropy_grad, cross_entropy_loss_and_grad
 from fastxent._api.softmax import log_softmax, logsumexp, softmax
+from fastxent._core.config import config, show_config
 from fastxent._core.threads import effective_n_threads
+from fastxent._eval.errors import EvalFileError
+from fastxent._eval.evaluate import Evaluator, evaluate
+from fastxent._eval.files import evaluate_files
+from fastxent._eval.result import CalibrationBins, EvaluationResult
 from fastxent._version import __version__
 
 

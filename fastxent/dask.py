@@ -21,9 +21,9 @@ Dask array, or adds each block's loss sum (and ``mean``'s denominator) in a tree
 """
 
 import contextlib
+import dataclasses
 import functools
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +39,7 @@ except ImportError as exc:      # pragma: no cover - depends on the environment
 import fastxent
 from fastxent._api import multiclass as _multiclass
 from fastxent._api import validation as v
+from fastxent._api.options import CrossEntropyOptions, EvaluationOptions
 
 __all__ = ["cross_entropy", "evaluate"]
 
@@ -48,10 +49,8 @@ SPLIT_EVERY = 8
 def _check_split_every(split_every):
     if split_every is None:
         return SPLIT_EVERY
-    if isinstance(split_every, bool) or not isinstance(split_every, numbers.Integral) \
-            or split_every < 2:
-        raise ValueError(f"split_every must be an int >= 2 or None, got {split_every!r}")
-    return int(split_every)
+    return v.check_int(split_every, "split_every", low=2, must="be an int >= 2 or None",
+                       type_error=ValueError)
 
 
 def _check_known_chunks(a, name):
@@ -107,32 +106,29 @@ class _Blocks:
             blocks.append([None] * len(blocks[0]))
         rows_chunks = self.x.chunks[:self.axis] + self.x.chunks[self.axis + 1:]
         bounds = [np.cumsum((0,) + sizes) for sizes in rows_chunks]
-        places = [tuple((int(b[i]), int(b[i + 1])) for b, i in zip(bounds, index))
+        places = [tuple((int(b[i]), int(b[i + 1])) for b, i in zip(bounds, index, strict=True))
                   for index in np.ndindex(*map(len, rows_chunks))]
-        return zip(places, *blocks)
+        return zip(places, *blocks, strict=True)
 
 
-def _align(input, target, sample_weight, axis, check):
-    """Wrap, check and align the inputs of a call; return a `_Blocks`.
+def _align(input, target, sample_weight, options, check):
+    """Wrap, check and align the inputs of a call; return a `_Blocks` and `options` with
+    the class axis counted from the front.
 
     The class axis of the input is rechunked into one chunk (a block holds whole rows), the
-    target and sample weight to the input's blocks of rows. `check` is the single-machine
-    function, called on zero-row arrays of the same shapes and dtypes, so that a bad option
-    raises here, when the graph is built, rather than on a worker.
+    target and sample weight to the input's blocks of rows. ``check(x, t, s, options)`` is
+    the single-machine check, called on zero-row arrays of the same shapes and dtypes, so
+    that bad data shapes and dtypes raise here, when the graph is built, rather than on a
+    worker.
     """
     x = _as_dask_or_numpy(input, "input")
     if x.ndim < 2:
         raise ValueError(f"input must have a class axis and at least one axis of rows to "
                          f"split into blocks, got shape {x.shape}")
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an int, got {axis!r}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis {axis} is out of bounds for input of shape {x.shape}")
-    axis = int(axis) % x.ndim
-    if x.shape[axis] == 0:
-        raise ValueError(f"input of shape {x.shape} has no classes along axis {axis}")
+    axis = v.check_axis(options.axis, x.shape)
+    _, _, rows_shape = v.class_layout(x, axis)
+    options = dataclasses.replace(options, axis=axis)
     x = x.rechunk({axis: -1}) if isinstance(x, da.Array) else da.from_array(x, {axis: -1})
-    rows_shape = x.shape[:axis] + x.shape[axis + 1:]
     rows_chunks = x.chunks[:axis] + x.chunks[axis + 1:]
 
     target = _as_dask_or_numpy(target, "target")
@@ -159,14 +155,15 @@ def _align(input, target, sample_weight, axis, check):
     check(np.zeros(_no_rows(x.shape, row_axis), x.dtype),
           np.zeros(_no_rows(t.shape, 0 if labels else row_axis), t.dtype),
           None if s is None else np.zeros(_no_rows(s.shape, 0), s.dtype),
-          axis)
-    return _Blocks(x=x, t=da.expand_dims(t, axis) if labels else t,
-                   s=None if s is None else da.expand_dims(s, axis), axis=axis)
+          options)
+    blocks = _Blocks(x=x, t=da.expand_dims(t, axis) if labels else t,
+                     s=None if s is None else da.expand_dims(s, axis), axis=axis)
+    return blocks, options
 
 
 def _block_args(x, t, s, options):
     """A block's arrays as the single-machine functions take them (no class axis of 1)."""
-    axis = options["axis"]
+    axis = options.axis
     if t.dtype.kind in "iu":
         t = t.squeeze(axis)
     return x, t, None if s is None else s.squeeze(axis)
@@ -194,11 +191,16 @@ def _tree(parts, combine, finish, split_every):
 
 # --- evaluate --------------------------------------------------------------------------
 
+def _evaluated(x, t, s, options):
+    """An Evaluator with `options` (an ``EvaluationOptions``) that has seen the rows."""
+    return fastxent.Evaluator(**options.keywords()).update(x, t, sample_weight=s)
+
+
 def _evaluate_block(rows, x, t, s, options):
     """One block of rows -> the ``to_dict()`` state of an Evaluator that has seen it."""
     x, t, s = _block_args(x, t, s, options)
     with _in_block(rows):
-        return fastxent.Evaluator(**options).update(x, t, sample_weight=s).to_dict()
+        return _evaluated(x, t, s, options).to_dict()
 
 
 def _merged(states):
@@ -274,16 +276,10 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
     (0.6667, 3)
     """
     split_every = _check_split_every(split_every)
-    options = dict(from_logits=from_logits, topk=topk, weight=weight,
-                   ignore_index=ignore_index, eps=eps, validate=validate, n_threads=n_threads)
-
-    def check(x0, t0, s0, axis):
-        fastxent.evaluate(x0, t0, sample_weight=s0, axis=axis, **options)
-
-    blocks = _align(input, target, sample_weight, axis, check)
-    options["axis"] = blocks.axis
-    if weight is not None:
-        options["weight"] = np.asarray(weight)
+    options = EvaluationOptions(from_logits=from_logits, topk=topk, weight=weight,
+                                ignore_index=ignore_index, eps=eps, axis=axis,
+                                validate=validate, n_threads=n_threads)
+    blocks, options = _align(input, target, sample_weight, options, _evaluated)
     states = [delayed(_evaluate_block, pure=True)(rows, x, t, s, options)
               for rows, x, t, s in blocks.delayed()]
     result = _tree(states, _merge_states, _evaluation_result, split_every)
@@ -292,32 +288,35 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
 
 # --- cross_entropy ---------------------------------------------------------------------
 
+def _prepared(x, t, s, options):
+    """The single-machine validation of `options` (``CrossEntropyOptions``) on the rows."""
+    return _multiclass.prepare(x, t, options, sample_weight=s)
+
+
 def _losses_block(x, t, s, options, block_info=None):
-    """One block of rows -> its per-row losses."""
+    """One block of rows -> its per-row losses (`options` has ``reduction="none"``)."""
     x, t, s = _block_args(x, t, s, options)
     with _in_block(block_info[None]["array-location"]):
-        return fastxent.cross_entropy(x, t, sample_weight=s, reduction="none", **options)
+        return _multiclass.run(_prepared(x, t, s, options), None)
 
 
 def _sum_block(rows, x, t, s, options, with_denominator):
     """One block of rows -> ``(loss sum, mean's denominator or 0)`` in float64.
 
-    Both come from the single-machine validation and kernel (``_multiclass.prepare`` computes
-    the denominator: ``Σ sample_weight·weight[label]`` over the counted rows, or the row count
-    / ``Σ sample_weight`` for soft targets).
+    Both come from the single-machine validation and kernel (`options` has
+    ``reduction="sum"``; ``_multiclass.prepare`` computes the denominator:
+    ``Σ sample_weight·weight[label]`` over the counted rows, or the row count /
+    ``Σ sample_weight`` for soft targets).
     """
     x, t, s = _block_args(x, t, s, options)
-    o = options
     with _in_block(rows):
-        problem = _multiclass.prepare(x, t, o["from_logits"], o["weight"], s, o["ignore_index"],
-                                      o["label_smoothing"], o["eps"], "sum", o["axis"],
-                                      o["validate"], o["n_threads"])
+        problem = _prepared(x, t, s, options)
         total = _multiclass.run(problem, None)
     return float(total), problem.denominator if with_denominator else 0.0
 
 
 def _add_sums(*pairs):
-    return tuple(map(math.fsum, zip(*pairs)))
+    return tuple(map(math.fsum, zip(*pairs, strict=True)))
 
 
 def _reduce_sums(reduction, dtype, *pairs):
@@ -378,18 +377,11 @@ def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight
     0.569717
     """
     split_every = _check_split_every(split_every)
-    options = dict(from_logits=from_logits, weight=weight, ignore_index=ignore_index,
-                   label_smoothing=label_smoothing, eps=eps, validate=validate,
-                   n_threads=n_threads)
-
-    def check(x0, t0, s0, axis):
-        fastxent.cross_entropy(x0, t0, sample_weight=s0, reduction=reduction, axis=axis,
-                               **options)
-
-    blocks = _align(input, target, sample_weight, axis, check)
-    options["axis"] = blocks.axis
-    if weight is not None:
-        options["weight"] = np.asarray(weight, np.float64)
+    options = CrossEntropyOptions(from_logits=from_logits, weight=weight,
+                                  ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                  eps=eps, reduction=reduction, axis=axis, validate=validate,
+                                  n_threads=n_threads)
+    blocks, options = _align(input, target, sample_weight, options, _prepared)
     dtype = v.computation_dtype(blocks.x.dtype)
 
     if reduction == "none":
@@ -397,6 +389,7 @@ def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight
                              token="cross_entropy_none",
                              drop_axis=blocks.axis, dtype=dtype,
                              meta=np.empty((0,) * (blocks.x.ndim - 1), dtype))
+    options = dataclasses.replace(options, reduction="sum")
     sums = [delayed(_sum_block, pure=True)(rows, x, t, s, options, reduction == "mean")
             for rows, x, t, s in blocks.delayed()]
     root = _tree(sums, _add_sums, functools.partial(_reduce_sums, reduction, dtype),

@@ -38,7 +38,6 @@ dtypes, weights that do not broadcast to the input -- go to PyTorch's own functi
 one-time warning saying why.
 """
 
-import operator
 import warnings
 
 import numpy as np
@@ -47,6 +46,7 @@ import torch.nn.functional as F
 from torch.autograd import forward_ad
 
 import fastxent
+from fastxent._api import validation as v
 
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_logits",
            "cross_entropy"]
@@ -64,6 +64,15 @@ def _fallback(name, reason):
         warnings.warn(f"fastxent.torch.{name}: {reason}; falling back to "
                       f"torch.nn.functional.{name} (this warning is shown once)",
                       RuntimeWarning, stacklevel=3)
+
+
+def _is_int(value):
+    """Whether fastxent takes `value` as an int (PyTorch raises its own error otherwise)."""
+    try:
+        v.check_int(value, "ignore_index")
+    except TypeError:
+        return False
+    return True
 
 
 def _np(t):
@@ -261,7 +270,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     elif reduction not in _REDUCTIONS:
         return torch_loss()                       # PyTorch's own error
     elif (not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor)
-          or isinstance(ignore_index, bool) or not hasattr(ignore_index, "__index__")
+          or not _is_int(ignore_index)
           or (target.is_floating_point() and ignore_index >= 0)):
         # PyTorch's own error: a non-integer ignore_index (int() would truncate it), or a
         # class ignore_index with probability targets (PyTorch refuses it).
@@ -281,7 +290,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         _fallback("cross_entropy", reason)
         return torch_loss()
     options = dict(ignore_index=(None if target.is_floating_point()
-                                 else operator.index(ignore_index)),
+                                 else v.check_int(ignore_index, "ignore_index")),
                    label_smoothing=float(label_smoothing), reduction=reduction,
                    axis=1 if input.dim() > 1 else 0)
     try:

@@ -7,6 +7,7 @@ import numpy as np
 
 from fastxent._api import docstrings as docs
 from fastxent._api import validation as v
+from fastxent._api.options import LossOptions
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import threads_for
 
@@ -53,7 +54,7 @@ class _Weights:
     """A weight array broadcast over (rows, row_len): element (r, l) reads
     ``flat[r * row_step + l * vec]``."""
 
-    flat: np.ndarray = None
+    flat: np.ndarray | None = None
     row_step: int = 0
     vec: bool = False
 
@@ -90,52 +91,56 @@ def _weights(value, shape, dtype, name, segments):
 
 @dataclass
 class _Problem:
+    """A validated binary call, ready for the kernel."""
+
+    options: LossOptions
     x: np.ndarray
     y: np.ndarray
     weight: _Weights
     pos_weight: _Weights
     row_len: int
-    has_ignore: bool
-    ignore_value: float
-    label_smoothing: float
-    from_logits: bool
-    eps: float
-    reduction: str
-    n_threads: int
-    count: int
+    eps: float                      # the clipping bound for x's dtype
+    n_threads: int                  # resolved for x's size
+    count: int                      # elements not ignored
+
+    @property
+    def has_ignore(self):
+        return self.options.ignore_index is not None
+
+    @property
+    def ignore_value(self):
+        """The kernels' ignore value: the option, or 0.0 (unused) when there is none."""
+        return 0.0 if self.options.ignore_index is None else self.options.ignore_index
 
 
-def _prepare(input, target, from_logits, weight, pos_weight, ignore_index, label_smoothing,
-             eps, reduction, validate, n_threads):
+def _prepare(input, target, options, *, weight=None, pos_weight=None):
+    """Validate a binary call (every check before any kernel writes); a ``_Problem``.
+
+    `options` is a ``LossOptions``; `weight` and `pos_weight` are the call's arrays.
+    """
     x = v.float_input(input)
     y = v.float_like(target, x.dtype, "target")
     if y.shape != x.shape:
         raise ValueError(f"target must have the input's shape {x.shape}, got {y.shape}")
-    v.check_reduction(reduction)
-    smoothing = v.check_label_smoothing(label_smoothing)
-    eps = v.resolve_eps(eps, x.dtype)
-    from_logits = v.check_flag(from_logits, "from_logits")
-    validate = v.check_flag(validate, "validate")
-    has_ignore, ignore_value = v.check_ignore_index(ignore_index, integral=False)
+    has_ignore = options.ignore_index is not None
     if has_ignore:
-        _check_exact_ignore_value(ignore_value, x.dtype)
-    threads = threads_for(x.size, n_threads)
+        _check_exact_ignore_value(options.ignore_index, x.dtype)
+    threads = threads_for(x.size, options.n_threads)
     row_len = x.shape[-1] if x.ndim else 1
     segments = row_len >= _MIN_SEGMENT
     w = _weights(weight, x.shape, x.dtype, "weight", segments)
     pw = _weights(pos_weight, x.shape, x.dtype, "pos_weight", segments)
     if not (w.needs_rows(x.size) or pw.needs_rows(x.size)):
         row_len = max(x.size, 1)                 # one segment: no row structure needed
-    if validate:
-        v.check_unit_interval(y, "target", threads, ignore_value if has_ignore else None)
-        if not from_logits:
+    if options.validate:
+        v.check_unit_interval(y, "target", threads, options.ignore_index)
+        if not options.from_logits:
             v.check_unit_interval(x, "input", threads)
     count = x.size
     if has_ignore:
-        count, _ = kernels.outside(y.reshape(-1), ignore_value, ignore_value, False, 0.0,
-                                   threads)
-    return _Problem(x, y, w, pw, row_len, has_ignore, ignore_value, smoothing,
-                    from_logits, eps, reduction, threads, count)
+        count, _ = kernels.outside(y.reshape(-1), options.ignore_index, options.ignore_index,
+                                   False, 0.0, threads)
+    return _Problem(options, x, y, w, pw, row_len, options.clip_eps(x.dtype), threads, count)
 
 
 def _check_exact_ignore_value(ignore_value, dtype):
@@ -151,20 +156,21 @@ def _check_exact_ignore_value(ignore_value, dtype):
 
 
 def _run(p, grad):
-    loss_out = np.empty_like(p.x) if p.reduction == "none" else None
+    reduction = p.options.reduction
+    loss_out = np.empty_like(p.x) if reduction == "none" else None
     grad_scale = 1.0
-    if p.reduction == "mean":
+    if reduction == "mean":
         grad_scale = 1.0 / p.count if p.count else 0.0
     total = kernels.binary_cross_entropy(
         p.x.reshape(-1), p.y.reshape(-1), p.row_len,
         p.weight.flat, p.weight.row_step, p.weight.vec,
         p.pos_weight.flat, p.pos_weight.row_step, p.pos_weight.vec,
-        p.label_smoothing, p.has_ignore, p.ignore_value, p.from_logits, p.eps, grad_scale,
-        None if loss_out is None else loss_out.reshape(-1),
+        p.options.label_smoothing, p.has_ignore, p.ignore_value, p.options.from_logits, p.eps,
+        grad_scale, None if loss_out is None else loss_out.reshape(-1),
         None if grad is None else grad.reshape(-1), p.n_threads)
-    if p.reduction == "none":
+    if reduction == "none":
         return loss_out
-    if p.reduction == "sum":
+    if reduction == "sum":
         return p.x.dtype.type(total)
     return p.x.dtype.type(total / p.count if p.count else np.nan)
 
@@ -172,17 +178,20 @@ def _run(p, grad):
 def binary_cross_entropy(input, target, *, from_logits=True, weight=None, pos_weight=None,
                          ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean",
                          validate=True, n_threads=None):
-    p = _prepare(input, target, from_logits, weight, pos_weight, ignore_index,
-                 label_smoothing, eps, reduction, validate, n_threads)
-    return _run(p, None)
+    options = LossOptions(from_logits=from_logits, ignore_index=ignore_index,
+                          label_smoothing=label_smoothing, eps=eps, reduction=reduction,
+                          validate=validate, n_threads=n_threads)
+    return _run(_prepare(input, target, options, weight=weight, pos_weight=pos_weight), None)
 
 
 def binary_cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
                                        pos_weight=None, ignore_index=None, label_smoothing=0.0,
                                        eps=None, reduction="mean", validate=True,
                                        n_threads=None, out=None):
-    p = _prepare(input, target, from_logits, weight, pos_weight, ignore_index,
-                 label_smoothing, eps, reduction, validate, n_threads)
+    options = LossOptions(from_logits=from_logits, ignore_index=ignore_index,
+                          label_smoothing=label_smoothing, eps=eps, reduction=reduction,
+                          validate=validate, n_threads=n_threads)
+    p = _prepare(input, target, options, weight=weight, pos_weight=pos_weight)
     grad = v.output(out, p.x, (p.y, p.weight.flat, p.pos_weight.flat))
     return _run(p, grad), grad
 

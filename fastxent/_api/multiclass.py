@@ -6,6 +6,7 @@ import numpy as np
 
 from fastxent._api import docstrings as docs
 from fastxent._api import validation as v
+from fastxent._api.options import CrossEntropyOptions
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import threads_for
 
@@ -47,48 +48,57 @@ _OPTIONS_DOC = """
 class _Problem:
     """A validated multiclass call, ready for the kernel."""
 
+    options: CrossEntropyOptions
     x: np.ndarray                   # C-contiguous, float32 or float64
     n_classes: int
     n_inner: int
     rows_shape: tuple
-    labels: np.ndarray = None       # int64 (rows,) or None
-    soft: np.ndarray = None         # like x, or None
-    class_weight: np.ndarray = None
-    sample_weight: np.ndarray = None
-    has_ignore: bool = False
-    ignore_index: int = 0
-    label_smoothing: float = 0.0
-    from_logits: bool = True
-    eps: float = 0.0
-    reduction: str = "mean"
-    n_threads: int = 1
+    eps: float                      # the clipping bound for x's dtype
+    n_threads: int                  # resolved for x's size
+    labels: np.ndarray | None = None        # int64 (rows,)
+    soft: np.ndarray | None = None          # like x
+    sample_weight: np.ndarray | None = None  # float64 (rows,)
     denominator: float = 0.0
 
+    @property
+    def class_weight(self):
+        return self.options.weight
 
-def prepare(input, target, from_logits, weight, sample_weight, ignore_index, label_smoothing,
-            eps, reduction, axis, validate, n_threads):
-    """Validate a multiclass call (every check before any kernel writes); a ``_Problem``."""
+    @property
+    def has_ignore(self):
+        return self.options.ignore_index is not None
+
+    @property
+    def ignore_index(self):
+        """The kernels' ignore_index: the option, or 0 (unused) when there is none."""
+        return 0 if self.options.ignore_index is None else self.options.ignore_index
+
+
+def prepare(input, target, options, *, sample_weight=None):
+    """Validate a multiclass call (every check before any kernel writes).
+
+    Parameters
+    ----------
+    input, target, sample_weight
+        As for ``cross_entropy``.
+    options : CrossEntropyOptions
+        The call's options (already checked on their own).
+
+    Returns
+    -------
+    _Problem
+    """
     x = v.float_input(input)
-    n_classes, n_inner, rows_shape = v.class_layout(x, axis)
-    v.check_reduction(reduction)
-    p = _Problem(x=x, n_classes=n_classes, n_inner=n_inner, rows_shape=rows_shape,
-                 reduction=reduction,
-                 from_logits=v.check_flag(from_logits, "from_logits"),
-                 label_smoothing=v.check_label_smoothing(label_smoothing),
-                 eps=v.resolve_eps(eps, x.dtype))
-    validate = v.check_flag(validate, "validate")
-    threads = threads_for(x.size, n_threads)
-    p.n_threads = threads
-    p.has_ignore, p.ignore_index = v.check_ignore_index(ignore_index, integral=True)
+    n_classes, n_inner, rows_shape = v.class_layout(x, options.axis)
+    threads = threads_for(x.size, options.n_threads)
+    p = _Problem(options=options, x=x, n_classes=n_classes, n_inner=n_inner,
+                 rows_shape=rows_shape, eps=options.clip_eps(x.dtype), n_threads=threads)
     _prepare_target(p, target)
     if p.has_ignore and p.labels is None:
         raise ValueError("ignore_index applies to integer class labels, not soft targets")
-    if weight is not None:
-        w = v.float_like(weight, np.float64, "weight")
-        if w.shape != (n_classes,):
-            raise ValueError(f"weight must have shape ({n_classes},) for {n_classes} classes, "
-                             f"got {w.shape}")
-        p.class_weight = w
+    if p.class_weight is not None and p.class_weight.shape != (n_classes,):
+        raise ValueError(f"weight must have shape ({n_classes},) for {n_classes} classes, "
+                         f"got {p.class_weight.shape}")
     if sample_weight is not None:
         s = v.float_like(sample_weight, np.float64, "sample_weight")
         if s.shape != p.rows_shape:
@@ -108,11 +118,11 @@ def prepare(input, target, from_logits, weight, sample_weight, ignore_index, lab
     else:
         n_rows = x.size // n_classes
         p.denominator = float(n_rows if p.sample_weight is None else p.sample_weight.sum())
-        if validate:
+        if options.validate:
             v.check_unit_interval(p.soft, "target", threads)
-    if validate and not p.from_logits:
+    if options.validate and not options.from_logits:
         v.check_unit_interval(x, "input", threads)
-    if validate and p.from_logits:
+    if options.validate and options.from_logits:
         _warn_if_probabilities(x, n_classes, n_inner)
     return p
 
@@ -175,19 +185,20 @@ def _clamp_uint64_labels(t, p):
 
 def run(p, grad):
     """Run the kernel; return the reduced loss (or per-row losses) and fill `grad`."""
+    reduction = p.options.reduction
     kernel_weight = None if p.class_weight is None else p.class_weight.astype(p.x.dtype)
-    row_loss = np.empty(p.x.size // p.n_classes) if p.reduction == "none" else None
+    row_loss = np.empty(p.x.size // p.n_classes) if reduction == "none" else None
     grad_scale = 1.0
-    if p.reduction == "mean":
+    if reduction == "mean":
         grad_scale = 1.0 / p.denominator if p.denominator != 0 else 0.0
     total = kernels.class_cross_entropy(
         p.x.reshape(-1), p.n_classes, p.n_inner, p.labels,
         None if p.soft is None else p.soft.reshape(-1), kernel_weight, p.sample_weight,
-        p.has_ignore, p.ignore_index, p.label_smoothing, p.from_logits, p.eps, grad_scale,
-        row_loss, None if grad is None else grad.reshape(-1), p.n_threads)
-    if p.reduction == "none":
+        p.has_ignore, p.ignore_index, p.options.label_smoothing, p.options.from_logits, p.eps,
+        grad_scale, row_loss, None if grad is None else grad.reshape(-1), p.n_threads)
+    if reduction == "none":
         return row_loss.astype(p.x.dtype).reshape(p.rows_shape)
-    if p.reduction == "sum":
+    if reduction == "sum":
         return p.x.dtype.type(total)
     return p.x.dtype.type(total / p.denominator if p.denominator != 0 else np.nan)
 
@@ -195,17 +206,22 @@ def run(p, grad):
 def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight=None,
                   ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean", axis=-1,
                   validate=True, n_threads=None):
-    p = prepare(input, target, from_logits, weight, sample_weight, ignore_index,
-                 label_smoothing, eps, reduction, axis, validate, n_threads)
-    return run(p, None)
+    options = CrossEntropyOptions(
+        from_logits=from_logits, weight=weight, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, eps=eps, reduction=reduction, axis=axis,
+        validate=validate, n_threads=n_threads)
+    return run(prepare(input, target, options, sample_weight=sample_weight), None)
 
 
 def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
                                 sample_weight=None, ignore_index=None, label_smoothing=0.0,
                                 eps=None, reduction="mean", axis=-1, validate=True,
                                 n_threads=None, out=None):
-    p = prepare(input, target, from_logits, weight, sample_weight, ignore_index,
-                 label_smoothing, eps, reduction, axis, validate, n_threads)
+    options = CrossEntropyOptions(
+        from_logits=from_logits, weight=weight, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, eps=eps, reduction=reduction, axis=axis,
+        validate=validate, n_threads=n_threads)
+    p = prepare(input, target, options, sample_weight=sample_weight)
     grad = v.output(out, p.x, (p.labels, p.soft, p.class_weight, p.sample_weight))
     return run(p, grad), grad
 

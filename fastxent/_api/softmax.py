@@ -1,7 +1,6 @@
 """Softmax building blocks on the same kernels: softmax, log_softmax, logsumexp."""
 
 import math
-import numbers
 
 import numpy as np
 
@@ -62,8 +61,7 @@ def _transform(x, axis, out, n_threads, mode):
 
 def _check_scalar_axis(axis):
     """A 0-d input has the axis 0 (or -1) only, as in PyTorch."""
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an int, got {axis!r}")
+    axis = v.check_int(axis, "axis")
     if axis not in (0, -1):
         raise ValueError(f"axis {axis} is out of bounds for a 0-d input (only 0 or -1)")
 
@@ -79,13 +77,8 @@ def _reduced_axes_last(x, axis):
         if len(axis) > 1:
             raise ValueError(f"axis {axis}: a 0-d input has one axis only")
         return x, axis[0]
-    normalized = []
-    for a in axis:
-        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
-            raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
-        if not -x.ndim <= a < x.ndim:
-            raise ValueError(f"axis {a} is out of bounds for input of shape {x.shape}")
-        normalized.append(int(a) % x.ndim)
+    normalized = [v.check_axis(v.check_int(a, "axis", must="be an int or a tuple of ints"),
+                               x.shape) for a in axis]
     if len(set(normalized)) != len(normalized):
         raise ValueError(f"axis {axis} names an axis more than once")
     kept = [a for a in range(x.ndim) if a not in normalized]

@@ -6,6 +6,7 @@ in-place buffer untouched.
 
 import math
 import numbers
+import operator
 import os
 import sys
 import warnings
@@ -75,6 +76,122 @@ def float_like(x, dtype, name):
     return np.asarray(arr, dtype=dtype, order="C")
 
 
+def plain(value):
+    """`value` as the Python scalar it holds when it is a NumPy scalar or a 0-d array, else
+    `value` itself: the first step of every option check, so that options compare, print and
+    save as plain Python values."""
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value.item()
+    return value
+
+
+def check_flag(value, name):
+    """Return the flag `value` as a bool: a bool, ``np.bool_`` or 0-d bool array, never a
+    truthy stand-in (``"False"`` is true).
+
+    Raises
+    ------
+    TypeError
+        ``"{name} must be a bool, got {value!r}"``.
+    """
+    value = plain(value)
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def check_int(value, name, *, low=None, high=None, must="be an int", type_error=TypeError):
+    """Return `value` as a Python int in [`low`, `high`] (a bound of None is no bound).
+
+    Anything with ``__index__`` is an int (NumPy integers included), a bool is not.
+
+    Parameters
+    ----------
+    value : object
+        The option's value.
+    name : str
+        The option's name, for the message.
+    low, high : int, optional
+        The bounds, both included.
+    must : str
+        What `value` must be or hold, completing ``"{name} must {must}, got {value!r}"``: the
+        one message for every way `value` can be wrong.
+    type_error : type, default=TypeError
+        The exception for a value that is not an int (ValueError where an option has always
+        raised that); a value out of bounds raises ValueError.
+
+    Returns
+    -------
+    int
+    """
+    value = plain(value)
+    message = f"{name} must {must}, got {value!r}"
+    if isinstance(value, bool):
+        raise type_error(message)
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise type_error(message) from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(message)
+    return value
+
+
+def check_real(value, name, low, high, *, high_open=False, must=None, type_error=ValueError):
+    """Return the real number `value` as a float in [`low`, `high`] (NaN never is).
+
+    Parameters
+    ----------
+    value : object
+        The option's value: a real number (a bool is not one).
+    name : str
+        The option's name, for the message.
+    low, high : float
+        The bounds; `low` is included, `high` unless `high_open`.
+    high_open : bool, default=False
+        Exclude `high`.
+    must : str, optional
+        What `value` must be, completing ``"{name} must {must}, got {value!r}"``: the one
+        message for every way `value` can be wrong. By default ``be a number in [low, high]``.
+    type_error : type, default=ValueError
+        The exception for a value that is not a real number; a value out of bounds (or too
+        large for a float) raises ValueError.
+
+    Returns
+    -------
+    float
+    """
+    value = plain(value)
+    if must is None:
+        must = f"be a number in [{low}, {high}{')' if high_open else ']'}"
+    message = f"{name} must {must}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise type_error(message)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(message) from None
+    if not low <= number <= high or (high_open and number == high):
+        raise ValueError(message)
+    return number
+
+
+def check_reduction(reduction, name="reduction"):
+    """Return `reduction`, one of ``REDUCTIONS``, as a str."""
+    reduction = plain(reduction)
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"{name} must be one of 'none', 'sum', 'mean', got {reduction!r}")
+    return str(reduction)
+
+
+def check_axis(axis, shape):
+    """Return `axis` of an array of `shape` as an index in ``[0, len(shape))``."""
+    axis = check_int(axis, "axis")
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(f"axis {axis} is out of bounds for input of shape {shape}")
+    return axis % len(shape)
+
+
 def class_layout(x, axis, allow_empty=False):
     """Return (n_classes, n_inner, rows_shape) of `x` with classes along `axis`.
 
@@ -84,68 +201,11 @@ def class_layout(x, axis, allow_empty=False):
     """
     if x.ndim == 0:
         raise ValueError("input must have a class axis, got a 0-d array")
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an int, got {axis!r}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis {axis} is out of bounds for input of shape {x.shape}")
-    axis = int(axis) % x.ndim
+    axis = check_axis(axis, x.shape)
     n_classes = x.shape[axis]
     if n_classes == 0 and not allow_empty:
         raise ValueError(f"input of shape {x.shape} has no classes along axis {axis}")
     return n_classes, math.prod(x.shape[axis + 1:]), x.shape[:axis] + x.shape[axis + 1:]
-
-
-def check_flag(value, name):
-    """Return the flag `value` as a bool: a bool or ``np.bool_``, never a truthy stand-in
-    (``"False"`` is true)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
-
-
-def check_reduction(reduction):
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of 'none', 'sum', 'mean', got {reduction!r}")
-
-
-def check_label_smoothing(label_smoothing):
-    if (isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real)
-            or not 0.0 <= label_smoothing <= 1.0):
-        raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
-    return float(label_smoothing)
-
-
-def resolve_eps(eps, dtype):
-    """The probability clipping bound: ``np.finfo(dtype).eps`` when None, else in [0, 0.5)."""
-    if eps is None:
-        return float(np.finfo(dtype).eps)
-    if (isinstance(eps, bool) or not isinstance(eps, numbers.Real)
-            or not 0.0 <= eps < 0.5):
-        raise ValueError(f"eps must be a number in [0, 0.5), got {eps!r}")
-    return float(eps)
-
-
-def check_ignore_index(ignore_index, integral):
-    """Return (has_ignore, value); `integral` asks for an int (class labels)."""
-    if ignore_index is None:
-        return False, 0
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Real):
-        raise TypeError(f"ignore_index must be a number or None, got {ignore_index!r}")
-    if integral:
-        if not isinstance(ignore_index, numbers.Integral):
-            raise TypeError(f"ignore_index must be an int for class labels, got {ignore_index!r}")
-        value = int(ignore_index)
-        if not INT64_MIN <= value <= INT64_MAX:
-            raise ValueError(f"ignore_index must fit in int64 (labels are compared as int64), "
-                             f"got {value}")
-        return True, value
-    try:
-        value = float(ignore_index)
-    except OverflowError:
-        raise ValueError(f"ignore_index must fit in float64, got {ignore_index!r}") from None
-    if math.isnan(value):
-        raise ValueError("ignore_index must not be NaN")
-    return True, value
 
 
 def output(out, x, others, shape=None):

@@ -11,26 +11,25 @@ compressed members are decompressed sequentially and checked by :mod:`zipfile`.
 :class:`EvalFileError`, a ``ValueError`` whose message names the file and the problem.
 """
 
-import ast
 import contextlib
 import hashlib
 import math
 import os
 import stat as stat_module
-import struct
-import sys
 import zipfile
 import zlib
 
 import numpy as np
-import numpy.lib.format as npy_format
 
-_NPY_MAGIC = b"\x93NUMPY"
-_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-_ZIP_LOCAL_HEADER = struct.Struct("<4s22xHH")    # signature, ..., name length, extra length
-_NPY_V3_HEADER_LENGTH = struct.Struct("<I")
-_MAX_HEADER_BYTES = 10000                         # NumPy's limit for a header it parses
-_MAX_DIMS = 64                                    # NumPy's NPY_MAXDIMS
+from fastxent._eval.errors import EvalFileError
+from fastxent._eval.npyformat import (
+    NPY_MAGIC,
+    ZIP_MAGICS,
+    check_length,
+    read_npy_header,
+    stored_member_start,
+)
+
 _SKIP_BYTES = 16 * 2**20                          # read size for rows read only to check them
 _BUFFER_ALIGN = 64                                # bytes; a cache line, and any SIMD vector
 _FINGERPRINT_EDGE = 64 * 2**10                    # bytes hashed at each end of a file
@@ -42,10 +41,6 @@ _NOT_REGULAR = [(stat_module.S_ISDIR, "is a directory"),
                 (stat_module.S_ISCHR, "is a character device"),
                 (stat_module.S_ISBLK, "is a block device"),
                 (stat_module.S_ISSOCK, "is a socket")]
-
-
-class EvalFileError(ValueError):
-    """A problem with an input file or a checkpoint; the message names the file."""
 
 
 def read_array(spec):
@@ -129,12 +124,12 @@ def open_array(spec):
             with contextlib.suppress(OSError):
                 os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         head = file.read(6)
-        if head.startswith(_NPY_MAGIC):
+        if head.startswith(NPY_MAGIC):
             if member is not None:
                 raise EvalFileError(f"{name}: {path} is a .npy file; ':NAME' selects a member "
                                     f"of a .npz file")
             return _open_npy(name, path, file, stat)
-        if head[:4] in _ZIP_MAGICS:
+        if head[:4] in ZIP_MAGICS:
             return _open_npz_member(name, path, file, stat, member)
         if not head:
             raise EvalFileError(f"{name}: empty file, not a .npy or .npz file")
@@ -180,82 +175,11 @@ def _check_regular(name, stat):
                         f"files)")
 
 
-def _read_npy_header(fp, name):
-    """Read a .npy header from `fp`: return (shape, fortran_order, dtype), all checked."""
-    try:
-        version = npy_format.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran_order, dtype = npy_format.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = npy_format.read_array_header_2_0(fp)
-        elif version == (3, 0):
-            shape, fortran_order, dtype = _read_npy_header_3_0(fp)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, EOFError, SyntaxError, TypeError, MemoryError, RecursionError,
-            struct.error) as exc:
-        raise EvalFileError(f"{name}: not a valid .npy file: {exc}") from None
-    _check_header(name, shape, dtype)
-    return shape, fortran_order, dtype
-
-
-def _read_npy_header_3_0(fp):
-    """The header of format 3.0: 2.0's layout with a UTF-8 text (NumPy has no public reader)."""
-    length_bytes = fp.read(_NPY_V3_HEADER_LENGTH.size)
-    if len(length_bytes) < _NPY_V3_HEADER_LENGTH.size:
-        raise EOFError("the header length is cut off")
-    (length,) = _NPY_V3_HEADER_LENGTH.unpack(length_bytes)
-    if length > _MAX_HEADER_BYTES:
-        raise ValueError(f"header of {length} bytes (at most {_MAX_HEADER_BYTES} are read)")
-    text = fp.read(length)
-    if len(text) < length:
-        raise EOFError(f"the header is cut off ({len(text)} of {length} bytes)")
-    header = ast.literal_eval(text.decode("utf-8"))
-    if not isinstance(header, dict) or header.keys() != {"descr", "fortran_order", "shape"}:
-        raise ValueError(f"the header is not a dict of descr, fortran_order and shape: "
-                         f"{header!r}")
-    if not isinstance(header["shape"], tuple):
-        raise ValueError(f"shape is not valid: {header['shape']!r}")
-    if not isinstance(header["fortran_order"], bool):
-        raise ValueError(f"fortran_order is not a valid bool: {header['fortran_order']!r}")
-    return header["shape"], header["fortran_order"], npy_format.descr_to_dtype(header["descr"])
-
-
-def _check_header(name, shape, dtype):
-    """Raise EvalFileError for a shape or dtype that no array has or that cannot be read."""
-    def invalid(problem):
-        return EvalFileError(f"{name}: not a valid .npy file: {problem}")
-
-    if not all(type(d) is int for d in shape):
-        raise invalid(f"shape {shape!r} holds something other than ints")
-    if any(d < 0 for d in shape):
-        raise invalid(f"shape {shape} has a negative dimension")
-    if len(shape) > _MAX_DIMS:
-        raise invalid(f"{len(shape)} dimensions (NumPy allows {_MAX_DIMS})")
-    if dtype.itemsize == 0:
-        raise invalid(f"dtype {dtype} has elements of 0 bytes")
-    if math.prod(max(d, 1) for d in shape) * dtype.itemsize > sys.maxsize:
-        raise invalid(f"shape {shape} of {dtype} is larger than any file can hold")
-    if dtype.hasobject:
-        raise EvalFileError(f"{name}: dtype {dtype} holds Python objects (pickled data), "
-                            f"which cannot be read in chunks")
-    if dtype.names is not None or dtype.subdtype is not None:
-        raise EvalFileError(f"{name}: structured dtype {dtype} is not supported")
-
-
-def _check_length(name, shape, dtype, available):
-    expected = math.prod(shape) * dtype.itemsize
-    if available < expected:
-        raise EvalFileError(
-            f"{name}: truncated: header says {shape} {dtype} = {expected} bytes of data, "
-            f"file has {max(available, 0)}")
-
-
 def _open_npy(name, path, file, stat):
     file.seek(0)
-    shape, fortran_order, dtype = _read_npy_header(file, name)
+    shape, fortran_order, dtype = read_npy_header(file, name)
     offset = file.tell()
-    _check_length(name, shape, dtype, stat.st_size - offset)
+    check_length(name, shape, dtype, stat.st_size - offset)
     return _InPlaceArray(name, path, file, stat, None, shape, fortran_order, dtype, offset)
 
 
@@ -300,19 +224,12 @@ def _open_stored_member(name, path, file, stat, info):
     if info.compress_size != info.file_size:
         raise EvalFileError(f"{name}: corrupt .npz file (an uncompressed member of "
                             f"{info.file_size} bytes takes {info.compress_size})")
-    file.seek(info.header_offset)
-    local = file.read(_ZIP_LOCAL_HEADER.size)
-    if len(local) < _ZIP_LOCAL_HEADER.size:
-        raise EvalFileError(f"{name}: truncated .npz file (the member's header is cut off)")
-    signature, name_length, extra_length = _ZIP_LOCAL_HEADER.unpack(local)
-    if signature != b"PK\x03\x04":
-        raise EvalFileError(f"{name}: corrupt .npz file (bad local header)")
-    member_start = info.header_offset + _ZIP_LOCAL_HEADER.size + name_length + extra_length
+    member_start = stored_member_start(name, file, info)
     file.seek(member_start)
-    shape, fortran_order, dtype = _read_npy_header(file, name)
+    shape, fortran_order, dtype = read_npy_header(file, name)
     offset = file.tell()
     member_end = member_start + info.file_size
-    _check_length(name, shape, dtype, min(member_end, stat.st_size) - offset)
+    check_length(name, shape, dtype, min(member_end, stat.st_size) - offset)
     return _InPlaceArray(name, path, file, stat, info.filename, shape, fortran_order, dtype,
                          offset, crc=(member_start, member_end, info.CRC))
 
@@ -497,7 +414,7 @@ class _StreamedArray(ArraySource):
         self._member_name = name
         self._stream, shape, fortran_order, dtype = self._open_stream()
         try:
-            _check_length(name, shape, dtype, info.file_size - self._header_bytes)
+            check_length(name, shape, dtype, info.file_size - self._header_bytes)
         except BaseException:
             self._stream.close()
             raise
@@ -507,7 +424,7 @@ class _StreamedArray(ArraySource):
     def _open_stream(self):
         stream = self._archive.open(self._info)
         try:
-            shape, fortran_order, dtype = _read_npy_header(stream, self._member_name)
+            shape, fortran_order, dtype = read_npy_header(stream, self._member_name)
         except BaseException:
             stream.close()
             raise

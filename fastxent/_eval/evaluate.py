@@ -6,176 +6,30 @@ and evaluators merge exactly by adding them. See ``docs/evaluation.md``.
 """
 
 import math
-import numbers
-import operator
-from dataclasses import dataclass
 
 import numpy as np
 
 from fastxent._api import docstrings as docs
-from fastxent._api import validation as v
-from fastxent._core.dispatch import kernels
 from fastxent._api.multiclass import prepare
+from fastxent._api.options import EvaluationOptions
+from fastxent._core.dispatch import kernels
 from fastxent._core.threads import effective_n_threads
+from fastxent._eval.jsonvalues import (
+    decode_float,
+    encode_float,
+    encode_floats,
+    float_fields,
+    typed_field,
+)
+from fastxent._eval.result import EvaluationResult, calibration_bins
 
 N_BINS = 15                      # equal-width confidence bins of the calibration error
 STATE_VERSION = 1
 _SUMS = kernels.EVAL_STATS       # the named sums, in the kernel's order
-# How ``Evaluator.to_dict`` writes the non-finite sums (a NaN row makes them NaN), so that the
-# state is strict JSON: the names JavaScript and Python's json module give these values.
-NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-@dataclass(frozen=True)
-class CalibrationBins:
-    """Equal-width confidence bins of the expected calibration error.
-
-    Attributes
-    ----------
-    edges : ndarray of shape (n_bins + 1,)
-        Bin ``b`` holds the confidences in ``(edges[b], edges[b + 1]]``.
-    weight : ndarray of shape (n_bins,)
-        Summed sample weight of the rows in each bin.
-    confidence : ndarray of shape (n_bins,)
-        Mean confidence of each bin (NaN when empty).
-    accuracy : ndarray of shape (n_bins,)
-        Mean accuracy of each bin (NaN when empty).
-    """
-
-    edges: np.ndarray
-    weight: np.ndarray
-    confidence: np.ndarray
-    accuracy: np.ndarray
-
-    def to_dict(self):
-        """The bins as a dict of lists."""
-        return {name: getattr(self, name).tolist()
-                for name in ("edges", "weight", "confidence", "accuracy")}
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Metrics of a classifier over the counted rows (see ``fastxent.evaluate``).
-
-    Attributes
-    ----------
-    loss : float
-        Mean cross-entropy, as ``cross_entropy(..., reduction="mean")``.
-    perplexity : float
-        ``exp(loss)``.
-    accuracy : float or None
-        Top-1 accuracy (None for soft targets).
-    topk : dict of int to float, or None
-        Top-k accuracy for each requested k (None for soft targets).
-    entropy : float
-        Mean predictive entropy in nats.
-    brier : float
-        Mean multiclass Brier score ``sum_c (p_c - t_c)**2``.
-    ece : float or None
-        Expected calibration error over 15 equal-width confidence bins (None for soft
-        targets).
-    ece_bins : CalibrationBins or None
-        The bins behind `ece`.
-    count : int
-        Number of counted rows (rows whose label is ``ignore_index`` are not counted).
-    weight_sum : float
-        Summed sample weight of the counted rows (`count` without sample weights).
-    """
-
-    loss: float
-    perplexity: float
-    accuracy: float | None
-    topk: dict | None
-    entropy: float
-    brier: float
-    ece: float | None
-    ece_bins: CalibrationBins | None
-    count: int
-    weight_sum: float
-
-    def to_dict(self):
-        """The metrics as a dict with the attributes' names (``ece_bins`` as a dict)."""
-        return {"loss": self.loss, "perplexity": self.perplexity, "accuracy": self.accuracy,
-                "topk": None if self.topk is None else dict(self.topk),
-                "entropy": self.entropy, "brier": self.brier, "ece": self.ece,
-                "ece_bins": None if self.ece_bins is None else self.ece_bins.to_dict(),
-                "count": self.count, "weight_sum": self.weight_sum}
-
-
-# ---------------------------------------------------------------------------------------------
-# Options: checked and made plain Python values once, when an Evaluator is made, so that every
-# later use (the kernels, merge, to_dict and JSON, checkpoints) sees the same values.
-
-
-def _plain_scalar(value):
-    """`value` as a Python scalar when it is a NumPy scalar or a 0-d array, else unchanged."""
-    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
-        return value.item()
-    return value
-
-
-def _check_topk(topk):
-    """Return `topk` as a sorted tuple of distinct positive ints (at most int64's maximum)."""
-    try:
-        values = [_plain_scalar(k) for k in topk]
-    except TypeError:
-        raise TypeError(f"topk must be a sequence of positive ints, got {topk!r}") from None
-    if not values:
-        raise ValueError("topk must hold at least one k")
-    for k in values:
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-            raise TypeError(f"topk must hold ints, got {k!r}")
-        if not 1 <= k <= np.iinfo(np.int64).max:
-            raise ValueError(f"topk must hold positive ints of at most 2**63 - 1 (a k of at "
-                             f"least C gives 1), got {k!r}")
-    return tuple(sorted({int(k) for k in values}))
-
-
-def _check_class_weight(weight):
-    """Return a float64 copy of the per-class `weight` (1-D, finite), or None."""
-    if weight is None:
-        return None
-    w = np.array(v.float_like(weight, np.float64, "weight"))
-    if w.ndim != 1:
-        raise ValueError(f"weight must be 1-D, one weight per class, got shape {w.shape}")
-    not_finite = ~np.isfinite(w)
-    if not_finite.any():
-        index = int(np.argmax(not_finite))
-        raise ValueError(f"weight must be finite: weight[{index}] = {w[index]}")
-    return w
-
-
-def _check_ignore_index(ignore_index):
-    """Return `ignore_index` as an int in int64's range, or None."""
-    has_ignore, value = v.check_ignore_index(_plain_scalar(ignore_index), integral=True)
-    return value if has_ignore else None
-
-
-def _check_eps(eps):
-    """Return `eps` as a float in [0, 0.5), or None (the dtype's eps, resolved per chunk)."""
-    return None if eps is None else v.resolve_eps(_plain_scalar(eps), np.float64)
-
-
-def _check_axis(axis):
-    """Return `axis` as an int (anything with ``__index__`` but a bool)."""
-    if isinstance(axis, (bool, np.bool_)):
-        raise TypeError(f"axis must be an int, got {axis!r}")
-    try:
-        return operator.index(axis)
-    except TypeError:
-        raise TypeError(f"axis must be an int, got {axis!r}") from None
 
 
 def _ratio(numerator, denominator):
     return float(numerator / denominator) if denominator != 0 else math.nan
-
-
-def _calibration_bins(weight, confidence_sum, correct_sum):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.where(weight != 0, confidence_sum / weight, np.nan)
-        accuracy = np.where(weight != 0, correct_sum / weight, np.nan)
-    return CalibrationBins(edges=np.arange(N_BINS + 1) / N_BINS, weight=weight.copy(),
-                           confidence=confidence, accuracy=accuracy)
 
 
 class Evaluator:
@@ -192,6 +46,18 @@ class Evaluator:
         must be finite), so the options of two Evaluators compare, merge and save as plain
         Python values.
 
+    Attributes
+    ----------
+    options : EvaluationOptions
+        The checked options (frozen).
+    from_logits : bool
+    topk : tuple of int
+        The distinct ks, sorted.
+    n_classes : int or None
+        The classes of the rows seen (None before the first update).
+    target_kind : {"labels", "soft"} or None
+        The kind of targets seen (None before the first update).
+
     Examples
     --------
     >>> import numpy as np, fastxent
@@ -205,15 +71,11 @@ class Evaluator:
 
     def __init__(self, *, from_logits=True, topk=(1, 5), weight=None, ignore_index=None,
                  eps=None, axis=-1, validate=True, n_threads=None):
-        self.from_logits = v.check_flag(from_logits, "from_logits")
-        self.topk = _check_topk(topk)
-        self.weight = _check_class_weight(weight)
-        self.ignore_index = _check_ignore_index(ignore_index)
-        self.eps = _check_eps(eps)
-        self.axis = _check_axis(axis)
-        self.validate = v.check_flag(validate, "validate")
-        effective_n_threads(n_threads)          # checked now; resolved per chunk
-        self.n_threads = n_threads
+        self.options = EvaluationOptions(
+            from_logits=from_logits, topk=topk, weight=weight, ignore_index=ignore_index,
+            eps=eps, axis=axis, validate=validate, n_threads=n_threads)
+        self.from_logits = self.options.from_logits      # public, as the stubs declare
+        self.topk = self.options.topk
         self.n_classes = None           # fixed by the first update
         self.target_kind = None         # "labels" or "soft", fixed by the first update
         self._kernel_topk = np.array(sorted(set(self.topk) | {1}), dtype=np.int64)
@@ -236,9 +98,7 @@ class Evaluator:
         Evaluator
             self.
         """
-        p = prepare(input, target, self.from_logits, self.weight, sample_weight,
-                    self.ignore_index, 0.0, self.eps, "mean", self.axis, self.validate,
-                    self.n_threads)
+        p = prepare(input, target, self.options, sample_weight=sample_weight)
         kind = "labels" if p.labels is not None else "soft"
         self._adopt(p.n_classes, kind)
         class_weight = p.class_weight
@@ -249,7 +109,7 @@ class Evaluator:
             p.x.reshape(-1), p.n_classes, p.n_inner, p.labels,
             None if p.soft is None else p.soft.reshape(-1),
             None if class_weight is None else class_weight.astype(p.x.dtype),
-            p.sample_weight, p.has_ignore, p.ignore_index, p.from_logits, p.eps,
+            p.sample_weight, p.has_ignore, p.ignore_index, self.options.from_logits, p.eps,
             self._kernel_topk, N_BINS, stats, p.n_threads)
         self._stats += stats
         return self
@@ -263,12 +123,6 @@ class Evaluator:
                              f"rows have {kind} targets")
         self.n_classes = n_classes
         self.target_kind = kind
-
-    def _options(self):
-        """The options as plain Python values: what merge compares and to_dict saves."""
-        return {"from_logits": self.from_logits, "topk": list(self.topk),
-                "weight": None if self.weight is None else self.weight.tolist(),
-                "ignore_index": self.ignore_index, "eps": self.eps, "axis": self.axis}
 
     def merge(self, other):
         """Add the state of another Evaluator with the same options.
@@ -284,18 +138,18 @@ class Evaluator:
         """
         if not isinstance(other, Evaluator):
             raise TypeError(f"can only merge an Evaluator, got {type(other).__name__}")
-        mine, theirs = self._options(), other._options()
-        differ = [name for name in mine if mine[name] != theirs[name]]
+        differ = self.options.differences(other.options)
         if differ:
             raise ValueError("cannot merge Evaluators whose options differ: "
-                             + ", ".join(f"{n}={mine[n]!r} vs {theirs[n]!r}" for n in differ))
+                             + ", ".join(f"{name}={mine!r} vs {theirs!r}"
+                                         for name, mine, theirs in differ))
         if other.n_classes is not None:
             self._adopt(other.n_classes, other.target_kind)
         self._stats += other._stats
         return self
 
     def _sums(self):
-        return dict(zip(_SUMS, self._stats[:len(_SUMS)].tolist()))
+        return dict(zip(_SUMS, self._stats[:len(_SUMS)].tolist(), strict=True))
 
     def result(self):
         """The metrics over every row seen so far.
@@ -312,12 +166,13 @@ class Evaluator:
         accuracy = topk = ece = bins = None
         if self.target_kind != "soft":
             correct = dict(zip(self._kernel_topk.tolist(),
-                               self._stats[len(_SUMS):len(_SUMS) + len(self._kernel_topk)]))
+                               self._stats[len(_SUMS):len(_SUMS) + len(self._kernel_topk)],
+                               strict=True))
             accuracy = _ratio(correct[1], total)
             topk = {k: _ratio(correct[k], total) for k in self.topk}
             weight, confidence_sum, correct_sum = self._bin_sums()
             ece = _ratio(np.abs(correct_sum - confidence_sum).sum(), total)
-            bins = _calibration_bins(weight, confidence_sum, correct_sum)
+            bins = calibration_bins(weight, confidence_sum, correct_sum)
         return EvaluationResult(
             loss=loss, perplexity=perplexity, accuracy=accuracy, topk=topk,
             entropy=_ratio(sums["entropy"], total), brier=_ratio(sums["brier"], total),
@@ -341,14 +196,15 @@ class Evaluator:
         n_correct = len(self._kernel_topk)
         correct = self._stats[len(_SUMS):len(_SUMS) + n_correct]
         weight, confidence, hits = self._bin_sums()
-        return {"version": STATE_VERSION, "options": self._options(),
+        return {"version": STATE_VERSION, "options": self.options.to_dict(),
                 "n_classes": self.n_classes, "target_kind": self.target_kind,
-                "sums": {name: _encode_float(value) for name, value in self._sums().items()},
-                "correct": {str(k): _encode_float(c) for k, c in zip(self._kernel_topk.tolist(),
-                                                                     correct.tolist())},
-                "bins": {"weight": _encode_floats(weight),
-                         "confidence_sum": _encode_floats(confidence),
-                         "correct_sum": _encode_floats(hits)}}
+                "sums": {name: encode_float(value) for name, value in self._sums().items()},
+                "correct": {str(k): encode_float(c)
+                            for k, c in zip(self._kernel_topk.tolist(), correct.tolist(),
+                                            strict=True)},
+                "bins": {"weight": encode_floats(weight),
+                         "confidence_sum": encode_floats(confidence),
+                         "correct_sum": encode_floats(hits)}}
 
     @classmethod
     def from_dict(cls, state, n_threads=None):
@@ -389,82 +245,43 @@ class Evaluator:
     @classmethod
     def _restored(cls, state, n_threads):
         """``from_dict`` without the error wrapping: raises KeyError, TypeError, ValueError."""
-        options = _typed(state, "options", dict, "a dict")
-        _typed(options, "from_logits", bool, "true or false")
-        _typed(options, "topk", list, "a list of ints")
-        _typed(options, "weight", (list, type(None)), "a list of numbers or null")
-        _typed(options, "ignore_index", (int, type(None)), "an int or null")
-        _typed(options, "eps", (int, float, type(None)), "a number or null")
-        _typed(options, "axis", int, "an int")
+        options = typed_field(state, "options", dict, "a dict")
+        typed_field(options, "from_logits", bool, "true or false")
+        typed_field(options, "topk", list, "a list of ints")
+        typed_field(options, "weight", (list, type(None)), "a list of numbers or null")
+        typed_field(options, "ignore_index", (int, type(None)), "an int or null")
+        typed_field(options, "eps", (int, float, type(None)), "a number or null")
+        typed_field(options, "axis", int, "an int")
         ev = cls(from_logits=options["from_logits"], topk=options["topk"],
                  weight=options["weight"], ignore_index=options["ignore_index"],
                  eps=options["eps"], axis=options["axis"], n_threads=n_threads)
         n_classes, kind = state["n_classes"], state["target_kind"]
         if (n_classes, kind) != (None, None):
-            _typed(state, "n_classes", int, "an int or null")
+            typed_field(state, "n_classes", int, "an int or null")
             if n_classes < 1 or kind not in ("labels", "soft"):
                 raise ValueError(f"n_classes {n_classes!r} and target_kind {kind!r} must be "
                                  f"a positive int and 'labels' or 'soft' (or both null)")
-            if ev.weight is not None and len(ev.weight) != n_classes:
-                raise ValueError(f"weight has {len(ev.weight)} entries for {n_classes} "
-                                 f"classes")
+            weight = ev.options.weight
+            if weight is not None and len(weight) != n_classes:
+                raise ValueError(f"weight has {len(weight)} entries for {n_classes} classes")
         ev.n_classes, ev.target_kind = n_classes, kind
-        sums = _float_fields(state, "sums", list(_SUMS))
-        correct = _float_fields(state, "correct", [str(k) for k in ev._kernel_topk.tolist()])
-        bins = _typed(state, "bins", dict, "a dict")
+        sums = float_fields(state, "sums", list(_SUMS))
+        correct = float_fields(state, "correct", [str(k) for k in ev._kernel_topk.tolist()])
+        bins = typed_field(state, "bins", dict, "a dict")
         if set(bins) != {"weight", "confidence_sum", "correct_sum"}:
             raise ValueError(f"bins must have the keys weight, confidence_sum, correct_sum, "
                              f"got {', '.join(map(str, bins))}")
         per_bin = []
         for name in ("weight", "confidence_sum", "correct_sum"):
-            values = _typed(bins, name, list, f"a list of {N_BINS} numbers")
+            values = typed_field(bins, name, list, f"a list of {N_BINS} numbers")
             if len(values) != N_BINS:
                 raise ValueError(f"bins.{name} must hold {N_BINS} numbers, got {len(values)}")
-            per_bin += [_decode_float(x, f"bins.{name}") for x in values]
+            per_bin += [decode_float(x, f"bins.{name}") for x in values]
         count = sums[list(_SUMS).index("count")]
         if not (math.isfinite(count) and count >= 0 and count.is_integer()):
             raise ValueError(f"sums.count must be a whole number of rows, got {count!r}")
         ev._stats = np.array(sums + correct + per_bin, dtype=np.float64)
         return ev
-
-
-def _encode_float(x):
-    """`x` as a strict JSON value: itself when finite, else its name in ``NON_FINITE``."""
-    if math.isfinite(x):
-        return x
-    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
-
-
-def _encode_floats(values):
-    return [_encode_float(x) for x in values.tolist()]
-
-
-def _decode_float(value, where):
-    """A float from ``_encode_float``'s output (a plain NaN or infinity is taken too)."""
-    if isinstance(value, str) and value in NON_FINITE:
-        return NON_FINITE[value]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where} must hold numbers (or \"NaN\", \"Infinity\", "
-                         f"\"-Infinity\"), got {value!r}")
-    return float(value)
-
-
-def _typed(mapping, key, types, description):
-    """``mapping[key]``, which must be of `types` (bool is not taken as an int)."""
-    value = mapping[key]
-    types = types if isinstance(types, tuple) else (types,)
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise ValueError(f"{key} must be {description}, got {value!r}")
-    return value
-
-
-def _float_fields(state, key, names):
-    """The floats of the dict ``state[key]``, which must have exactly the keys `names`."""
-    fields = _typed(state, key, dict, "a dict")
-    if set(fields) != set(names):
-        raise ValueError(f"{key} must have the keys {', '.join(names)}, got "
-                         f"{', '.join(map(str, fields))}")
-    return [_decode_float(fields[name], f"{key}.{name}") for name in names]
 
 
 def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sample_weight=None,
@@ -515,3 +332,14 @@ evaluate.__doc__ = f"""Every evaluation metric of a classifier in one read of th
     >>> round(r.loss, 6), r.accuracy, r.topk
     (0.636483, 0.5, {{1: 0.5, 2: 1.0}})
     """
+
+
+def _checked_option(name):
+    """A function that returns a value of the Evaluator's option `name` as the options check
+    and normalise it (and raises as they do)."""
+    return lambda value: getattr(EvaluationOptions(**{name: value}), name)
+
+
+# fastxent/cli.py checks its --topk, --ignore-index, --eps and --weight values with these.
+_check_topk, _check_ignore_index, _check_eps, _check_class_weight = map(
+    _checked_option, ("topk", "ignore_index", "eps", "weight"))

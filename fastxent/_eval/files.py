@@ -14,27 +14,30 @@ a ``ValueError`` whose message names the file and the problem.
 """
 
 import contextlib
-import json
 import logging
 import math
-import numbers
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
-from fastxent._eval.arrayfiles import EvalFileError, open_array
-from fastxent._core.config import __version__
+from fastxent._api import validation as v
+from fastxent._eval.arrayfiles import open_array
+from fastxent._eval.checkpoint import (
+    check_same_run,
+    load_checkpoint,
+    recorded_options,
+    save_checkpoint,
+    saved_evaluator,
+    unwritable_reason,
+)
+from fastxent._eval.errors import EvalFileError
 
 #: Bytes of logits per chunk when ``chunk_rows`` is not given.
 CHUNK_BYTES = 64 * 2**20
 #: Seconds between two checkpoint saves (checked after each chunk).
 CHECKPOINT_INTERVAL = 1.0
-CHECKPOINT_FORMAT = "fastxent.evaluate_files checkpoint"
-# Version 2: inputs carry a content fingerprint, non-finite sums are strict JSON.
-CHECKPOINT_VERSION = 2
 # Test-only hook: sleep this many seconds after each chunk, so that a test can kill a run
 # deterministically in the middle. Not part of the API.
 _CHUNK_DELAY_ENV = "FASTXENT_EVAL_CHUNK_DELAY"
@@ -115,17 +118,12 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
 
     evaluator = Evaluator(from_logits=from_logits, topk=topk, weight=weight,
                           ignore_index=ignore_index, eps=eps, n_threads=n_threads)
-    # The options as the Evaluator checked and normalised them (the axis is always the last).
-    options = {key: value for key, value in evaluator._options().items() if key != "axis"}
+    options = evaluator.options             # checked and normalised; the axis is the last
     if chunk_rows is not None:
-        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, numbers.Integral) \
-                or chunk_rows < 1:
-            raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
-        chunk_rows = int(chunk_rows)
-    if (isinstance(checkpoint_interval, bool) or not isinstance(checkpoint_interval, numbers.Real)
-            or not checkpoint_interval >= 0):
-        raise ValueError(f"checkpoint_interval must be a number of seconds >= 0, got "
-                         f"{checkpoint_interval!r}")
+        chunk_rows = v.check_int(chunk_rows, "chunk_rows", low=1, must="be a positive int",
+                                 type_error=ValueError)
+    checkpoint_interval = v.check_real(checkpoint_interval, "checkpoint_interval", 0, math.inf,
+                                       must="be a number of seconds >= 0")
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
         problem = unwritable_reason(checkpoint)
@@ -134,22 +132,22 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
     with contextlib.ExitStack() as stack:
         logits = stack.enter_context(open_array(logits_path))
         labels = stack.enter_context(open_array(labels_path))
-        n_rows, n_classes, soft = _check_pair(logits, labels, options["weight"])
-        saved = None if checkpoint is None else _load_checkpoint(checkpoint)
+        n_rows, n_classes, soft = _check_pair(logits, labels, options.weight)
+        saved = None if checkpoint is None else load_checkpoint(checkpoint)
         if chunk_rows is None and saved is not None:
             chunk_rows = saved.get("chunk_rows")       # the run being resumed chose it
         if chunk_rows is None:
             chunk_rows = max(1, CHUNK_BYTES // (n_classes * logits.dtype.itemsize))
         run = {
             "inputs": {"logits": logits.identity(), "labels": labels.identity()},
-            "options": options,
+            "options": recorded_options(options),
             "chunk_rows": chunk_rows,
             "rows": n_rows,
         }
         start = 0
         if saved is not None:
-            _check_same_run(checkpoint, saved, run)
-            evaluator = _saved_evaluator(checkpoint, saved, evaluator, n_rows, n_classes, soft)
+            check_same_run(checkpoint, saved, run, options)
+            evaluator = saved_evaluator(checkpoint, saved, evaluator, n_rows, n_classes, soft)
             if saved["complete"]:
                 logger.info("%s is complete: showing its saved result (delete it to "
                             "evaluate again)", checkpoint)
@@ -157,7 +155,7 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
             start = saved["next_row"]
             logger.info("resuming from %s at row %d of %d", checkpoint, start, n_rows)
         _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk_rows,
-                    options["ignore_index"], checkpoint, run, progress, checkpoint_interval)
+                    options.ignore_index, checkpoint, run, progress, checkpoint_interval)
     return evaluator.result()
 
 
@@ -190,12 +188,12 @@ def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk
             if checkpoint is not None and end < n_rows:
                 now = time.monotonic()
                 if now - last_save >= checkpoint_interval:
-                    _save_checkpoint(checkpoint, run, evaluator, end, complete=False)
+                    save_checkpoint(checkpoint, run, evaluator, end, complete=False)
                     last_save = now
         logits.verify()             # the CRC-32 of a .npz member, before any result is kept
         labels.verify()
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, run, evaluator, n_rows, complete=True)
+            save_checkpoint(checkpoint, run, evaluator, n_rows, complete=True)
     finally:
         if bar is not None:
             bar.close()
@@ -297,190 +295,3 @@ def _check_labels(t, begin, n_classes, ignore_index, source):
     also = "" if ignore_index is None else f" and is not ignore_index {ignore_index}"
     raise EvalFileError(f"{source.name}: label {t[first]} at {where} is out of range "
                         f"[0, {n_classes}){also}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-# Every field of a checkpoint: (type, what it must be). bool is not taken as an int.
-_CHECKPOINT_FIELDS = {
-    "fastxent": (str, "a version string"),
-    "complete": (bool, "true or false"),
-    "next_row": (int, "a row index"),
-    "rows": (int, "a number of rows"),
-    "chunk_rows": (int, "a positive int"),
-    "inputs": (dict, "an object with logits and labels"),
-    "options": (dict, "an object"),
-    "evaluator": (dict, "an Evaluator state"),
-}
-
-
-def unwritable_reason(path):
-    """Why a file cannot be written at `path` as checkpoints are, or None when it can.
-
-    A checkpoint is written to a new file in the directory of `path`, then renamed over it.
-    This creates and removes such a file to find out, so that permission bits, read-only
-    mounts and pseudo file systems (where even root cannot create a file) all give the
-    answer the real save would give.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    str or None
-        The reason, as a phrase, or None.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        return f"the directory {directory} does not exist"
-    if os.path.lexists(path):
-        if not os.path.isfile(path):
-            return "it exists and is not a regular file"
-        if not os.access(path, os.W_OK):
-            return "the file is read-only"
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                     dir=directory)
-    except OSError as exc:
-        return f"cannot create a file in {directory} ({exc.strerror or exc})"
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(probe)
-    return None
-
-
-def _load_checkpoint(path):
-    """The saved state, or None when `path` does not exist; every field's type is checked."""
-    try:
-        with open(path, encoding="utf-8") as fp:
-            saved = json.load(fp)
-    except FileNotFoundError:
-        return None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EvalFileError(f"{path}: not a fastxent eval checkpoint (invalid JSON: {exc}); "
-                            f"delete it to start over") from None
-    except OSError as exc:
-        raise EvalFileError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") \
-            from None
-    if (not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT
-            or type(saved.get("version")) is not int):
-        raise EvalFileError(f"{path}: not a fastxent eval checkpoint (version "
-                            f"{CHECKPOINT_VERSION}); delete it to start over")
-    if saved["version"] != CHECKPOINT_VERSION:
-        raise EvalFileError(f"{path}: a checkpoint of format version {saved['version']}, "
-                            f"written by another fastxent release (this one reads version "
-                            f"{CHECKPOINT_VERSION}); delete it to start over")
-
-    def corrupt(reason):
-        return EvalFileError(f"{path}: corrupt checkpoint ({reason}); delete it to start over")
-
-    for key, (kind, description) in _CHECKPOINT_FIELDS.items():
-        if key not in saved:
-            raise corrupt(f"no {key}")
-        value = saved[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise corrupt(f"{key} must be {description}, got {value!r}")
-    if saved["next_row"] < 0 or saved["rows"] < 0 or saved["chunk_rows"] < 1:
-        raise corrupt(f"next_row {saved['next_row']}, rows {saved['rows']}, chunk_rows "
-                      f"{saved['chunk_rows']}")
-    for role in ("logits", "labels"):
-        if not isinstance(saved["inputs"].get(role), dict):
-            raise corrupt(f"inputs.{role} must be an object, got "
-                          f"{saved['inputs'].get(role)!r}")
-    return saved
-
-
-def _check_same_run(path, saved, run):
-    """Raise EvalFileError when the checkpoint was written by a different run."""
-    differences = []
-    for role in ("logits", "labels"):
-        old, new = saved["inputs"][role], run["inputs"][role]
-        for key, value in new.items():
-            if key == "fingerprint" and old.get(key) != value:
-                differences.append(f"{role} content changed since the checkpoint was written "
-                                   f"(its fingerprint differs)")
-            elif old.get(key) != value:
-                differences.append(f"{role} {key} was {old.get(key)!r}, now {value!r}")
-    old_options, options = saved["options"], run["options"]
-    for key in [*options, *(key for key in old_options if key not in options)]:
-        if old_options.get(key) != options.get(key):
-            differences.append(f"option {key} was {old_options.get(key)!r}, now "
-                               f"{options.get(key)!r}")
-    for key in ("rows", "chunk_rows"):
-        if saved[key] != run[key]:
-            differences.append(f"{key} was {saved[key]!r}, now {run[key]!r}")
-    if differences:
-        raise EvalFileError(f"{path}: checkpoint of another run ({'; '.join(differences)}); "
-                            f"delete it to start over, or run with the same files and options")
-
-
-def _saved_evaluator(path, saved, fresh, n_rows, n_classes, soft):
-    """The Evaluator saved in a checkpoint of this run, checked against the run.
-
-    `fresh` is this run's new Evaluator: the saved one must have its options, and the classes
-    and target kind of the files once it has seen a row.
-    """
-    def corrupt(reason):
-        return EvalFileError(f"{path}: corrupt checkpoint ({reason}); delete it to start over")
-
-    next_row, chunk_rows = saved["next_row"], saved["chunk_rows"]
-    if next_row > n_rows or (next_row % chunk_rows and next_row != n_rows):
-        raise corrupt(f"next_row {next_row} of {n_rows} rows in chunks of {chunk_rows}")
-    if saved["complete"] and next_row != n_rows:
-        raise corrupt(f"marked complete at next_row {next_row} of {n_rows} rows")
-    try:
-        evaluator = type(fresh).from_dict(saved["evaluator"], n_threads=fresh.n_threads)
-    except ValueError as exc:
-        raise corrupt(exc) from None
-    if evaluator._options() != fresh._options():
-        raise corrupt("the evaluator's options are not the checkpoint's options")
-    seen = (evaluator.n_classes, evaluator.target_kind)
-    expected = (n_classes, "soft" if soft else "labels") if next_row else (None, None)
-    if seen != expected:
-        raise corrupt(f"the evaluator has n_classes {seen[0]!r} and target_kind {seen[1]!r} "
-                      f"after {next_row} rows; expected {expected[0]!r} and {expected[1]!r}")
-    count = evaluator.result().count
-    if count > next_row:
-        raise corrupt(f"the evaluator counts {count} rows, more than the {next_row} read")
-    return evaluator
-
-
-def _save_checkpoint(path, run, evaluator, next_row, complete):
-    """Write the state to `path` atomically: a temporary file, fsync, then os.replace."""
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "fastxent": __version__,
-        "complete": complete,
-        "next_row": next_row,
-        **run,
-        "evaluator": evaluator.to_dict(),
-    }
-    text = json.dumps(state, allow_nan=False)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                   dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fp:
-                fp.write(text)
-                fp.flush()
-                os.fsync(fp.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise EvalFileError(f"{path}: cannot save the checkpoint ({exc.strerror or exc})") \
-            from None
-    with contextlib.suppress(OSError, AttributeError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

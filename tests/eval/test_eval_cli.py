@@ -271,8 +271,8 @@ def _no_evaluation(monkeypatch):
     (["--eps", "0.5"], "argument --eps: eps must be a number in [0, 0.5), got 0.5"),
     (["--eps", "small"], "argument --eps: expected a number, got 'small'"),
     (["--ignore-index", str(2**63)],
-     f"argument --ignore-index: ignore_index must fit in int64 (labels are compared as "
-     f"int64), got {2**63}"),
+     f"argument --ignore-index: ignore_index must be None or an int that fits in int64 "
+     f"(labels are compared as int64), got {2**63}"),
     (["--ignore-index", "-1.5"], "argument --ignore-index: expected an integer, got '-1.5'"),
     (["--threads", "99999999999"], "argument --threads: n_threads=99999999999 is out of range"),
     (["--threads", "0"], "argument --threads: expected a positive integer, got '0'"),

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent._eval import arrayfiles as _arrayfiles
-from fastxent._eval import files as _files
 from fastxent import EvalFileError, evaluate_files
+from fastxent._eval import arrayfiles as _arrayfiles
+from fastxent._eval import checkpoint as _checkpoint
+from fastxent._eval import files as _files
 from helpers import StopRun, stop_after
 
 N, C = 1000, 10
@@ -23,7 +24,7 @@ def same(a, b):
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple, np.ndarray)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and math.isnan(a):
         return isinstance(b, float) and math.isnan(b)
     return a == b and type(a) is type(b)
@@ -34,7 +35,7 @@ def close(a, b, rtol=1e-12):
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(close(a[k], b[k], rtol) for k in a)
     if isinstance(a, (list, tuple, np.ndarray)):
-        return len(a) == len(b) and all(close(x, y, rtol) for x, y in zip(a, b))
+        return len(a) == len(b) and all(close(x, y, rtol) for x, y in zip(a, b, strict=True))
     if isinstance(a, float):
         return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=rtol, abs_tol=0)
     return a == b
@@ -330,7 +331,7 @@ def test_checkpoint_complete_and_reused(data, monkeypatch):
     assert same(first.to_dict(), plain.to_dict())
     saved = json.loads(state.read_text())
     assert saved["complete"] is True and saved["next_row"] == N and saved["chunk_rows"] == 64
-    assert saved["format"] == _files.CHECKPOINT_FORMAT
+    assert saved["format"] == _checkpoint.CHECKPOINT_FORMAT
     assert saved["inputs"]["logits"]["shape"] == [N, C]
     assert saved["inputs"]["labels"]["dtype"] == y.dtype.str
     assert not [name for name in _files_in(tmp_path) if name.endswith(".tmp")]
@@ -491,8 +492,10 @@ def test_numpy_scalar_options_checkpoint_and_resume(data, monkeypatch):
     (dict(eps=np.float32("inf")), ValueError, "eps must be a number in [0, 0.5), got inf"),
     (dict(weight=np.full(C, np.nan)), ValueError, "weight must be finite: weight[0] = nan"),
     (dict(weight=np.ones((2, 5))), ValueError, "weight must be 1-D"),
-    (dict(ignore_index=2**64 - 1), ValueError, "ignore_index must fit in int64"),
-    (dict(ignore_index=np.True_), TypeError, "ignore_index must be a number or None"),
+    (dict(ignore_index=2**64 - 1), ValueError, "ignore_index must be None or an int that fits in "
+                                               "int64"),
+    (dict(ignore_index=np.True_), TypeError, "ignore_index must be None or an int that fits in "
+                                             "int64 (labels are compared as int64), got True"),
     (dict(topk=(0,)), ValueError, "topk must hold positive ints"),
     (dict(topk=(2**63,)), ValueError, "topk must hold positive ints of at most 2**63 - 1"),
     (dict(n_threads=2**31), ValueError, "n_threads=2147483648 is out of range"),
@@ -574,7 +577,7 @@ def test_failed_save_names_the_checkpoint(data, monkeypatch):
     EvalFileError naming the checkpoint, and leaves no temporary file."""
     tmp_path, _, _ = data
     state = tmp_path / "state.json"
-    real_mkstemp = _files.tempfile.mkstemp
+    real_mkstemp = _checkpoint.tempfile.mkstemp
     calls = []
 
     def mkstemp_then_refuse(*args, **kwargs):
@@ -583,7 +586,7 @@ def test_failed_save_names_the_checkpoint(data, monkeypatch):
             return real_mkstemp(*args, **kwargs)
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(_files.tempfile, "mkstemp", mkstemp_then_refuse)
+    monkeypatch.setattr(_checkpoint.tempfile, "mkstemp", mkstemp_then_refuse)
     with pytest.raises(EvalFileError) as info:
         evaluate_files(path(tmp_path, "logits.npy"), path(tmp_path, "labels.npy"),
                        chunk_rows=100, checkpoint=state, checkpoint_interval=0)

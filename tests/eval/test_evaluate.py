@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from eval_reference import (EDGES, confidence_of, rank_counting, rank_stable,
-                            reference_evaluate)
+from eval_reference import EDGES, confidence_of, rank_counting, rank_stable, reference_evaluate
 from helpers import labels, logits, probabilities, soft_targets
 
 KEYS = {"loss", "perplexity", "accuracy", "topk", "entropy", "brier", "ece", "ece_bins",
@@ -95,7 +94,7 @@ def assert_identical(a, b, path="result"):
     elif isinstance(a, (list, tuple)) and not all(
             isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in a):
         assert isinstance(b, (list, tuple)) and len(a) == len(b), path
-        for i, (u, v) in enumerate(zip(a, b)):
+        for i, (u, v) in enumerate(zip(a, b, strict=True)):
             assert_identical(u, v, f"{path}[{i}]")
     elif isinstance(a, (list, tuple, np.ndarray)):
         a = np.asarray(a, dtype=np.float64)
@@ -138,7 +137,7 @@ def check_invariants(d):
             assert _same(d["topk"][1], d["accuracy"])
         if not any(math.isnan(v) for v in vals):
             assert all(0.0 <= v <= 1.0 + 1e-15 for v in vals)
-            assert all(a <= b + 1e-15 for a, b in zip(vals, vals[1:]))
+            assert all(a <= b + 1e-15 for a, b in zip(vals, vals[1:], strict=False))
     if d["ece_bins"] is not None:
         bins = d["ece_bins"]
         np.testing.assert_array_equal(bins["edges"], np.arange(16) / 15)
@@ -784,7 +783,7 @@ def test_result_type():
 
 def _splits(n, cuts):
     bounds = [0, *cuts, n]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 EVAL_CASES = {
@@ -1082,7 +1081,7 @@ def test_numpy_scalar_options_are_plain_and_state_is_strict_json():
     assert python.to_dict() == state
     python.merge(back)                          # the same options, however they were given
     zero_d = fastxent.Evaluator(ignore_index=np.array(-1), eps=np.array(1e-3), axis=np.array(1))
-    assert zero_d._options()["ignore_index"] == -1 and zero_d._options()["axis"] == 1
+    assert zero_d.options.ignore_index == -1 and zero_d.options.axis == 1
 
 
 def test_infinite_sums_round_trip():
@@ -1117,12 +1116,16 @@ def test_plain_json_nan_states_still_load():
     (dict(weight=np.ones((1, 3))), ValueError,
      "weight must be 1-D, one weight per class, got shape (1, 3)"),
     (dict(weight=["a", "b"]), TypeError, "weight must have a real dtype"),
-    (dict(ignore_index=2**63), ValueError, "ignore_index must fit in int64"),
-    (dict(ignore_index=np.uint64(2**64 - 1)), ValueError, "ignore_index must fit in int64"),
-    (dict(ignore_index=np.True_), TypeError, "ignore_index must be a number or None"),
-    (dict(ignore_index=-1.0), TypeError, "ignore_index must be an int"),
+    (dict(ignore_index=2**63), ValueError, "ignore_index must be None or an int that fits in "
+                                           f"int64 (labels are compared as int64), got {2**63}"),
+    (dict(ignore_index=np.uint64(2**64 - 1)), ValueError, "ignore_index must be None or an int "
+                                                          "that fits in int64"),
+    (dict(ignore_index=np.True_), TypeError, "ignore_index must be None or an int that fits in "
+                                             "int64 (labels are compared as int64), got True"),
+    (dict(ignore_index=-1.0), TypeError, "ignore_index must be None or an int"),
     (dict(topk=(1, 2**63)), ValueError, "topk must hold positive ints of at most 2**63 - 1"),
-    (dict(topk=(np.True_,)), TypeError, "topk must hold ints, got True"),
+    (dict(topk=(np.True_,)), TypeError, "topk must hold positive ints of at most 2**63 - 1 (a "
+                                        "k of at least C gives 1), got True"),
     (dict(axis=1.5), TypeError, "axis must be an int, got 1.5"),
     (dict(axis=np.True_), TypeError, "axis must be an int"),
     (dict(n_threads=2**31), ValueError, "n_threads=2147483648 is out of range"),
@@ -1192,7 +1195,8 @@ def _set(path, value):
     (_set(["options"], []), "options must be a dict, got []"),
     (_set(["options", "from_logits"], "no"), "from_logits must be true or false, got 'no'"),
     (_set(["options", "topk"], "12"), "topk must be a list of ints, got '12'"),
-    (_set(["options", "topk"], [1, 2.0]), "topk must hold ints, got 2.0"),
+    (_set(["options", "topk"], [1, 2.0]), "topk must hold positive ints of at most 2**63 - 1 "
+                                           "(a k of at least C gives 1), got 2.0"),
     (_set(["options", "weight"], [1.0, "NaN", 1.0]), "weight must have a real dtype"),
     (_set(["options", "weight"], [1.0, 2.0]), "weight has 2 entries for 3 classes"),
     (_set(["options", "ignore_index"], True), "ignore_index must be an int or null, got True"),
