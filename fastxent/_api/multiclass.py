@@ -9,6 +9,7 @@ from fastxent._api import validation as v
 from fastxent._api.options import CrossEntropyOptions
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import threads_for
+from fastxent._warnings import warn
 
 _OPTIONS_DOC = """
     Parameters
@@ -147,7 +148,7 @@ def _warn_if_probabilities(x, n_classes, n_inner):
     sums = rows.sum(axis=1, dtype=np.float64)
     if (rows.min() >= 0 and rows.max() <= 1 and np.all(np.abs(sums - 1.0) <= 1e-3)
             and np.any((rows > 0) & (rows < 1))):          # one-hot rows can be logits
-        v.warn("fastxent: the input looks like probabilities (the sampled rows lie in [0, 1] "
+        warn("fastxent: the input looks like probabilities (the sampled rows lie in [0, 1] "
                "and sum to 1) but is treated as logits; pass from_logits=False for "
                "probabilities (validate=False silences this check)", UserWarning)
 

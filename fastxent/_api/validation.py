@@ -7,9 +7,6 @@ in-place buffer untouched.
 import math
 import numbers
 import operator
-import os
-import sys
-import warnings
 
 import numpy as np
 
@@ -17,17 +14,6 @@ from fastxent._core.dispatch import kernels
 
 REDUCTIONS = ("none", "sum", "mean")
 INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def warn(message, category):
-    """``warnings.warn`` attributed to the first caller outside fastxent (the user's line)."""
-    level, frame = 2, sys._getframe(1)
-    while frame is not None and os.path.dirname(frame.f_code.co_filename) == _PACKAGE_DIR:
-        level, frame = level + 1, frame.f_back
-    warnings.warn(message, category, stacklevel=level)
 
 
 def as_array(x, name):

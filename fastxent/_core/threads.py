@@ -3,8 +3,8 @@
 import operator
 import os
 
-from fastxent._api import validation as v
 from fastxent._core.dispatch import kernels
+from fastxent._warnings import warn
 
 # Below this many elements a call runs on one thread: starting a parallel region costs more
 # than it saves, and a busy core stalls a static schedule.
@@ -35,7 +35,7 @@ def _warn_forked_child():
     global _fork_warned
     if not _fork_warned:
         _fork_warned = True
-        v.warn("fastxent runs single-threaded in this process: it was forked after fastxent "
+        warn("fastxent runs single-threaded in this process: it was forked after fastxent "
                "had started OpenMP threads, which do not survive fork(). Start worker "
                "processes with the 'spawn' or 'forkserver' method to use threads in them.",
                RuntimeWarning)
@@ -113,5 +113,5 @@ def threads_for(n_elements, n_threads):
 def _note_pool_started():
     global _pool_started
     _pool_started = True
-    from fastxent import capi          # its fork handler then guards the C-level API too
+    from fastxent import capi  # its fork handler then guards the C-level API too
     capi.note_threads_started()

@@ -158,8 +158,9 @@ def test_probabilities_passed_as_logits_warn(axis):
     with pytest.warns(UserWarning, match=PROBABILITY_WARNING) as record:
         fastxent.cross_entropy(p, labels, axis=axis)
     assert record[0].filename == __file__               # attributed to the caller's line
-    with pytest.warns(UserWarning, match=PROBABILITY_WARNING):
-        fastxent.evaluate(p, labels, axis=axis)
+    with pytest.warns(UserWarning, match=PROBABILITY_WARNING) as record:
+        fastxent.evaluate(p, labels, axis=axis)         # raised two subpackages down
+    assert record[0].filename == __file__
 
 
 def test_logits_and_explicit_probabilities_do_not_warn():
