@@ -175,6 +175,16 @@ def _run(p, grad):
     return p.x.dtype.type(total / p.count if p.count else np.nan)
 
 
+@docs.doc(f"""Binary cross-entropy ``-w [pw y log p + (1 - y) log(1 - p)]``.
+{_OPTIONS_DOC}
+{docs.RETURNS_LOSS}
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> float(fastxent.binary_cross_entropy(np.array([0.9]), np.array([1.0]),
+    ...                                     from_logits=False))  # doctest: +ELLIPSIS
+    0.10536051565...
+    """)
 def binary_cross_entropy(input, target, *, from_logits=True, weight=None, pos_weight=None,
                          ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean",
                          validate=True, n_threads=None):
@@ -184,6 +194,9 @@ def binary_cross_entropy(input, target, *, from_logits=True, weight=None, pos_we
     return _run(_prepare(input, target, options, weight=weight, pos_weight=pos_weight), None)
 
 
+@docs.doc(f"""``binary_cross_entropy`` and its gradient.
+{_OPTIONS_DOC}{docs.OUT}
+{docs.RETURNS_BOTH}""")
 def binary_cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
                                        pos_weight=None, ignore_index=None, label_smoothing=0.0,
                                        eps=None, reduction="mean", validate=True,
@@ -196,6 +209,12 @@ def binary_cross_entropy_loss_and_grad(input, target, *, from_logits=True, weigh
     return _run(p, grad), grad
 
 
+@docs.doc(f"""Gradient of ``binary_cross_entropy`` w.r.t. `input`.
+
+    For ``reduction="none"`` it is the gradient of the sum of the element losses. With
+    probabilities it is taken with respect to the clipped probability.
+{_OPTIONS_DOC}{docs.OUT}
+{docs.RETURNS_GRAD}""")
 def binary_cross_entropy_grad(input, target, *, from_logits=True, weight=None, pos_weight=None,
                               ignore_index=None, label_smoothing=0.0, eps=None,
                               reduction="mean", validate=True, n_threads=None, out=None):
@@ -203,26 +222,3 @@ def binary_cross_entropy_grad(input, target, *, from_logits=True, weight=None, p
         input, target, from_logits=from_logits, weight=weight, pos_weight=pos_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, eps=eps,
         reduction=reduction, validate=validate, n_threads=n_threads, out=out)[1]
-
-
-binary_cross_entropy.__doc__ = f"""Binary cross-entropy ``-w [pw y log p + (1 - y) log(1 - p)]``.
-{_OPTIONS_DOC}
-{docs.RETURNS_LOSS}
-    Examples
-    --------
-    >>> import numpy as np, fastxent
-    >>> float(fastxent.binary_cross_entropy(np.array([0.9]), np.array([1.0]),
-    ...                                     from_logits=False))  # doctest: +ELLIPSIS
-    0.10536051565...
-    """
-
-binary_cross_entropy_grad.__doc__ = f"""Gradient of ``binary_cross_entropy`` w.r.t. `input`.
-
-    For ``reduction="none"`` it is the gradient of the sum of the element losses. With
-    probabilities it is taken with respect to the clipped probability.
-{_OPTIONS_DOC}{docs.OUT}
-{docs.RETURNS_GRAD}"""
-
-binary_cross_entropy_loss_and_grad.__doc__ = f"""``binary_cross_entropy`` and its gradient.
-{_OPTIONS_DOC}{docs.OUT}
-{docs.RETURNS_BOTH}"""

@@ -1,4 +1,5 @@
-"""Docstring fragments shared by the public functions."""
+"""Docstring fragments shared by the public functions, and the decorator that attaches a
+docstring built from them where a function is defined."""
 
 N_THREADS = """
     n_threads : int, optional
@@ -28,3 +29,17 @@ RETURNS_BOTH = """
     loss : scalar, or ndarray for ``reduction="none"``
     grad : ndarray shaped like `input` (`out` itself when given)
 """
+
+
+def doc(text):
+    """Decorator: attach `text`, built from the shared fragments above, as the docstring of
+    the function it decorates.
+
+    Parameters
+    ----------
+    text : str
+    """
+    def attach(func):
+        func.__doc__ = text
+        return func
+    return attach

@@ -204,6 +204,16 @@ def run(p, grad):
     return p.x.dtype.type(total / p.denominator if p.denominator != 0 else np.nan)
 
 
+@docs.doc(f"""Cross-entropy between `input` and `target` over a class axis.
+{_OPTIONS_DOC}
+{docs.RETURNS_LOSS}
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> float(fastxent.cross_entropy(np.array([[0.4, 0.4, 0.2]]), np.array([1]),
+    ...                              from_logits=False))  # doctest: +ELLIPSIS
+    0.91629073187...
+    """)
 def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight=None,
                   ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean", axis=-1,
                   validate=True, n_threads=None):
@@ -214,6 +224,9 @@ def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight
     return run(prepare(input, target, options, sample_weight=sample_weight), None)
 
 
+@docs.doc(f"""``cross_entropy`` and its gradient in one pass.
+{_OPTIONS_DOC}{docs.OUT}
+{docs.RETURNS_BOTH}""")
 def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
                                 sample_weight=None, ignore_index=None, label_smoothing=0.0,
                                 eps=None, reduction="mean", axis=-1, validate=True,
@@ -227,6 +240,12 @@ def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
     return run(p, grad), grad
 
 
+@docs.doc(f"""Gradient of ``cross_entropy`` with respect to `input`.
+
+    For ``reduction="none"`` it is the gradient of the sum of the per-row losses. With
+    probabilities it is taken with respect to the clipped probability.
+{_OPTIONS_DOC}{docs.OUT}
+{docs.RETURNS_GRAD}""")
 def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_weight=None,
                        ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean",
                        axis=-1, validate=True, n_threads=None, out=None):
@@ -234,26 +253,3 @@ def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_w
         input, target, from_logits=from_logits, weight=weight, sample_weight=sample_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, eps=eps,
         reduction=reduction, axis=axis, validate=validate, n_threads=n_threads, out=out)[1]
-
-
-cross_entropy.__doc__ = f"""Cross-entropy between `input` and `target` over a class axis.
-{_OPTIONS_DOC}
-{docs.RETURNS_LOSS}
-    Examples
-    --------
-    >>> import numpy as np, fastxent
-    >>> float(fastxent.cross_entropy(np.array([[0.4, 0.4, 0.2]]), np.array([1]),
-    ...                              from_logits=False))  # doctest: +ELLIPSIS
-    0.91629073187...
-    """
-
-cross_entropy_grad.__doc__ = f"""Gradient of ``cross_entropy`` with respect to `input`.
-
-    For ``reduction="none"`` it is the gradient of the sum of the per-row losses. With
-    probabilities it is taken with respect to the clipped probability.
-{_OPTIONS_DOC}{docs.OUT}
-{docs.RETURNS_GRAD}"""
-
-cross_entropy_loss_and_grad.__doc__ = f"""``cross_entropy`` and its gradient in one pass.
-{_OPTIONS_DOC}{docs.OUT}
-{docs.RETURNS_BOTH}"""

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from fastxent._api import docstrings as docs
 from fastxent._api import validation as v
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import threads_for
@@ -88,28 +89,28 @@ def _reduced_axes_last(x, axis):
     return x.reshape(x.shape[:last] + (math.prod(x.shape[last:]),)), -1
 
 
+_IN_PLACE = " ``out=x`` computes in place."
+_ONE_AXIS = dict(axis_type="int", axis_more=" (of length 0: an empty result)")
+
+
+@docs.doc("Softmax along `axis`: ``exp(x - logsumexp(x))``, computed stably.\n"
+          + _DOC.format(in_place=_IN_PLACE, returns="Shaped like `x`", **_ONE_AXIS))
 def softmax(x, *, axis=-1, out=None, n_threads=None):
     return _transform(x, axis, out, n_threads, kernels.RowTransform.SOFTMAX)
 
 
+@docs.doc("Log-softmax along `axis`: ``x - logsumexp(x)``, exact at the arg-max.\n"
+          + _DOC.format(in_place=_IN_PLACE, returns="Shaped like `x`", **_ONE_AXIS))
 def log_softmax(x, *, axis=-1, out=None, n_threads=None):
     return _transform(x, axis, out, n_threads, kernels.RowTransform.LOG_SOFTMAX)
 
 
+@docs.doc("``log(sum(exp(x)))`` along `axis`, without overflow. A row whose largest "
+          "value is +-inf gives +-inf.\n"
+          + _DOC.format(in_place="", returns="Shaped like `x` without `axis`",
+                        axis_type="int or tuple of ints",
+                        axis_more=" or axes, reduced together (non-trailing axes are moved "
+                                  "last in one copy); an empty sum gives -inf"))
 def logsumexp(x, *, axis=-1, out=None, n_threads=None):
     return _transform(x, axis, out, n_threads, kernels.RowTransform.LOGSUMEXP)
 
-
-_IN_PLACE = " ``out=x`` computes in place."
-_ONE_AXIS = dict(axis_type="int", axis_more=" (of length 0: an empty result)")
-softmax.__doc__ = ("Softmax along `axis`: ``exp(x - logsumexp(x))``, computed stably.\n"
-                   + _DOC.format(in_place=_IN_PLACE, returns="Shaped like `x`", **_ONE_AXIS))
-log_softmax.__doc__ = ("Log-softmax along `axis`: ``x - logsumexp(x)``, exact at the arg-max.\n"
-                       + _DOC.format(in_place=_IN_PLACE, returns="Shaped like `x`", **_ONE_AXIS))
-logsumexp.__doc__ = ("``log(sum(exp(x)))`` along `axis`, without overflow. A row whose largest "
-                     "value is +-inf gives +-inf.\n"
-                     + _DOC.format(in_place="", returns="Shaped like `x` without `axis`",
-                                   axis_type="int or tuple of ints",
-                                   axis_more=" or axes, reduced together (non-trailing axes "
-                                             "are moved last in one copy); an empty sum gives "
-                                             "-inf"))

@@ -284,14 +284,7 @@ class Evaluator:
         return ev
 
 
-def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sample_weight=None,
-             ignore_index=None, eps=None, axis=-1, validate=True, n_threads=None):
-    return Evaluator(from_logits=from_logits, topk=topk, weight=weight,
-                     ignore_index=ignore_index, eps=eps, axis=axis, validate=validate,
-                     n_threads=n_threads).update(input, target, sample_weight).result()
-
-
-evaluate.__doc__ = f"""Every evaluation metric of a classifier in one read of the data.
+@docs.doc(f"""Every evaluation metric of a classifier in one read of the data.
 
     Parameters
     ----------
@@ -331,7 +324,14 @@ evaluate.__doc__ = f"""Every evaluation metric of a classifier in one read of th
     ...                       np.array([1, 2]), from_logits=False, topk=(1, 2))
     >>> round(r.loss, 6), r.accuracy, r.topk
     (0.636483, 0.5, {{1: 0.5, 2: 1.0}})
-    """
+    """)
+def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sample_weight=None,
+             ignore_index=None, eps=None, axis=-1, validate=True, n_threads=None):
+    return Evaluator(from_logits=from_logits, topk=topk, weight=weight,
+                     ignore_index=ignore_index, eps=eps, axis=axis, validate=validate,
+                     n_threads=n_threads).update(input, target, sample_weight).result()
+
+
 
 
 def _checked_option(name):
