@@ -37,8 +37,8 @@ import sys
 
 import fastxent
 from fastxent import _bench
+from fastxent._api.options import EvaluationOptions
 from fastxent._eval import arrayfiles as _arrayfiles
-from fastxent._eval import evaluate as _evaluate
 from fastxent._eval import files as _files
 
 PLOT_DEPENDENCY_ERROR = ("--plot needs matplotlib: pip install matplotlib (or, in a fastxent "
@@ -153,6 +153,12 @@ def _thread_count(text):
     return _checked_by(fastxent.effective_n_threads, _positive_int(text))
 
 
+def _evaluation_option(name):
+    """A check of ``fastxent.evaluate``'s option `name`: returns the value as the options
+    normalise it, or raises as they do."""
+    return lambda value: getattr(EvaluationOptions(**{name: value}), name)
+
+
 def _checked_by(check, value):
     """`value` once `check` (fastxent's own check of the option) accepts it; the parser puts
     the option's name before the message of a refusal."""
@@ -165,7 +171,7 @@ def _checked_by(check, value):
 
 def _top_k(text):
     """``--topk``: one k, as ``fastxent.evaluate`` takes it."""
-    return _checked_by(lambda k: _evaluate._check_topk((k,)), _positive_int(text))
+    return _checked_by(lambda k: _evaluation_option("topk")((k,)), _positive_int(text))
 
 
 def _converted(text, convert, kind):
@@ -178,12 +184,13 @@ def _converted(text, convert, kind):
 
 def _ignore_index(text):
     """``--ignore-index``: an int of int64's range."""
-    return _checked_by(_evaluate._check_ignore_index, _converted(text, int, "an integer"))
+    return _checked_by(_evaluation_option("ignore_index"),
+                       _converted(text, int, "an integer"))
 
 
 def _eps(text):
     """``--eps``: a number in [0, 0.5) (so not NaN)."""
-    return _checked_by(_evaluate._check_eps, _converted(text, float, "a number"))
+    return _checked_by(_evaluation_option("eps"), _converted(text, float, "a number"))
 
 
 def _parse_shapes(text):
@@ -326,7 +333,7 @@ def _read_class_weight(path):
     """The class weights in the file `path`, checked as ``fastxent.evaluate`` checks them."""
     weight = _arrayfiles.read_array(path)
     try:
-        return _evaluate._check_class_weight(weight)
+        return _evaluation_option("weight")(weight)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"--weight {path}: {exc}") from None
 

@@ -331,15 +331,3 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
                      ignore_index=ignore_index, eps=eps, axis=axis, validate=validate,
                      n_threads=n_threads).update(input, target, sample_weight).result()
 
-
-
-
-def _checked_option(name):
-    """A function that returns a value of the Evaluator's option `name` as the options check
-    and normalise it (and raises as they do)."""
-    return lambda value: getattr(EvaluationOptions(**{name: value}), name)
-
-
-# fastxent/cli.py checks its --topk, --ignore-index, --eps and --weight values with these.
-_check_topk, _check_ignore_index, _check_eps, _check_class_weight = map(
-    _checked_option, ("topk", "ignore_index", "eps", "weight"))
