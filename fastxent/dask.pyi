@@ -9,7 +9,6 @@ from numpy.typing import ArrayLike
 
 from fastxent import EvaluationResult
 
-
 SPLIT_EVERY: int
 
 @overload

@@ -5,7 +5,6 @@ The signature is scikit-learn >= 1.9's; with an older scikit-learn the runtime o
 
 from numpy.typing import ArrayLike
 
-
 def log_loss(y_true: ArrayLike, y_proba: ArrayLike | None = ..., *, normalize: bool = ...,
              sample_weight: ArrayLike | None = ..., labels: ArrayLike | None = ...,
              y_pred: ArrayLike | str = ...) -> float: ...

@@ -3,7 +3,6 @@
 import torch
 from torch import Tensor
 
-
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = ...,
                   size_average: bool | None = ..., ignore_index: int = ...,
                   reduce: bool | None = ..., reduction: str = ...,

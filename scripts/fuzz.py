@@ -26,6 +26,7 @@ import atheris
 
 with atheris.instrument_imports():
     import numpy as np
+
     import fastxent
 
 SENTINEL = -123.5
@@ -191,7 +192,7 @@ def _snapshot(*arrays):
 def _untouched(snap, what):
     for i, (a, before) in enumerate(snap):
         if before.dtype.kind == "O":                  # a shallow copy: same objects
-            same = all(u is v for u, v in zip(a.reshape(-1), before.reshape(-1)))
+            same = all(u is v for u, v in zip(a.reshape(-1), before.reshape(-1), strict=True))
         elif before.dtype.kind in "fc":
             same = np.array_equal(a, before, equal_nan=True)
         else:

@@ -19,8 +19,9 @@ _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _checkout_has_kernels():
-    return bool(glob.glob(os.path.join(_CHECKOUT, "fastxent", "_core", "_kernels_baseline*.so"))
-                or glob.glob(os.path.join(_CHECKOUT, "fastxent", "_core", "_kernels_baseline*.pyd")))
+    kernels = os.path.join(_CHECKOUT, "fastxent", "_core")
+    return bool(glob.glob(os.path.join(kernels, "_kernels_baseline*.so"))
+                or glob.glob(os.path.join(kernels, "_kernels_baseline*.pyd")))
 
 
 if "fastxent" not in sys.modules and not _checkout_has_kernels():

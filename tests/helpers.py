@@ -118,7 +118,7 @@ def raises_untouched(func, args, kwargs, exc, fragments, buffers=()):
     message = str(info.value)
     for fragment in fragments:
         assert fragment in message, (fragment, message)
-    for b, old in zip(buffers, before):
+    for b, old in zip(buffers, before, strict=True):
         np.testing.assert_array_equal(b, old)
     return info
 

@@ -41,7 +41,7 @@ def _reference(fn, x, args, kwargs):
 
 
 def _assert_same(ours, theirs, dtype):
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         torch.testing.assert_close(a, b, **TOL[dtype], equal_nan=True)
 
@@ -149,13 +149,13 @@ def test_gradcheck_float64():
     tb = torch.rand(4, 3, 2, generator=g, dtype=torch.float64)
     for reduction in REDUCTIONS:
         assert torch.autograd.gradcheck(
-            lambda z: fxt.cross_entropy(z, t, weight=w, reduction=reduction,
-                                        label_smoothing=0.1), (x,))
+            lambda z, reduction=reduction: fxt.cross_entropy(
+                z, t, weight=w, reduction=reduction, label_smoothing=0.1), (x,))
         assert torch.autograd.gradcheck(
-            lambda z: fxt.cross_entropy(z, soft, reduction=reduction), (x,))
+            lambda z, reduction=reduction: fxt.cross_entropy(z, soft, reduction=reduction), (x,))
         assert torch.autograd.gradcheck(
-            lambda z: fxt.binary_cross_entropy_with_logits(z, tb, pos_weight=w[:2] + 1,
-                                                           reduction=reduction), (x,))
+            lambda z, reduction=reduction: fxt.binary_cross_entropy_with_logits(
+                z, tb, pos_weight=w[:2] + 1, reduction=reduction), (x,))
 
 
 def test_reduction_none_arbitrary_grad_output_and_retain_graph():
@@ -210,7 +210,7 @@ def test_training_loop_converges_identically():
     theirs, p_theirs = _train(torch.nn.CrossEntropyLoss(label_smoothing=0.05))
     assert ours[-1] < 0.8 * ours[0]
     np.testing.assert_allclose(ours, theirs, rtol=1e-12)
-    for a, b in zip(p_ours, p_theirs):
+    for a, b in zip(p_ours, p_theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
 
 
@@ -230,7 +230,7 @@ def test_bce_training_loop_converges_identically():
 
     pw = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
     for a, b in zip(train(fxt.BCEWithLogitsLoss(pos_weight=pw)),
-                    train(torch.nn.BCEWithLogitsLoss(pos_weight=pw))):
+                    train(torch.nn.BCEWithLogitsLoss(pos_weight=pw)), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
 
 

@@ -131,8 +131,8 @@ def test_all_rows_ignored_has_zero_derivatives_like_torch():
     t = torch.full((3,), -100)
     for smoothing in (0.0, 0.1):
         hessians = [torch.autograd.functional.hessian(
-            lambda z: fn(z, t, label_smoothing=smoothing), x) for fn in (fxt.cross_entropy,
-                                                                         F.cross_entropy)]
+            lambda z, fn=fn, smoothing=smoothing: fn(z, t, label_smoothing=smoothing), x)
+            for fn in (fxt.cross_entropy, F.cross_entropy)]
         assert torch.equal(hessians[0], hessians[1])
         assert torch.equal(hessians[0], torch.zeros(3, 4, 3, 4, dtype=torch.float64))
 
@@ -202,7 +202,7 @@ def test_gradient_penalty_step_matches_torch(loss):
     ours, theirs = (_gradient_penalty_training(lambda m=m: m(**make[2]), 4, loss == "bce")
                     for m in make[:2])
     torch.testing.assert_close(ours[1], theirs[1], rtol=1e-12, atol=0)
-    for (w_ours, b_ours), (w_theirs, b_theirs) in zip(ours[0], theirs[0]):
+    for (w_ours, b_ours), (w_theirs, b_theirs) in zip(ours[0], theirs[0], strict=True):
         torch.testing.assert_close(w_ours, w_theirs, **CLOSE)
         torch.testing.assert_close(b_ours, b_theirs, **CLOSE)
 
@@ -254,7 +254,7 @@ def test_hooks_editing_in_place_behave_as_in_torch(name, x, loss_of):
         return grads
 
     ours, theirs = run(fxt), run(F)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, **CLOSE)
     assert all(torch.equal(a, ours[0]) for a in ours)
 

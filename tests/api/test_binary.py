@@ -8,8 +8,15 @@ import pytest
 
 import fastxent
 from fastxent._core.threads import SERIAL_BELOW
-from helpers import (BINARY, REDUCTIONS, assert_close, call, check_result_types,
-                     compute_dtype, logits)
+from helpers import (
+    BINARY,
+    REDUCTIONS,
+    assert_close,
+    call,
+    check_result_types,
+    compute_dtype,
+    logits,
+)
 from reference import binary_cross_entropy_ref, fd_grad
 
 DTYPES = ("float32", "float64", "int64", "float16")

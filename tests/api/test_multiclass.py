@@ -7,9 +7,19 @@ import numpy as np
 import pytest
 
 import fastxent
-from helpers import (BIG_ROWS, MULTICLASS, REDUCTIONS, assert_close, call,
-                     check_result_types, compute_dtype, labels, logits, probabilities,
-                     soft_targets)
+from helpers import (
+    BIG_ROWS,
+    MULTICLASS,
+    REDUCTIONS,
+    assert_close,
+    call,
+    check_result_types,
+    compute_dtype,
+    labels,
+    logits,
+    probabilities,
+    soft_targets,
+)
 from reference import cross_entropy_ref, fd_grad, log_softmax
 
 DTYPES = ("float32", "float64", "int64", "float16")

@@ -103,7 +103,7 @@ def rounded(results, dtype):
 
 
 def unchanged(arrays, copies):
-    for a, c in zip(arrays, copies):
+    for a, c in zip(arrays, copies, strict=True):
         if isinstance(a, np.ndarray):
             same(a, c, "an input was written to")
 

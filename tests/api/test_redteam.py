@@ -185,6 +185,7 @@ def torch():
 @pytest.mark.parametrize("ignore_index", [True, 1.0, 1.5, np.float64(1.0), None])
 def test_torch_cross_entropy_ignore_index_must_be_an_int(torch, ignore_index):
     import torch.nn.functional as F
+
     import fastxent.torch as fxt
     x = torch.randn(4, 3, dtype=torch.float64)
     t = torch.tensor([0, 1, 2, 1])
@@ -197,6 +198,7 @@ def test_torch_cross_entropy_ignore_index_must_be_an_int(torch, ignore_index):
 @pytest.mark.parametrize("ignore_index", [0, 2, 7])
 def test_torch_probability_targets_refuse_a_class_ignore_index(torch, ignore_index):
     import torch.nn.functional as F
+
     import fastxent.torch as fxt
     x = torch.randn(4, 3, dtype=torch.float64)
     p = torch.softmax(torch.randn(4, 3, dtype=torch.float64), 1)

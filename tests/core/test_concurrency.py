@@ -65,7 +65,7 @@ def test_many_threads_shared_read_only_inputs():
         for i in order:
             name, fn = CALLS[i]
             got = _as_tuple(fn(data))
-            for g, e in zip(got, expected[name]):
+            for g, e in zip(got, expected[name], strict=True):
                 if not np.array_equal(np.asarray(g), np.asarray(e), equal_nan=True):
                     mismatches.append(name)
         return len(order), mismatches
@@ -74,7 +74,7 @@ def test_many_threads_shared_read_only_inputs():
         results = list(pool.map(worker, range(N_WORKERS)))
     assert sum(n for n, _ in results) == N_WORKERS * CALLS_PER_WORKER
     assert [m for _, m in results] == [[]] * N_WORKERS
-    for a, c in zip(data, copies):
+    for a, c in zip(data, copies, strict=True):
         np.testing.assert_array_equal(a, c)
 
 

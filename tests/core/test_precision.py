@@ -149,7 +149,7 @@ def test_binary_extreme_logits(dtype):
     z = np.array([30.0, -30.0, 80.0, -80.0, 1e4, -1e4, 15.0, -15.0, 1e-8, 0.0], dtype=dtype)
     y = np.array([1, 0, 1, 0, 0, 1, 1, 0, 1, 0], dtype=dtype)
     loss, grad = fastxent.binary_cross_entropy_loss_and_grad(z, y, reduction="none")
-    exact = [_exact_binary(a, b) for a, b in zip(z, y)]
+    exact = [_exact_binary(a, b) for a, b in zip(z, y, strict=True)]
     el = np.array([e[0] for e in exact])
     eg = np.array([e[1] for e in exact])
     if dtype == "float32":

@@ -82,7 +82,7 @@ def test_multiclass_thread_invariance(from_logits, target, opts, dtype):
         mean, grad_mean = fastxent.cross_entropy_loss_and_grad(x, t, n_threads=n, **kw)
         res[n] = (none, grad, total, mean, grad_mean)
     for n in (2, 3):
-        for a, b in zip(res[1], res[n]):
+        for a, b in zip(res[1], res[n], strict=True):
             np.testing.assert_array_equal(a, b)
 
 
@@ -110,7 +110,7 @@ def test_binary_thread_invariance(from_logits, opts):
         mean = fastxent.binary_cross_entropy(x, y, n_threads=n, **kw)
         res[n] = (none, grad, total, mean)
     for n in (2, 3):
-        for a, b in zip(res[1], res[n]):
+        for a, b in zip(res[1], res[n], strict=True):
             np.testing.assert_array_equal(a, b)
 
 
