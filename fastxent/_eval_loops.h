@@ -12,8 +12,6 @@
 
 #include "_loops.h"
 
-#define FX_EVAL_CHUNK 256
-
 /* Slots of the per-row sums the loops add to. */
 enum {
     FX_REST,    /* logits: sum e_i, e_i = exp(z_i - m) */

@@ -18,11 +18,11 @@ static inline Py_ssize_t FX_NAME(fx_eval_logits)(const FX_T *z, const FX_T *t, c
     const double md = m;
     Py_ssize_t rank = 0;
     if (!t) {
-        /* Chunks of FX_EVAL_CHUNK elements: the entropy and Brier sums (not rest, which
+        /* Chunks of FX_CHUNK elements: the entropy and Brier sums (not rest, which
          * the loss needs exactly) and the counts stay in the lanes' own type inside one. */
         Py_ssize_t equal = 0;
-        for (Py_ssize_t start = 0; start < n; start += FX_EVAL_CHUNK) {
-            const Py_ssize_t len = n - start < FX_EVAL_CHUNK ? n - start : FX_EVAL_CHUNK;
+        for (Py_ssize_t start = 0; start < n; start += FX_CHUNK) {
+            const Py_ssize_t len = n - start < FX_CHUNK ? n - start : FX_CHUNK;
             const FX_T *zc = z + start;
             double rest_c = 0.0;
             FX_T ent_c = 0, sq_c = 0;
@@ -64,7 +64,7 @@ static inline Py_ssize_t FX_NAME(fx_eval_logits)(const FX_T *z, const FX_T *t, c
 
 /* Short logit rows with labels, vectorised across rows: after fx_short_max (X, m, kmax;
  * labels y and true-class logits zy padded to Rp rows too) it sums over c != kmax rest,
- * ent and sq as fx_eval_logits (ent and sq in FX_T: at most 64 terms), with l1p[r] =
+ * ent and sq as fx_eval_logits (ent and sq in FX_T: at most FX_SHORT_ROW terms), with l1p[r] =
  * log1p(rest[r]), ey[r] = exp(zy[r] - m[r]) and
  * rank[r] = #{c : x_c > zy} + #{c < y : x_c == zy}. */
 static inline void FX_NAME(fx_eval_short)(const FX_T *x, Py_ssize_t R, Py_ssize_t C,

@@ -160,18 +160,30 @@ static inline __attribute__((always_inline)) double fx_exp_sub(double z, double 
     return fx_exp2(d, err);
 }
 
-/* Prefetches elements [start, start + len) of x (NULL: nothing), one cache line at a time. */
+/* Elements per chunk of the long-row loops (fx_expsum, fx_eval_logits): a constant trip count
+ * (no loop epilogue), over which float terms are added in float. */
 #define FX_CHUNK 256
+
+#define FX_CACHE_LINE 64                 /* bytes */
+
+/* Prefetches elements [start, start + len) of x (NULL: nothing), one cache line at a time. */
 static inline void fx_prefetch(const void *x, Py_ssize_t start, Py_ssize_t len, size_t size) {
     if (!x) return;
     const char *p = (const char *)x + start * (Py_ssize_t)size;
-    for (Py_ssize_t b = 0; b < len * (Py_ssize_t)size; b += 64) __builtin_prefetch(p + b, 0, 3);
+    for (Py_ssize_t b = 0; b < len * (Py_ssize_t)size; b += FX_CACHE_LINE)
+        __builtin_prefetch(p + b, 0, 3);
 }
 
 /* Loops vectorised across rows run over a whole number of vectors (rows past R are zeros), so
  * no row goes through a scalar epilogue: a row's results never depend on where it sits
- * (libmvec's vector and glibc's scalar exp/log1p can differ in the last bit). */
-#define FX_PADDED_ROWS(R) (((R) + 15) / 16 * 16)
+ * (libmvec's vector and glibc's scalar exp/log1p can differ in the last bit). FX_ROW_PAD
+ * rows fill the widest vector (16 floats). */
+#define FX_ROW_PAD 16
+#define FX_PADDED_ROWS(R) (((R) + FX_ROW_PAD - 1) / FX_ROW_PAD * FX_ROW_PAD)
+
+/* Rows fx_short_max transposes together (contiguous stores in E). An enum, not a macro:
+ * `#pragma GCC unroll` takes a constant expression and does not expand macros. */
+enum { FX_TRANSPOSE_GROUP = 8 };
 
 /* Index types whose width matches the float / double lanes: a comparison with the loop
  * index then masks a vector without widening or narrowing. */

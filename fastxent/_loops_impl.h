@@ -165,11 +165,11 @@ static inline Py_ssize_t FX_NAME(fx_short_max)(const FX_T *x, Py_ssize_t R, Py_s
                                                FX_T *E, FX_T *m, int *kmax) {
     const Py_ssize_t Rp = FX_PADDED_ROWS(R);
     Py_ssize_t r0 = 0;
-    for (; r0 + 8 <= R; r0 += 8)                 /* eight rows: contiguous stores in E */
+    for (; r0 + FX_TRANSPOSE_GROUP <= R; r0 += FX_TRANSPOSE_GROUP)
         for (Py_ssize_t c = 0; c < C; ++c) {
             FX_T *Ec = E + c * Rp + r0;
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; ++j) Ec[j] = x[(r0 + j) * C + c];
+#pragma GCC unroll FX_TRANSPOSE_GROUP
+            for (int j = 0; j < FX_TRANSPOSE_GROUP; ++j) Ec[j] = x[(r0 + j) * C + c];
         }
     for (; r0 < Rp; ++r0)
         for (Py_ssize_t c = 0; c < C; ++c) E[c * Rp + r0] = r0 < R ? x[r0 * C + c] : (FX_T)0;
