@@ -288,8 +288,32 @@ def _evaluate_cases(fx):
                             yield key + "/state", state
 
 
+def _error_cases(fx):
+    """Invalid inputs found by the label and range checks: the message names the first."""
+    rng = _rng("errors")
+    for dtype in DTYPES:
+        name = f"err/{np.dtype(dtype).name}"
+        x = rng.normal(size=(4100, 24)).astype(dtype)
+        y = rng.integers(0, 24, 4100)
+        y[[3000, 4000, 1500]] = [24, -1, 99]      # bad labels in two blocks, not in row order
+        for nt in (1, 2):
+            yield f"{name}/labels/t{nt}", lambda x=x, y=y, nt=nt: fx.cross_entropy(
+                x, y, n_threads=nt)
+            yield f"{name}/labels_ignore/t{nt}", lambda x=x, y=y, nt=nt: fx.cross_entropy(
+                x, np.where(y == 99, -100, y), ignore_index=-100, n_threads=nt)
+        p = rng.uniform(size=70000).astype(dtype)
+        t = rng.uniform(size=70000).astype(dtype)
+        t[[50000, 60000]] = [1.5, np.nan]
+        for nt in (1, 2):
+            yield f"{name}/targets/t{nt}", lambda p=p, t=t, nt=nt: fx.binary_cross_entropy(
+                p, t, from_logits=False, n_threads=nt)
+            yield f"{name}/probs/t{nt}", lambda p=p, t=t, nt=nt: fx.binary_cross_entropy(
+                t, p, from_logits=False, n_threads=nt)
+
+
 def cases():
     import fastxent as fx
+    yield from _error_cases(fx)
     yield from _multiclass_cases(fx)
     yield from _binary_cases(fx)
     yield from _softmax_cases(fx)
