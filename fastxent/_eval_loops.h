@@ -14,13 +14,13 @@
 
 /* Slots of the per-row sums the loops add to. */
 enum {
-    FX_REST,    /* logits: sum e_i, e_i = exp(z_i - m) */
-    FX_ENT,     /* logits: sum e_i (m - z_i); probabilities: sum p_i log(clip(p_i)) */
-    FX_SQ,      /* sum e_i^2 or sum p_i^2 */
-    FX_LIN,     /* soft targets: logits sum a_i (m - z_i), probabilities -sum a_i log(clip(p_i)) */
-    FX_ASUM,    /* soft targets: sum a_i, a_i = w_i t_i */
-    FX_DOT,     /* soft targets: sum e_i t_i or sum p_i t_i */
-    FX_TT,      /* soft targets: sum t_i^2 */
+    FX_REST, /* logits: sum e_i, e_i = exp(z_i - m) */
+    FX_ENT,  /* logits: sum e_i (m - z_i); probabilities: sum p_i log(clip(p_i)) */
+    FX_SQ,   /* sum e_i^2 or sum p_i^2 */
+    FX_LIN,  /* soft targets: logits sum a_i (m - z_i), probabilities -sum a_i log(clip(p_i)) */
+    FX_ASUM, /* soft targets: sum a_i, a_i = w_i t_i */
+    FX_DOT,  /* soft targets: sum e_i t_i or sum p_i t_i */
+    FX_TT,   /* soft targets: sum t_i^2 */
     FX_ROW_SUMS
 };
 

@@ -43,21 +43,21 @@
  * second is built from the rint constant's low bits (k + 64 + 127 >= 41 keeps it normal),
  * so the product is rounded once, and only when it is subnormal. */
 static inline __attribute__((always_inline)) float fx_expf2(float x, float lo) {
-    lo = x < -104.0f ? 0.0f : lo;                /* the result underflows anyway */
-    x = x < -104.0f ? -104.0f : x;               /* keeps NaN */
-    const float kk = FX_FMAF(x, 1.44269504088896341f, 12582912.0f);  /* 1.5 2^23 + rint */
+    lo = x < -104.0f ? 0.0f : lo;  /* the result underflows anyway */
+    x = x < -104.0f ? -104.0f : x; /* keeps NaN */
+    const float kk = FX_FMAF(x, 1.44269504088896341f, 12582912.0f); /* 1.5 2^23 + rint */
     const float k = kk - 12582912.0f;
     float r = FX_FMAF(k, -0.693359375f, x);
     r = FX_FMAF(k, 2.12194440e-4f, r);
     r = r + lo;
-    const float r2 = r * r;                      /* P(r) by Estrin's scheme: short chains */
+    const float r2 = r * r; /* P(r) by Estrin's scheme: short chains */
     const float p45 = FX_FMAF(1.9875691500e-4f, r, 1.3981999507e-3f);
     const float p23 = FX_FMAF(8.3334519073e-3f, r, 4.1665795894e-2f);
     const float p01 = FX_FMAF(1.6666665459e-1f, r, 5.0000001201e-1f);
     const float p = FX_FMAF(FX_FMAF(p45, r2, p23), r2, p01);
-    const float e = FX_FMAF(FX_FMAF(p, r2, r), 0x1p-64f, 0x1p-64f);  /* (1 + r + r^2 P) 2^-64 */
+    const float e = FX_FMAF(FX_FMAF(p, r2, r), 0x1p-64f, 0x1p-64f); /* (1 + r + r^2 P) 2^-64 */
     unsigned bits;
-    __builtin_memcpy(&bits, &kk, sizeof bits);   /* low bits: 2^22 + k, so bits << 23 = k << 23 */
+    __builtin_memcpy(&bits, &kk, sizeof bits); /* low bits: 2^22 + k, so bits << 23 = k << 23 */
     bits = (bits << 23) + ((127u + 64u) << 23);
     float scale;
     __builtin_memcpy(&scale, &bits, sizeof scale);
@@ -102,10 +102,10 @@ static inline __attribute__((always_inline)) float fx_log1pf_unit(float e) {
  * does not evaluate the polynomial twice. */
 static inline __attribute__((always_inline)) double fx_log1p_unit(double e) {
     const double k = e > 0.41421356237309503 ? 1.0 : 0.0;
-    const double f = (e - k) * (1.0 - 0.5 * k);          /* e, or (e - 1) / 2 */
+    const double f = (e - k) * (1.0 - 0.5 * k); /* e, or (e - 1) / 2 */
     const double s = f / (2.0 + f), z = s * s, z2 = z * z;
-    const double odd = FX_FMA(FX_FMA(1.479819860511658591e-01, z2, 1.818357216161805012e-01),
-                              z2, 2.857142874366239149e-01);
+    const double odd = FX_FMA(FX_FMA(1.479819860511658591e-01, z2, 1.818357216161805012e-01), z2,
+                              2.857142874366239149e-01);
     const double even = FX_FMA(1.531383769920937332e-01, z2, 2.222219843214978396e-01);
     const double r = z * FX_FMA(odd, z2, 6.666666666666735130e-01)
                      + z2 * FX_FMA(even, z2, 3.999999999940941908e-01);
@@ -114,8 +114,11 @@ static inline __attribute__((always_inline)) double fx_log1p_unit(double e) {
            + (f - (hfsq - (s * (hfsq + r) + k * 1.90821492927058770002e-10)));
 }
 
-/* log1p of an argument in [0, 1]: the inline polynomials above. */
+/* log1p of an argument in [0, 1]: the inline polynomials above. (clang-format 14 does not
+ * know _Generic: it would write `float : f`.) */
+/* clang-format off */
 #define FX_LOG1P_UNIT(x) _Generic((x), float: fx_log1pf_unit, double: fx_log1p_unit)(x)
+/* clang-format on */
 
 /* exp(x + lo) for x <= 0 (or NaN) and |lo| <= ulp(x) in double, inlined into vector loops
  * (libmvec's exp is a call, which spills every live vector register). Cody-Waite reduction
@@ -127,12 +130,12 @@ static inline __attribute__((always_inline)) double fx_log1p_unit(double e) {
  * r), subnormal results rounded once. Softmax rows use it; binary CE keeps libmvec's exp,
  * which measured faster there (the inline log1p already fills that loop's registers). */
 static inline __attribute__((always_inline)) double fx_exp2(double x, double lo) {
-    lo = x < -746.0 ? 0.0 : lo;                  /* the result underflows anyway */
-    x = x < -746.0 ? -746.0 : x;                 /* keeps NaN */
-    const double kk = FX_FMA(x, 1.4426950408889634, 6755399441055744.0);  /* 1.5 2^52 + rint */
+    lo = x < -746.0 ? 0.0 : lo;  /* the result underflows anyway */
+    x = x < -746.0 ? -746.0 : x; /* keeps NaN */
+    const double kk = FX_FMA(x, 1.4426950408889634, 6755399441055744.0); /* 1.5 2^52 + rint */
     const double k = kk - 6755399441055744.0;
-    const double r_hi = FX_FMA(k, -6.93147180369123816490e-01, x);  /* exact */
-    const double r = r_hi + FX_FMA(k, -1.90821492927058770002e-10, lo);  /* lo joins k ln2_lo */
+    const double r_hi = FX_FMA(k, -6.93147180369123816490e-01, x);      /* exact */
+    const double r = r_hi + FX_FMA(k, -1.90821492927058770002e-10, lo); /* lo joins k ln2_lo */
     const double r2 = r * r, r4 = r2 * r2;
     const double c01 = FX_FMA(1.0 / 6, r, 0.5), c23 = FX_FMA(1.0 / 120, r, 1.0 / 24);
     const double c45 = FX_FMA(1.0 / 5040, r, 1.0 / 720);
@@ -140,10 +143,10 @@ static inline __attribute__((always_inline)) double fx_exp2(double x, double lo)
     const double c89 = FX_FMA(1.0 / 39916800, r, 1.0 / 3628800);
     const double c1011 = FX_FMA(1.0 / 6227020800.0, r, 1.0 / 479001600);
     const double p = FX_FMA(FX_FMA(FX_FMA(c1011, r2, c89), r4, FX_FMA(c67, r2, c45)), r4,
-                            FX_FMA(c23, r2, c01));  /* (e^r - 1 - r) / r^2 */
+                            FX_FMA(c23, r2, c01)); /* (e^r - 1 - r) / r^2 */
     const double e = FX_FMA(FX_FMA(p, r2, r), 0x1p-64, 0x1p-64);
     unsigned long long bits;
-    __builtin_memcpy(&bits, &kk, sizeof bits);   /* low bits: 2^51 + k, so bits << 52 = k << 52 */
+    __builtin_memcpy(&bits, &kk, sizeof bits); /* low bits: 2^51 + k, so bits << 52 = k << 52 */
     bits = (bits << 52) + ((1023ull + 64ull) << 52);
     double scale;
     __builtin_memcpy(&scale, &bits, sizeof scale);
@@ -164,7 +167,7 @@ static inline __attribute__((always_inline)) double fx_exp_sub(double z, double 
  * (no loop epilogue), over which float terms are added in float. */
 #define FX_CHUNK 256
 
-#define FX_CACHE_LINE 64                 /* bytes */
+#define FX_CACHE_LINE 64 /* bytes */
 
 /* Prefetches elements [start, start + len) of x (NULL: nothing), one cache line at a time. */
 static inline void fx_prefetch(const void *x, Py_ssize_t start, Py_ssize_t len, size_t size) {
@@ -190,14 +193,14 @@ enum { FX_TRANSPOSE_GROUP = 8 };
 typedef int fx_lane_f;
 typedef long long fx_lane_d;
 
-#define FX_MAX_BLOCK 32                /* fx_argmax keeps one bit per lane in an unsigned */
+#define FX_MAX_BLOCK 32 /* fx_argmax keeps one bit per lane in an unsigned */
 _Static_assert(FX_MAX_BLOCK <= 32, "fx_argmax: one bit per lane");
 #define FX_ARGMAX_BLOCK 1024
 /* Rows of at most FX_SHORT_ROW classes (contiguous logits with labels) are processed
  * FX_SHORT_BATCH rows at a time, vectorised across rows (the Cython kernels use these). */
 #define FX_SHORT_ROW 64
 #define FX_SHORT_BATCH 64
-#define FX_SHORT_FLUSH 4                 /* classes whose terms a short row adds in FX_T */
+#define FX_SHORT_FLUSH 4 /* classes whose terms a short row adds in FX_T */
 
 /* Sums of fx_expsum_lin's loop. */
 struct fx_lin_sums {
@@ -207,11 +210,13 @@ struct fx_lin_sums {
 /* Type-generic names for the templates: the float or the double function by the argument's
  * type. Binary CE's exp is the inline polynomial in float, libmvec's exp in double (see
  * fx_exp2). */
+/* clang-format off */
 #define FX_EXP(x) _Generic((x), float: fx_expf, double: exp)(x)
 #define FX_EXP_SUB(z, m) _Generic((z), float: fx_expf_sub, double: fx_exp_sub)(z, m)
 #define FX_LOG(x) _Generic((x), float: logf, double: log)(x)
 #define FX_LOG1P(x) _Generic((x), float: log1pf, double: log1p)(x)
 #define FX_FABS(x) _Generic((x), float: fabsf, double: fabs)(x)
+/* clang-format on */
 
 /* The typed loops: _loops_impl.h once per type. */
 #define FX_T float

@@ -16,9 +16,8 @@
 /* Running maxima of x[i] over i < whole = n - n % FX_MAX_BLOCK, one per i mod FX_MAX_BLOCK
  * (several vectors, so the comparisons are independent), NaN ignored and -inf where there
  * is none; returns whole. */
-static inline __attribute__((always_inline)) Py_ssize_t FX_NAME(fx_lane_max)(const FX_T *x,
-                                                                            Py_ssize_t n,
-                                                                            FX_T *acc) {
+static inline __attribute__((always_inline)) Py_ssize_t
+FX_NAME(fx_lane_max)(const FX_T *x, Py_ssize_t n, FX_T *acc) {
     const Py_ssize_t whole = n - n % FX_MAX_BLOCK;
     for (int j = 0; j < FX_MAX_BLOCK; ++j) acc[j] = -INFINITY;
     for (Py_ssize_t i = 0; i < whole; i += FX_MAX_BLOCK)
@@ -50,7 +49,7 @@ static inline Py_ssize_t FX_NAME(fx_argmax)(const FX_T *x, Py_ssize_t n, FX_T *m
     const FX_T *xb = x + first;
     const Py_ssize_t len = n - first < FX_ARGMAX_BLOCK ? n - first : FX_ARGMAX_BLOCK;
     const Py_ssize_t whole = len - len % FX_MAX_BLOCK;
-    unsigned lanes = 0;                          /* bit j: lane j's max is m */
+    unsigned lanes = 0; /* bit j: lane j's max is m */
     for (int j = 0; j < FX_MAX_BLOCK; ++j) lanes |= (unsigned)(best[j] == m) << j;
     for (Py_ssize_t i = 0; i < whole && lanes != 0; i += FX_MAX_BLOCK)
         for (unsigned left = lanes; left != 0; left &= left - 1) {
@@ -64,11 +63,11 @@ static inline Py_ssize_t FX_NAME(fx_argmax)(const FX_T *x, Py_ssize_t n, FX_T *m
 
 /* The loop of fx_expsum_chunk: stores each term in e when `store`, leaves out the term at
  * i == skip when `has_skip`. */
-static inline __attribute__((always_inline)) FX_T FX_NAME(fx_expsum_loop)(
-    const FX_T *z, FX_NAME(fx_lane) n, FX_T m, FX_T *e, FX_NAME(fx_lane) skip, int store,
-    int has_skip) {
+static inline __attribute__((always_inline)) FX_T
+FX_NAME(fx_expsum_loop)(const FX_T *z, FX_NAME(fx_lane) n, FX_T m, FX_T *e, FX_NAME(fx_lane) skip,
+                        int store, int has_skip) {
     FX_T part = 0;
-#pragma omp simd reduction(+:part)
+#pragma omp simd reduction(+ : part)
     for (FX_NAME(fx_lane) i = 0; i < n; ++i) {
         const FX_T v = FX_EXP_SUB(z[i], m);
         if (store) e[i] = v;
@@ -80,8 +79,10 @@ static inline __attribute__((always_inline)) FX_T FX_NAME(fx_expsum_loop)(
 
 /* sum exp(z_i - m) over one chunk (n < 2^31) except at i == skip (-1: none), accumulated
  * in FX_T; every term, skip's too, is stored in e when e != NULL (e may be z). */
-static inline __attribute__((always_inline)) FX_T FX_NAME(fx_expsum_chunk)(
-    const FX_T *z, FX_NAME(fx_lane) n, FX_T m, FX_T *e, FX_NAME(fx_lane) skip) {
+static inline __attribute__((always_inline)) FX_T FX_NAME(fx_expsum_chunk)(const FX_T *z,
+                                                                           FX_NAME(fx_lane) n,
+                                                                           FX_T m, FX_T *e,
+                                                                           FX_NAME(fx_lane) skip) {
     FX_T part;
     if (e && skip >= 0) part = FX_NAME(fx_expsum_loop)(z, n, m, e, skip, 1, 1);
     else if (e) part = FX_NAME(fx_expsum_loop)(z, n, m, e, skip, 1, 0);
@@ -109,20 +110,22 @@ static inline double FX_NAME(fx_expsum)(const FX_T *z, Py_ssize_t n, FX_T m, FX_
                                         at >= 0 && at < FX_CHUNK ? (FX_NAME(fx_lane))at : -1);
     }
     fx_prefetch(next, start, n - start, sizeof(FX_T));
-    return acc + FX_NAME(fx_expsum_chunk)(z + start, (FX_NAME(fx_lane))(n - start), m,
-                                          e ? e + start : NULL,
-                                          skip >= start ? (FX_NAME(fx_lane))(skip - start) : -1);
+    return acc
+           + FX_NAME(fx_expsum_chunk)(z + start, (FX_NAME(fx_lane))(n - start), m,
+                                      e ? e + start : NULL,
+                                      skip >= start ? (FX_NAME(fx_lane))(skip - start) : -1);
 }
 
 /* The loop of fx_expsum_lin for class weights (has_w) or not and soft targets (has_t) or
  * not; stores the terms in e when `store`. md is m in double. */
-static inline __attribute__((always_inline)) struct fx_lin_sums FX_NAME(fx_expsum_lin_loop)(
-    const FX_T *z, const FX_T *t, const FX_T *w, Py_ssize_t n, FX_T m, double md,
-    double alpha, double beta, FX_T *e, int has_w, int has_t, int store) {
+static inline __attribute__((always_inline)) struct fx_lin_sums
+FX_NAME(fx_expsum_lin_loop)(const FX_T *z, const FX_T *t, const FX_T *w, Py_ssize_t n, FX_T m,
+                            double md, double alpha, double beta, FX_T *e, int has_w, int has_t,
+                            int store) {
     double acc = 0.0, lin = 0.0, asum = 0.0;
-#pragma omp simd reduction(+:acc, lin, asum)
+#pragma omp simd reduction(+ : acc, lin, asum)
     for (Py_ssize_t i = 0; i < n; ++i) {
-        const FX_T zi = z[i];                    /* read before e (maybe z) is written */
+        const FX_T zi = z[i]; /* read before e (maybe z) is written */
         const FX_T v = FX_EXP_SUB(zi, m);
         const FX_T wi = has_w ? w[i] : (FX_T)1, ti = has_t ? t[i] : (FX_T)0;
         const double a = (double)wi * (alpha * (double)ti + beta);
@@ -161,8 +164,8 @@ static inline double FX_NAME(fx_expsum_lin)(const FX_T *z, const FX_T *t, const 
 /* Transposes R rows of C classes (row-major x) into E (C x Rp, E[c Rp + r], Rp =
  * FX_PADDED_ROWS(R), rows past R zero) and finds each row's max m[r] and first arg-max
  * kmax[r], vectorised across rows. Returns Rp. */
-static inline Py_ssize_t FX_NAME(fx_short_max)(const FX_T *x, Py_ssize_t R, Py_ssize_t C,
-                                               FX_T *E, FX_T *m, int *kmax) {
+static inline Py_ssize_t FX_NAME(fx_short_max)(const FX_T *x, Py_ssize_t R, Py_ssize_t C, FX_T *E,
+                                               FX_T *m, int *kmax) {
     const Py_ssize_t Rp = FX_PADDED_ROWS(R);
     Py_ssize_t r0 = 0;
     for (; r0 + FX_TRANSPOSE_GROUP <= R; r0 += FX_TRANSPOSE_GROUP)
@@ -174,7 +177,10 @@ static inline Py_ssize_t FX_NAME(fx_short_max)(const FX_T *x, Py_ssize_t R, Py_s
     for (; r0 < Rp; ++r0)
         for (Py_ssize_t c = 0; c < C; ++c) E[c * Rp + r0] = r0 < R ? x[r0 * C + c] : (FX_T)0;
 #pragma omp simd
-    for (Py_ssize_t r = 0; r < Rp; ++r) { m[r] = E[r]; kmax[r] = 0; }
+    for (Py_ssize_t r = 0; r < Rp; ++r) {
+        m[r] = E[r];
+        kmax[r] = 0;
+    }
     for (Py_ssize_t c = 1; c < C; ++c) {
         const FX_T *Ec = E + c * Rp;
 #pragma omp simd
@@ -195,11 +201,10 @@ static inline Py_ssize_t FX_NAME(fx_short_max)(const FX_T *x, Py_ssize_t R, Py_s
  * rows whose label leads by 15 up to 6.8 ulp; this 1.9 ulp, for 1-7 % more time.)
  * When beta != 0 it also accumulates, over c != kmax, lin += a_c (m - x_c) and
  * asum += a_c with a_c = beta w_c (w == NULL: 1). */
-static inline void FX_NAME(fx_short_rows)(const FX_T *x, Py_ssize_t R, Py_ssize_t C,
-                                          const FX_T *w, double beta, FX_T *E, FX_T *m,
-                                          int *kmax, double *rest, double *l1p, double *lin,
-                                          double *asum) {
-    FX_T sum[FX_SHORT_BATCH];                    /* FX_SHORT_FLUSH classes' terms */
+static inline void FX_NAME(fx_short_rows)(const FX_T *x, Py_ssize_t R, Py_ssize_t C, const FX_T *w,
+                                          double beta, FX_T *E, FX_T *m, int *kmax, double *rest,
+                                          double *l1p, double *lin, double *asum) {
+    FX_T sum[FX_SHORT_BATCH]; /* FX_SHORT_FLUSH classes' terms */
     const Py_ssize_t Rp = FX_NAME(fx_short_max)(x, R, C, E, m, kmax);
 #pragma omp simd
     for (Py_ssize_t r = 0; r < Rp; ++r) {
@@ -229,7 +234,10 @@ static inline void FX_NAME(fx_short_rows)(const FX_T *x, Py_ssize_t R, Py_ssize_
         }
         if (c % FX_SHORT_FLUSH == FX_SHORT_FLUSH - 1 || c == C - 1) {
 #pragma omp simd
-            for (Py_ssize_t r = 0; r < Rp; ++r) { rest[r] += sum[r]; sum[r] = 0; }
+            for (Py_ssize_t r = 0; r < Rp; ++r) {
+                rest[r] += sum[r];
+                sum[r] = 0;
+            }
         }
     }
 #pragma omp simd
@@ -248,10 +256,9 @@ static inline void FX_NAME(fx_short_rows)(const FX_T *x, Py_ssize_t R, Py_ssize_
  * (row-major) when not NULL; returns the sum of the row losses, added in row order. */
 static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, Py_ssize_t C,
                                                   const int64_t *labels, const double *sw,
-                                                  const FX_T *w, int has_ignore,
-                                                  int64_t ignore, double keep, double beta,
-                                                  double grad_scale, double *row_loss,
-                                                  FX_T *grad, FX_T *E) {
+                                                  const FX_T *w, int has_ignore, int64_t ignore,
+                                                  double keep, double beta, double grad_scale,
+                                                  double *row_loss, FX_T *grad, FX_T *E) {
     FX_T m[FX_SHORT_BATCH], p[FX_SHORT_BATCH], gk[FX_SHORT_BATCH], hk[FX_SHORT_BATCH];
     FX_T kb[FX_SHORT_BATCH];
     int kmax[FX_SHORT_BATCH];
@@ -262,9 +269,9 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
     double total = 0.0;
     const Py_ssize_t Rp = FX_PADDED_ROWS(R);
     FX_NAME(fx_short_rows)(x, R, C, w, beta, E, m, kmax, rest, l1p, lin, asum);
-    for (Py_ssize_t r = 0; r < R; ++r) {         /* the per-row inputs (gathers) */
+    for (Py_ssize_t r = 0; r < R; ++r) { /* the per-row inputs (gathers) */
         const int ignored = has_ignore && labels[r] == ignore;
-        const Py_ssize_t y = ignored ? 0 : labels[r];    /* an index either way */
+        const Py_ssize_t y = ignored ? 0 : labels[r]; /* an index either way */
         s[r] = ignored ? 0.0 : (sw ? sw[r] : 1.0);
         hard[r] = keep * (w ? (double)w[y] : 1.0);
         a_km[r] = beta * (w ? (double)w[kmax[r]] : 1.0);
@@ -280,8 +287,7 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
         const int add = !at_km && hard[r] != 0.0;
         const double a_kmax = a_km[r] + (at_km ? hard[r] : 0.0);
         const double a_rest = asum[r] + (add ? hard[r] : 0.0);
-        const double row = lin[r] + (add ? hard[r] * dz[r] : 0.0)
-                           + (a_rest + a_kmax) * l1p[r];
+        const double row = lin[r] + (add ? hard[r] * dz[r] : 0.0) + (a_rest + a_kmax) * l1p[r];
         const double inv = 1.0 / (1.0 + rest[r]);
         loss[r] = skip[r] ? 0.0 : s[r] * row;
         p[r] = (FX_T)(k * (a_rest + a_kmax) * inv);
@@ -289,7 +295,7 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
         hk[r] = at_km ? (FX_T)0 : (FX_T)(k * hard[r]);
         kb[r] = (FX_T)(k * beta);
     }
-    for (Py_ssize_t r = R; r < Rp; ++r) {        /* padding: a skipped row */
+    for (Py_ssize_t r = R; r < Rp; ++r) { /* padding: a skipped row */
         p[r] = gk[r] = hk[r] = kb[r] = (FX_T)0;
         km[r] = lab[r] = 0;
         skip[r] = 1;
@@ -298,7 +304,7 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
     if (row_loss)
         for (Py_ssize_t r = 0; r < R; ++r) row_loss[r] = loss[r];
     if (!grad) return total;
-    for (Py_ssize_t r = 0; r < R; ++r) {         /* row by row, reading E across */
+    for (Py_ssize_t r = 0; r < R; ++r) { /* row by row, reading E across */
         FX_T *g = grad + r * C;
         for (Py_ssize_t c = 0; c < C; ++c)
             g[c] = skip[r] ? (FX_T)0 : p[r] * E[c * Rp + r] - kb[r] * (w ? w[c] : (FX_T)1);
@@ -310,17 +316,18 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
 }
 
 /* The loop of fx_grad for class weights (has_w) or not and soft targets (has_t) or not. */
-static inline __attribute__((always_inline)) void FX_NAME(fx_grad_loop)(
-    FX_T *g, const FX_T *t, const FX_T *w, Py_ssize_t n, FX_T p, FX_T ka, FX_T kb, int has_w,
-    int has_t) {
+static inline __attribute__((always_inline)) void FX_NAME(fx_grad_loop)(FX_T *g, const FX_T *t,
+                                                                        const FX_T *w, Py_ssize_t n,
+                                                                        FX_T p, FX_T ka, FX_T kb,
+                                                                        int has_w, int has_t) {
 #pragma omp simd
     for (Py_ssize_t i = 0; i < n; ++i)
         g[i] = p * g[i] - (has_w ? w[i] : (FX_T)1) * (ka * (has_t ? t[i] : (FX_T)0) + kb);
 }
 
 /* Gradient pass over a row whose g holds the exp terms: g_i = p g_i - w_i (ka t_i + kb). */
-static inline void FX_NAME(fx_grad)(FX_T *g, const FX_T *t, const FX_T *w, Py_ssize_t n,
-                                    FX_T p, FX_T ka, FX_T kb) {
+static inline void FX_NAME(fx_grad)(FX_T *g, const FX_T *t, const FX_T *w, Py_ssize_t n, FX_T p,
+                                    FX_T ka, FX_T kb) {
     if (w && t) FX_NAME(fx_grad_loop)(g, t, w, n, p, ka, kb, 1, 1);
     else if (w) FX_NAME(fx_grad_loop)(g, t, w, n, p, ka, kb, 1, 0);
     else if (t) FX_NAME(fx_grad_loop)(g, t, w, n, p, ka, kb, 0, 1);
@@ -329,11 +336,12 @@ static inline void FX_NAME(fx_grad)(FX_T *g, const FX_T *t, const FX_T *w, Py_ss
 
 /* The loop of fx_prob_row for class weights (has_w) or not and soft targets (has_t) or not;
  * writes the gradient when `grad`. */
-static inline __attribute__((always_inline)) double FX_NAME(fx_prob_loop)(
-    const FX_T *p, const FX_T *t, const FX_T *w, Py_ssize_t n, double alpha, double beta,
-    FX_T lo, FX_T hi, FX_T *g, FX_T ka, FX_T kb, int has_w, int has_t, int grad) {
+static inline __attribute__((always_inline)) double
+FX_NAME(fx_prob_loop)(const FX_T *p, const FX_T *t, const FX_T *w, Py_ssize_t n, double alpha,
+                      double beta, FX_T lo, FX_T hi, FX_T *g, FX_T ka, FX_T kb, int has_w,
+                      int has_t, int grad) {
     double acc = 0.0;
-#pragma omp simd reduction(+:acc)
+#pragma omp simd reduction(+ : acc)
     for (Py_ssize_t i = 0; i < n; ++i) {
         const FX_T pi = p[i];
         const FX_T cp = pi < lo ? lo : (pi > hi ? hi : pi);
@@ -348,9 +356,9 @@ static inline __attribute__((always_inline)) double FX_NAME(fx_prob_loop)(
 
 /* Probability rows: returns sum a_i * -log(clip(p_i, lo, hi)) with a_i = w_i (alpha t_i +
  * beta); writes g_i = -k a_i / clip(p_i) when g != NULL (g may be p). */
-static inline double FX_NAME(fx_prob_row)(const FX_T *p, const FX_T *t, const FX_T *w,
-                                          Py_ssize_t n, double alpha, double beta, FX_T lo,
-                                          FX_T hi, FX_T *g, FX_T k) {
+static inline double FX_NAME(fx_prob_row)(const FX_T *p, const FX_T *t, const FX_T *w, Py_ssize_t n,
+                                          double alpha, double beta, FX_T lo, FX_T hi, FX_T *g,
+                                          FX_T k) {
     double acc;
     const FX_T ka = (FX_T)(k * alpha), kb = (FX_T)(k * beta);
     if (g) {
@@ -374,8 +382,7 @@ static inline double FX_NAME(fx_prob_row)(const FX_T *p, const FX_T *t, const FX
 }
 
 /* out_i = (z_i - m) - l: log-softmax of a row with max m and l = log1p(rest) (out may be z). */
-static inline void FX_NAME(fx_log_softmax)(const FX_T *z, Py_ssize_t n, FX_T m, FX_T l,
-                                           FX_T *out) {
+static inline void FX_NAME(fx_log_softmax)(const FX_T *z, Py_ssize_t n, FX_T m, FX_T l, FX_T *out) {
 #pragma omp simd
     for (Py_ssize_t i = 0; i < n; ++i) out[i] = (z[i] - m) - l;
 }
@@ -387,10 +394,10 @@ static inline void FX_NAME(fx_fill)(FX_T *x, Py_ssize_t n, FX_T v) {
 
 /* Number of x_i outside [lo, hi] (NaN counts as outside), not counting x_i == skip when
  * has_skip. */
-static inline Py_ssize_t FX_NAME(fx_count_outside)(const FX_T *x, Py_ssize_t n, FX_T lo,
-                                                   FX_T hi, int has_skip, FX_T skip) {
+static inline Py_ssize_t FX_NAME(fx_count_outside)(const FX_T *x, Py_ssize_t n, FX_T lo, FX_T hi,
+                                                   int has_skip, FX_T skip) {
     Py_ssize_t acc = 0;
-#pragma omp simd reduction(+:acc)
+#pragma omp simd reduction(+ : acc)
     for (Py_ssize_t i = 0; i < n; ++i)
         acc += !((x[i] >= lo && x[i] <= hi) || (has_skip && x[i] == skip));
     return acc;
@@ -406,13 +413,13 @@ static inline Py_ssize_t FX_NAME(fx_count_outside)(const FX_T *x, Py_ssize_t n, 
  * cancellation (loss = w [(1-y') softplus(x) + pw y' softplus(-x)], gradient
  * w [(1-y') sigmoid(x) - pw y' sigmoid(-x)]); probabilities are clipped to [lo, hi]. A zero
  * coefficient contributes 0 even against an infinite term. */
-static inline __attribute__((always_inline)) double FX_NAME(fx_bce_loop)(
-    const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w, const FX_T *pw, FX_T w0,
-    FX_T pw0, FX_T sa, FX_T sb, int has_ignore, FX_T ignore, FX_T lo, FX_T hi, FX_T *loss,
-    FX_T *g, FX_T gk, int logits, int options, int w_vec, int pw_vec, int store_loss,
-    int store_g) {
+static inline __attribute__((always_inline)) double
+FX_NAME(fx_bce_loop)(const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w, const FX_T *pw,
+                     FX_T w0, FX_T pw0, FX_T sa, FX_T sb, int has_ignore, FX_T ignore, FX_T lo,
+                     FX_T hi, FX_T *loss, FX_T *g, FX_T gk, int logits, int options, int w_vec,
+                     int pw_vec, int store_loss, int store_g) {
     double acc = 0.0;
-#pragma omp simd reduction(+:acc)
+#pragma omp simd reduction(+ : acc)
     for (Py_ssize_t i = 0; i < n; ++i) {
         const FX_T xi = x[i], yi = y[i];
         const FX_T ys = options ? yi * sa + sb : yi;
@@ -433,8 +440,7 @@ static inline __attribute__((always_inline)) double FX_NAME(fx_bce_loop)(
             const FX_T one_m = (FX_T)1 - cp;
             const FX_T log_p = FX_LOG(cp), log_1mp = FX_LOG1P(-cp);
             li = -wi * ((q != 0 ? q * log_p : (FX_T)0) + (r != 0 ? r * log_1mp : (FX_T)0));
-            gi = -wi * ((q != 0 ? (gk * q) / cp : (FX_T)0)
-                        - (r != 0 ? (gk * r) / one_m : (FX_T)0));
+            gi = -wi * ((q != 0 ? (gk * q) / cp : (FX_T)0) - (r != 0 ? (gk * r) / one_m : (FX_T)0));
         }
         li = keep ? li : (FX_T)0;
         gi = keep ? gi : (FX_T)0;
@@ -447,37 +453,38 @@ static inline __attribute__((always_inline)) double FX_NAME(fx_bce_loop)(
 
 /* fx_bce's loop for one setting of the weights: dispatches on the input kind and on which
  * results are stored. */
-static inline __attribute__((always_inline)) double FX_NAME(fx_bce_stores)(
-    int from_logits, const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w, const FX_T *pw,
-    FX_T w0, FX_T pw0, FX_T sa, FX_T sb, int has_ignore, FX_T ignore, FX_T lo, FX_T hi,
-    FX_T *loss, FX_T *g, FX_T gk, int options, int w_vec, int pw_vec) {
+static inline __attribute__((always_inline)) double
+FX_NAME(fx_bce_stores)(int from_logits, const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w,
+                       const FX_T *pw, FX_T w0, FX_T pw0, FX_T sa, FX_T sb, int has_ignore,
+                       FX_T ignore, FX_T lo, FX_T hi, FX_T *loss, FX_T *g, FX_T gk, int options,
+                       int w_vec, int pw_vec) {
     double acc;
     if (from_logits) {
         if (loss && g)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo,
-                                       hi, loss, g, gk, 1, options, w_vec, pw_vec, 1, 1);
+            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                       loss, g, gk, 1, options, w_vec, pw_vec, 1, 1);
         else if (g)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo,
-                                       hi, loss, g, gk, 1, options, w_vec, pw_vec, 0, 1);
+            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                       loss, g, gk, 1, options, w_vec, pw_vec, 0, 1);
         else if (loss)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo,
-                                       hi, loss, g, gk, 1, options, w_vec, pw_vec, 1, 0);
+            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                       loss, g, gk, 1, options, w_vec, pw_vec, 1, 0);
         else
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo,
-                                       hi, loss, g, gk, 1, options, w_vec, pw_vec, 0, 0);
+            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                       loss, g, gk, 1, options, w_vec, pw_vec, 0, 0);
     } else {
         if (loss && g)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo,
-                                       hi, loss, g, gk, 0, options, w_vec, pw_vec, 1, 1);
+            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                       loss, g, gk, 0, options, w_vec, pw_vec, 1, 1);
         else if (g)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo,
-                                       hi, loss, g, gk, 0, options, w_vec, pw_vec, 0, 1);
+            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                       loss, g, gk, 0, options, w_vec, pw_vec, 0, 1);
         else if (loss)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo,
-                                       hi, loss, g, gk, 0, options, w_vec, pw_vec, 1, 0);
+            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                       loss, g, gk, 0, options, w_vec, pw_vec, 1, 0);
         else
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo,
-                                       hi, loss, g, gk, 0, options, w_vec, pw_vec, 0, 0);
+            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                       loss, g, gk, 0, options, w_vec, pw_vec, 0, 0);
     }
     return acc;
 }
@@ -486,13 +493,13 @@ static inline __attribute__((always_inline)) double FX_NAME(fx_bce_stores)(
  * for the segment (w_vec/pw_vec = 0) or one per element; w == NULL means 1. The smoothed
  * target is y' = y sa + sb; elements whose raw y equals `ignore` (when has_ignore) give 0.
  * Returns the sum of losses; writes losses and gk * gradients when loss / g != NULL. */
-static inline double FX_NAME(fx_bce)(int from_logits, const FX_T *x, const FX_T *y,
-                                     Py_ssize_t n, const FX_T *w, int w_vec, const FX_T *pw,
-                                     int pw_vec, FX_T sa, FX_T sb, int has_ignore, FX_T ignore,
-                                     FX_T lo, FX_T hi, FX_T *loss, FX_T *g, FX_T gk) {
+static inline double FX_NAME(fx_bce)(int from_logits, const FX_T *x, const FX_T *y, Py_ssize_t n,
+                                     const FX_T *w, int w_vec, const FX_T *pw, int pw_vec, FX_T sa,
+                                     FX_T sb, int has_ignore, FX_T ignore, FX_T lo, FX_T hi,
+                                     FX_T *loss, FX_T *g, FX_T gk) {
     double acc;
     const FX_T w0 = w ? w[0] : (FX_T)1, pw0 = pw ? pw[0] : (FX_T)1;
-    if (!w && !pw && sa == 1 && sb == 0 && !has_ignore)  /* no option: a lean loop */
+    if (!w && !pw && sa == 1 && sb == 0 && !has_ignore) /* no option: a lean loop */
         acc = FX_NAME(fx_bce_stores)(from_logits, x, y, n, w, pw, (FX_T)1, (FX_T)1, sa, sb,
                                      has_ignore, ignore, lo, hi, loss, g, gk, 0, 0, 0);
     else if (w_vec && pw_vec)
