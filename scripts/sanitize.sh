@@ -80,24 +80,37 @@ for hidden in torch matplotlib; do
 done
 export PYTHONPATH=$SRC:$WORK/hide
 export PYTHONMALLOC=malloc          # every Python allocation through the ASan allocator
-export FASTXENT_ISA=                # the best built ISA (avx2 where the CPU has it)
+# The best ISA the copy built and the CPU supports, chosen here: left to the dispatch, an
+# editable install of the checkout would supply a kernel set the copy did not build (say
+# avx512), unsanitized.
+FASTXENT_ISA=$(cd "$SRC" && FASTXENT_ISA=baseline "$PYTHON" -c '
+import sys, fastxent
+print([i for i in fastxent.config()["isas_supported"] if i in sys.argv[1].split(",")][-1])' \
+    "$ISAS")
+export FASTXENT_ISA
 
 (cd "$SRC" && "$PYTHON" -c '
 import sys, fastxent
-assert fastxent.__file__.startswith(sys.argv[1]), fastxent.__file__
+kernels = [m for n, m in sys.modules.items() if n.startswith("fastxent.") and "_kernels_" in n]
+for m in [fastxent] + kernels:
+    assert m.__file__.startswith(sys.argv[1]), m.__file__
 print("   imported", fastxent.__file__, "isa", fastxent.config()["isa"])' "$SRC")
 
 echo "== running pytest under ASan+UBSan (log: $LOG)"
 t0=$(date +%s)
 set +e
-# test_kernels_import_zgv_symbols checks the optimised build's libmvec calls and
-# test_accuracy_bounds_hold_for_every_built_isa the release build's ulp bounds: an -O0 debug
-# build has no libmvec calls and sums in another order, so both are deselected. tests/adapters/test_dask.py is left out: its dask.distributed
-# worker processes never answer under the preloaded ASan runtime (the client waits forever);
-# the kernels it calls are the ones tests/eval/test_evaluate.py runs in process.
+# test_kernels_import_zgv_symbols checks the optimised build's libmvec calls,
+# test_accuracy_bounds_hold_for_every_built_isa and the wide float32 rows of
+# test_float32_rows_within_ulps the release build's ulp bounds: an -O0 debug build has no
+# libmvec calls and sums in another order, so they are deselected. tests/adapters/test_dask.py is left
+# out: its dask.distributed worker processes never answer under the preloaded ASan runtime
+# (the client waits forever); the kernels it calls are the ones tests/eval/test_evaluate.py runs
+# in process.
 (cd "$SRC" && "$PYTHON" -m pytest -p no:cacheprovider \
     --deselect tests/core/test_build.py::test_kernels_import_zgv_symbols \
     --deselect tests/core/test_build.py::test_accuracy_bounds_hold_for_every_built_isa \
+    --deselect "tests/core/test_precision.py::test_float32_rows_within_ulps[normal-wide]" \
+    --deselect "tests/core/test_precision.py::test_float32_rows_within_ulps[lead15-wide]" \
     --ignore tests/adapters/test_dask.py "${@:--q}") > "$LOG" 2>&1
 rc=$?
 set -e

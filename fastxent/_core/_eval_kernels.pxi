@@ -277,7 +277,7 @@ cdef void _eval_rows(const real *x, const real *soft, const real *w, const Class
                      Py_ssize_t r0, Py_ssize_t r1, const StatLayout *L, double *stats,
                      real *scratch) noexcept nogil:
     """Add rows [r0, r1) to stats; scratch holds 2 C values for strided rows."""
-    cdef Py_ssize_t r, c, y, base, outer, C = o.n_classes, step = o.n_inner
+    cdef Py_ssize_t r, y, base, C = o.n_classes, step = o.n_inner
     cdef const real *row
     cdef const real *trow
     cdef RowMetrics metrics
@@ -290,17 +290,14 @@ cdef void _eval_rows(const real *x, const real *soft, const real *w, const Class
             y = o.labels[r]
             if o.has_ignore and y == o.ignore_index:
                 continue
-        outer = r // step
-        base = outer * C * step + (r - outer * step)
+        base = _row_base(r, C, step)
         if step == 1:
             row = x + base
             trow = _at(soft, base)
         else:                                    # strided row: through this thread's buffer
-            for c in range(C):
-                scratch[c] = x[base + c * step]
+            _gather(scratch, x, base, step, C)
             if soft != NULL:
-                for c in range(C):
-                    scratch[C + c] = soft[base + c * step]
+                _gather(scratch + C, soft, base, step, C)
             row = scratch
             trow = scratch + C if soft != NULL else NULL
         if o.from_logits:
@@ -330,7 +327,7 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     cdef StatLayout layout
     cdef Py_ssize_t n_rows = x.shape[0] // n_classes if n_classes > 0 else 0
     cdef Py_ssize_t per_block = _rows_per_block(n_classes)
-    cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
+    cdef Py_ssize_t n_blocks = _n_blocks(n_rows, per_block)
     cdef Py_ssize_t n_topk = topk.shape[0], n_stats = stats.shape[0], b, j
     cdef double *edges
     cdef real clip_lo = <real>clip_eps, clip_hi = <real>1.0 - <real>clip_eps
@@ -350,7 +347,7 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
         soft_p = &soft[0]
     if class_weight is not None:
         w_p = &class_weight[0]
-    n_threads = max(1, min(n_threads, n_blocks))
+    n_threads = _block_threads(n_threads, n_blocks)
     partial = <double *> calloc(n_blocks * n_stats, sizeof(double))
     edges = <double *> malloc((n_bins + 1) * sizeof(double))
     if n_inner > 1:
@@ -371,9 +368,8 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
             _eval_rows(&x[0], soft_p, w_p, &o, b * per_block,
                        min((b + 1) * per_block, n_rows), &layout, partial + b * n_stats,
                        _at_out(scratch, threadid() * 2 * n_classes))
-        for b in range(n_blocks):
-            for j in range(n_stats):
-                stats[j] += partial[b * n_stats + j]
+        for j in range(n_stats):
+            stats[j] = _ordered_sum(partial + j, n_blocks, n_stats)
     free(partial)
     free(edges)
     free(scratch)

@@ -18,6 +18,7 @@
 # all terms non-negative, so confident rows keep their small loss and gradient exactly.
 
 from cython.parallel cimport prange, threadid
+from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, NAN, exp, log, log1p
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
@@ -95,13 +96,15 @@ cdef extern from *:
     #else
     #define FASTXENT_COMPILER "unknown"
     #endif
+    enum { FX_CPU_AVX2, FX_CPU_AVX512 };
     #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     static int fx_cpu_has(int feature) {
         __builtin_cpu_init();
         switch (feature) {
-        case 0: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        case 1: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
-                       && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+        case FX_CPU_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        case FX_CPU_AVX512:
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+                   && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
         }
         return 0;
     }
@@ -109,6 +112,9 @@ cdef extern from *:
     static int fx_cpu_has(int feature) { (void)feature; return 0; }
     #endif
     """
+    enum:
+        FX_CPU_AVX2
+        FX_CPU_AVX512
     int FASTXENT_OPENMP
     const char *FASTXENT_CFLAGS
     const char *FASTXENT_COMPILER
@@ -163,12 +169,12 @@ def uses_libmvec():
 
 def cpu_supports_avx2():
     """True when the CPU (and OS) support AVX2 and FMA."""
-    return bool(fx_cpu_has(0))
+    return bool(fx_cpu_has(FX_CPU_AVX2))
 
 
 def cpu_supports_avx512():
     """True when the CPU (and OS) support AVX-512 F, DQ, VL and BW."""
-    return bool(fx_cpu_has(1))
+    return bool(fx_cpu_has(FX_CPU_AVX512))
 
 
 # ---- fused wrappers over the C loops --------------------------------------------------------
@@ -246,6 +252,56 @@ cdef inline const real *_at(const real *p, Py_ssize_t offset) noexcept nogil:
 
 cdef inline real *_at_out(real *p, Py_ssize_t offset) noexcept nogil:
     return p + offset if p != NULL else NULL
+
+
+# ---- blocks of work and strided rows --------------------------------------------------------
+
+cdef inline Py_ssize_t _n_blocks(Py_ssize_t n, Py_ssize_t per_block) noexcept nogil:
+    """The number of blocks of per_block items (the last one shorter) that hold n items."""
+    return (n + per_block - 1) // per_block
+
+
+cdef inline int _block_threads(int n_threads, Py_ssize_t n_blocks) noexcept nogil:
+    """n_threads, but at least one and no more than there are blocks."""
+    return <int>max(1, min(<Py_ssize_t>n_threads, n_blocks))
+
+
+cdef inline double _ordered_sum(const double *partial, Py_ssize_t n_blocks,
+                                Py_ssize_t stride) noexcept nogil:
+    """partial[0] + partial[stride] + ... over n_blocks blocks, added in block order: the sum
+    of per-block slots, the same for every thread count."""
+    cdef double total = 0.0
+    cdef Py_ssize_t b
+    for b in range(n_blocks):
+        total += partial[b * stride]
+    return total
+
+
+cdef inline Py_ssize_t _row_base(Py_ssize_t r, Py_ssize_t n_classes,
+                                 Py_ssize_t n_inner) noexcept nogil:
+    """Index of row r's first class in (outer, n_classes, n_inner) C-order data (classes
+    n_inner elements apart)."""
+    cdef Py_ssize_t outer
+    if n_inner == 1:
+        return r * n_classes
+    outer = r // n_inner
+    return outer * n_classes * n_inner + (r - outer * n_inner)
+
+
+cdef inline void _gather(real *row, const real *x, Py_ssize_t base, Py_ssize_t step,
+                         Py_ssize_t n) noexcept nogil:
+    """row[c] = x[base + c * step] for c < n: a strided row into a contiguous buffer."""
+    cdef Py_ssize_t c
+    for c in range(n):
+        row[c] = x[base + c * step]
+
+
+cdef inline void _scatter(real *x, const real *row, Py_ssize_t base, Py_ssize_t step,
+                          Py_ssize_t n) noexcept nogil:
+    """x[base + c * step] = row[c] for c < n: a contiguous buffer back into a strided row."""
+    cdef Py_ssize_t c
+    for c in range(n):
+        x[base + c * step] = row[c]
 
 
 # ---- multiclass rows ------------------------------------------------------------------------
@@ -420,7 +476,7 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
                         Py_ssize_t r0, Py_ssize_t r1, double *row_loss, real *grad,
                         real *scratch) noexcept nogil:
     """Rows [r0, r1): per-row losses into row_loss (if not NULL), their sum returned."""
-    cdef Py_ssize_t r, c, y, base, outer, inner, C = o.n_classes, step = o.n_inner
+    cdef Py_ssize_t r, c, y, base, C = o.n_classes, step = o.n_inner
     cdef double s, hard, loss, total = 0.0
     cdef real *zbuf = scratch
     cdef real *tbuf = scratch + C if scratch != NULL else NULL
@@ -435,12 +491,7 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
             y = o.labels[r]
             if not (o.has_ignore and y == o.ignore_index):   # an ignored label indexes nothing
                 hard = o.keep * (w[y] if w != NULL else 1.0)
-        if step == 1:
-            base = r * C
-        else:
-            outer = r // step
-            inner = r - outer * step
-            base = outer * C * step + inner
+        base = _row_base(r, C, step)
         if o.labels != NULL and o.has_ignore and o.labels[r] == o.ignore_index:
             loss = 0.0
             if grad != NULL:
@@ -451,16 +502,13 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
                                   s * o.grad_scale, _at_out(grad, base),
                                   _next_row(x, r, o.n_rows, C))
         else:                                    # strided row: through this thread's buffers
-            for c in range(C):
-                zbuf[c] = x[base + c * step]
+            _gather(zbuf, x, base, step, C)
             if soft != NULL:
-                for c in range(C):
-                    tbuf[c] = soft[base + c * step]
+                _gather(tbuf, soft, base, step, C)
             loss = s * _class_row(zbuf, tbuf if soft != NULL else NULL, w, o, y, hard,
                                   s * o.grad_scale, gbuf if grad != NULL else NULL, NULL)
             if grad != NULL:
-                for c in range(C):
-                    grad[base + c * step] = gbuf[c]
+                _scatter(grad, gbuf, base, step, C)
         if row_loss != NULL:
             row_loss[r] = loss
         total += loss
@@ -487,10 +535,10 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
     cdef ClassOptions o
     cdef Py_ssize_t n_rows = x.shape[0] // n_classes if n_classes > 0 else 0
     cdef Py_ssize_t per_block = _rows_per_block(n_classes)
-    cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
+    cdef Py_ssize_t n_blocks = _n_blocks(n_rows, per_block)
     cdef Py_ssize_t b, r0, r1
     cdef real clip_lo = <real>clip_eps, clip_hi = <real>1.0 - <real>clip_eps  # kernel dtype
-    cdef double total = 0.0
+    cdef double total
     cdef double *partial
     cdef real *scratch = NULL
     cdef const real *soft_p = NULL
@@ -510,7 +558,7 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
         row_loss_p = &row_loss[0]
     if grad is not None:
         grad_p = &grad[0]
-    n_threads = max(1, min(n_threads, n_blocks))
+    n_threads = _block_threads(n_threads, n_blocks)
     partial = <double *> malloc(n_blocks * sizeof(double))
     if n_inner > 1:
         scratch = <real *> malloc(n_threads * 3 * n_classes * sizeof(real))
@@ -524,8 +572,7 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
             r1 = min(r0 + per_block, n_rows)
             partial[b] = _class_rows(&x[0], soft_p, w_p, &o, r0, r1, row_loss_p, grad_p,
                                      _at_out(scratch, threadid() * 3 * n_classes))
-        for b in range(n_blocks):
-            total += partial[b]
+        total = _ordered_sum(partial, n_blocks, 1)
     free(partial)
     free(scratch)
     return total
@@ -542,10 +589,10 @@ def check_labels(const int64_t[::1] labels,          # IN (rows,)
     The total is summed in fixed blocks, so it does not depend on n_threads.
     """
     cdef Py_ssize_t n = labels.shape[0], per_block = BLOCK_ELEMENTS
-    cdef Py_ssize_t n_blocks = (n + per_block - 1) // per_block
+    cdef Py_ssize_t n_blocks = _n_blocks(n, per_block)
     cdef Py_ssize_t b, i, first = -1
     cdef int64_t y
-    cdef double acc, total = 0.0
+    cdef double acc, total
     cdef const double *w = NULL
     cdef const double *s = NULL
     cdef double *partial
@@ -562,7 +609,7 @@ def check_labels(const int64_t[::1] labels,          # IN (rows,)
         free(partial)
         free(bad)
         raise MemoryError("fastxent: cannot allocate kernel work space")
-    n_threads = max(1, min(n_threads, n_blocks))
+    n_threads = _block_threads(n_threads, n_blocks)
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             acc = 0.0
@@ -577,10 +624,11 @@ def check_labels(const int64_t[::1] labels,          # IN (rows,)
                     continue
                 acc = acc + (w[y] if w != NULL else 1.0) * (s[i] if s != NULL else 1.0)
             partial[b] = acc
+        total = _ordered_sum(partial, n_blocks, 1)
         for b in range(n_blocks):
-            total += partial[b]
-            if first < 0 and bad[b] >= 0:
+            if bad[b] >= 0:
                 first = bad[b]
+                break
     free(partial)
     free(bad)
     return first, total
@@ -590,12 +638,12 @@ def outside(const real[::1] x, double lo, double hi, bint has_skip, double skip,
     """Return (count, first index) of the elements outside [lo, hi], skipping those equal to
     `skip`; NaN counts as outside. first is -1 when count is 0."""
     cdef Py_ssize_t n = x.shape[0], per_block = BLOCK_ELEMENTS
-    cdef Py_ssize_t n_blocks = (n + per_block - 1) // per_block
+    cdef Py_ssize_t n_blocks = _n_blocks(n, per_block)
     cdef Py_ssize_t b, i, stop, first = -1, count = 0
     cdef real rlo = <real>lo, rhi = <real>hi, rskip = <real>skip, v
     if n == 0:
         return 0, -1
-    n_threads = max(1, min(n_threads, n_blocks))
+    n_threads = _block_threads(n_threads, n_blocks)
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             stop = min((b + 1) * per_block, n)
@@ -659,8 +707,8 @@ def transform_rows(const real[::1] x,            # IN  (outer, C, inner) C-order
     """Softmax, log-softmax or log-sum-exp over the class axis of every row."""
     cdef Py_ssize_t n_rows = x.shape[0] // n_classes
     cdef Py_ssize_t per_block = _rows_per_block(n_classes)
-    cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
-    cdef Py_ssize_t b, r, c, base, outer, step = n_inner
+    cdef Py_ssize_t n_blocks = _n_blocks(n_rows, per_block)
+    cdef Py_ssize_t b, r, base, step = n_inner
     cdef real *out_p = NULL
     cdef real *lse_p = NULL
     cdef real *scratch = NULL
@@ -673,7 +721,7 @@ def transform_rows(const real[::1] x,            # IN  (outer, C, inner) C-order
         out_p = &out[0]
     if lse is not None:
         lse_p = &lse[0]
-    n_threads = max(1, min(n_threads, n_blocks))
+    n_threads = _block_threads(n_threads, n_blocks)
     if n_inner > 1:
         scratch = <real *> malloc(n_threads * 2 * n_classes * sizeof(real))
         if scratch == NULL:
@@ -686,16 +734,13 @@ def transform_rows(const real[::1] x,            # IN  (outer, C, inner) C-order
                                              _at_out(out_p, r * n_classes),
                                              _next_row(&x[0], r, n_rows, n_classes))
                 else:                            # strided row: through this thread's buffers
-                    outer = r // step
-                    base = outer * n_classes * step + (r - outer * step)
+                    base = _row_base(r, n_classes, step)
                     zbuf = scratch + threadid() * 2 * n_classes
                     obuf = zbuf + n_classes
-                    for c in range(n_classes):
-                        zbuf[c] = x[base + c * step]
+                    _gather(zbuf, &x[0], base, step, n_classes)
                     row_lse = _transform_row(zbuf, n_classes, mode, obuf, NULL)
                     if out_p != NULL:
-                        for c in range(n_classes):
-                            out_p[base + c * step] = obuf[c]
+                        _scatter(out_p, obuf, base, step, n_classes)
                 if lse_p != NULL:
                     lse_p[r] = <real>row_lse
     free(scratch)
@@ -721,9 +766,9 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
     has positive weight pos_weight[r * pw_row_step + l * pw_vec]. Arguments must be validated.
     """
     cdef Py_ssize_t n = x.shape[0], per_block = BLOCK_ELEMENTS
-    cdef Py_ssize_t n_blocks = (n + per_block - 1) // per_block
+    cdef Py_ssize_t n_blocks = _n_blocks(n, per_block)
     cdef Py_ssize_t b, i, stop, seg_end, r, l
-    cdef double total = 0.0
+    cdef double total
     cdef double *partial
     cdef const real *w_p = NULL
     cdef const real *pw_p = NULL
@@ -750,7 +795,7 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
     partial = <double *> malloc(n_blocks * sizeof(double))
     if partial == NULL:
         raise MemoryError("fastxent: cannot allocate kernel work space")
-    n_threads = max(1, min(n_threads, n_blocks))
+    n_threads = _block_threads(n_threads, n_blocks)
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             partial[b] = 0.0
@@ -767,8 +812,7 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
                     <real>ignore_value, lo, hi, _at_out(loss_p, i), _at_out(grad_p, i),
                     <real>grad_scale)
                 i = seg_end
-        for b in range(n_blocks):
-            total += partial[b]
+        total = _ordered_sum(partial, n_blocks, 1)
     free(partial)
     return total
 
@@ -802,10 +846,10 @@ cdef int _capi_softmax_ce(const real *logits, Py_ssize_t n_rows, Py_ssize_t n_cl
         if labels[i] < 0 or labels[i] >= n_classes:
             n_bad += 1
     if n_bad > 0:
-        return <int>min(n_bad, <Py_ssize_t>2147483647)
+        return <int>min(n_bad, <Py_ssize_t>INT_MAX)
     o = _class_options(n_rows, n_classes, 1, labels, NULL, False, 0, 0.0, True, 0.0, 1.0, 1.0)
     per_block = _rows_per_block(n_classes)
-    n_blocks = (n_rows + per_block - 1) // per_block
+    n_blocks = _n_blocks(n_rows, per_block)
     for b in prange(n_blocks, schedule="static", num_threads=_capi_threads(n_threads)):
         _class_rows(logits, NULL, NULL, &o, b * per_block, min((b + 1) * per_block, n_rows),
                     loss, grad, NULL)
@@ -821,8 +865,8 @@ cdef int _capi_bce_logits(const real *logits, const real *targets, Py_ssize_t n,
         return 0
     n_bad = _count_outside(targets, n, 0, 1, False, 0)
     if n_bad > 0:
-        return <int>min(n_bad, <Py_ssize_t>2147483647)
-    n_blocks = (n + BLOCK_ELEMENTS - 1) // BLOCK_ELEMENTS
+        return <int>min(n_bad, <Py_ssize_t>INT_MAX)
+    n_blocks = _n_blocks(n, BLOCK_ELEMENTS)
     for b in prange(n_blocks, schedule="static", num_threads=_capi_threads(n_threads)):
         start = b * BLOCK_ELEMENTS
         _bce_segment(True, logits + start, targets + start,

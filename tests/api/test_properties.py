@@ -771,9 +771,9 @@ def test_binary_probability_loss_independent_of_grad(dtype):
     """binary_cross_entropy(...) == binary_cross_entropy_loss_and_grad(...)[0], bitwise, for
     probabilities (found by test_binary_cross_entropy_properties).
 
-    Fails on the AVX2 build (passes with FASTXENT_ISA=baseline): the loss-only and the
-    loss+grad loops of FX_BCE_PROB round differently (FMA contraction or vector vs scalar
-    log, likely), so the loss depends on whether the gradient is asked for."""
+    Failed on the AVX2 build (passed with FASTXENT_ISA=baseline): the loss-only and the
+    loss+grad variants of fx_bce's probability loop rounded differently (FMA contraction or
+    vector vs scalar log, likely), so the loss depended on whether the gradient was asked for."""
     x = np.array([0.6977362], dtype)
     t = np.array([0.31381427])
     kw = {"from_logits": False, "pos_weight": 0.4847884, "reduction": "none"}

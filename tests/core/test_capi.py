@@ -189,3 +189,29 @@ def test_forked_child_runs_on_one_thread(downstream):
         time.sleep(0.01)
     assert os.read(read, 10) == b"ok"
     os.close(read)
+
+
+def test_capi_refuses_a_kernel_function_of_another_signature():
+    """fastxent.capi checks the C signature of every kernel function it takes (the name
+    Cython gives its capsule) and names the function when one differs. Run in a fresh
+    interpreter whose kernel modules export capi_logsumexp_f's capsule as capi_logsumexp_d."""
+    code = textwrap.dedent('''
+        import sys
+        import fastxent
+        assert "fastxent.capi" not in sys.modules
+        exported = [getattr(m, "__pyx_capi__", {}) for n, m in list(sys.modules.items())
+                    if n.startswith("fastxent.")]
+        exported = [e for e in exported if "capi_logsumexp_d" in e]
+        assert exported
+        for e in exported:
+            e["capi_logsumexp_d"] = e["capi_logsumexp_f"]
+        try:
+            import fastxent.capi
+        except ImportError as exc:
+            print(exc)
+    ''')
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "capi_logsumexp_d has the C signature 'int (float const *" in result.stdout
+    assert "expected 'int (double const *, Py_ssize_t, Py_ssize_t, double *, int)'" in (
+        result.stdout)
