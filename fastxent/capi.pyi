@@ -1,4 +1,2 @@
-"""Type stubs for fastxent.capi: its C functions are for Cython (see capi.pxd); Python sees
-one helper."""
-
-def note_threads_started() -> None: ...
+"""Type stubs for fastxent.capi: its functions are C functions for Cython (see capi.pxd);
+Python sees none."""

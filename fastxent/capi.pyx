@@ -1,9 +1,8 @@
 """The C-level API (see capi.pxd), forwarded to the kernel set chosen at import.
 
-GNU OpenMP's thread pool does not survive ``fork()``: a child forked after a multi-threaded
-kernel call waits forever in its first parallel region. A ``pthread_atfork`` handler marks
-such a child, and every call in it runs on one thread (the Python layer does the same, with a
-warning, for its own calls).
+Each function is looked up once, by name and C signature, in the chosen kernel set's
+``__pyx_capi__``. The kernel set also guards against ``fork()``: a call in a child forked after
+threads were started runs on one thread (see _core/_kernels.pxi).
 """
 
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
@@ -28,49 +27,6 @@ _SOFTMAX_CE_SIGNATURE = ("int ({0} const *, Py_ssize_t, Py_ssize_t, int64_t cons
                          "double *, {0} *, int)")
 _BCE_SIGNATURE = "int ({0} const *, {0} const *, Py_ssize_t, {0} *, {0} *, int)"
 _LSE_SIGNATURE = "int ({0} const *, Py_ssize_t, Py_ssize_t, {0} *, int)"
-
-
-cdef extern from *:
-    """
-    #if defined(_WIN32)
-    static int fx_register_child_at_fork(void (*child)(void)) { (void)child; return 0; }
-    #else
-    #include <pthread.h>
-    static int fx_register_child_at_fork(void (*child)(void)) {
-        return pthread_atfork(NULL, NULL, child);
-    }
-    #endif
-    """
-    int fx_register_child_at_fork(void (*child)() noexcept nogil)
-
-
-cdef int _threads_started = 0       # a call of this process may have started OpenMP threads
-cdef int _forked_child = 0          # this process was forked after that: one thread only
-
-
-cdef void _after_fork_in_child() noexcept nogil:
-    global _forked_child
-    if _threads_started:
-        _forked_child = 1
-
-
-fx_register_child_at_fork(_after_fork_in_child)
-
-
-def note_threads_started():
-    """Record that fastxent has run a multi-threaded kernel (called by the Python layer)."""
-    global _threads_started
-    _threads_started = 1
-
-
-cdef inline int _threads(int n_threads) noexcept nogil:
-    """The thread count to run with: 1 in a child forked after threads were started."""
-    global _threads_started
-    if _forked_child:
-        return 1
-    if n_threads != 1:
-        _threads_started = 1
-    return n_threads
 
 
 cdef void *_entry(str name, str signature) except NULL:
@@ -100,32 +56,32 @@ cdef lse_d_t _lse_d = <lse_d_t>_entry("capi_logsumexp_d", _LSE_SIGNATURE.format(
 cdef int softmax_cross_entropy_f(const float *logits, Py_ssize_t n_rows, Py_ssize_t n_classes,
                                  const int64_t *labels, double *loss, float *grad,
                                  int n_threads) noexcept nogil:
-    return _softmax_ce_f(logits, n_rows, n_classes, labels, loss, grad, _threads(n_threads))
+    return _softmax_ce_f(logits, n_rows, n_classes, labels, loss, grad, n_threads)
 
 
 cdef int softmax_cross_entropy_d(const double *logits, Py_ssize_t n_rows,
                                  Py_ssize_t n_classes, const int64_t *labels, double *loss,
                                  double *grad, int n_threads) noexcept nogil:
-    return _softmax_ce_d(logits, n_rows, n_classes, labels, loss, grad, _threads(n_threads))
+    return _softmax_ce_d(logits, n_rows, n_classes, labels, loss, grad, n_threads)
 
 
 cdef int binary_cross_entropy_with_logits_f(const float *logits, const float *targets,
                                             Py_ssize_t n, float *loss, float *grad,
                                             int n_threads) noexcept nogil:
-    return _bce_f(logits, targets, n, loss, grad, _threads(n_threads))
+    return _bce_f(logits, targets, n, loss, grad, n_threads)
 
 
 cdef int binary_cross_entropy_with_logits_d(const double *logits, const double *targets,
                                             Py_ssize_t n, double *loss, double *grad,
                                             int n_threads) noexcept nogil:
-    return _bce_d(logits, targets, n, loss, grad, _threads(n_threads))
+    return _bce_d(logits, targets, n, loss, grad, n_threads)
 
 
 cdef int logsumexp_f(const float *x, Py_ssize_t n_rows, Py_ssize_t n_classes, float *out,
                      int n_threads) noexcept nogil:
-    return _lse_f(x, n_rows, n_classes, out, _threads(n_threads))
+    return _lse_f(x, n_rows, n_classes, out, n_threads)
 
 
 cdef int logsumexp_d(const double *x, Py_ssize_t n_rows, Py_ssize_t n_classes, double *out,
                      int n_threads) noexcept nogil:
-    return _lse_d(x, n_rows, n_classes, out, _threads(n_threads))
+    return _lse_d(x, n_rows, n_classes, out, n_threads)

@@ -47,8 +47,9 @@ cdef enum:
     STAT_COUNT = 3              # 1
     STAT_ENTROPY = 4            # sample_weight * entropy
     STAT_BRIER = 5              # sample_weight * Brier score
-    STAT_TOPK = 6               # one slot per k: sample_weight * [rank < k]; then per bin b:
-                                # weight, weight * confidence, weight * [prediction correct]
+    # one slot per k: sample_weight * [rank < k]; then per bin b: weight,
+    # weight * confidence, weight * [prediction correct]
+    STAT_TOPK = 6
 
 EVAL_STATS = ("loss", "loss_weight", "weight", "count", "entropy", "brier")
 

@@ -3,7 +3,7 @@
  * One pass over a row (or a segment of it) gathers the sums every metric needs: the
  * exponentials that give the log-sum-exp also give the entropy, the Brier score and the
  * confidence, and a comparison with the true class's value gives its rank. The row logic is in
- * _evaluate.pxi; see _loops.h for why these loops are C.
+ * _eval_kernels.pxi; see _loops.h for why these loops are C.
  */
 #ifndef FASTXENT_EVAL_LOOPS_H
 #define FASTXENT_EVAL_LOOPS_H

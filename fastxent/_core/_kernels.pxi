@@ -1,6 +1,6 @@
 # fastxent's kernels. This one source is compiled once per instruction set
-# (_kernels_baseline.pyx, _kernels_avx2.pyx, _kernels_avx512.pyx include it); fastxent/_core/dispatch.py
-# imports the best one the CPU supports.
+# (_kernels_baseline.pyx, _kernels_avx2.pyx, _kernels_avx512.pyx include it);
+# fastxent/_core/dispatch.py imports the best one the CPU supports.
 #
 # Design, in three layers (after scikit-learn's sklearn/_loss):
 #   1. _loops.h: the vectorised inner loops over one row or segment (C, `omp simd`).
@@ -189,7 +189,7 @@ cdef inline Py_ssize_t _argmax(const real *x, Py_ssize_t n, real *m) noexcept no
 
 
 cdef inline double _expsum(const real *z, Py_ssize_t n, real m, real *e, const real *next,
-                          Py_ssize_t skip) noexcept nogil:
+                           Py_ssize_t skip) noexcept nogil:
     if real is float:
         return fx_expsum_f(z, n, m, e, next, skip)
     else:
@@ -395,7 +395,7 @@ cdef struct ClassOptions:
     Py_ssize_t n_classes
     Py_ssize_t n_inner          # elements between two classes of one row (1: rows contiguous)
     const int64_t *labels       # (n_rows,), or NULL for soft targets
-    const double *sample_weight # (n_rows,), or NULL
+    const double *sample_weight  # (n_rows,), or NULL
     bint has_ignore
     int64_t ignore_index
     double keep                 # 1 - label_smoothing: the hard label's share
@@ -762,12 +762,13 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
                          int n_threads):
     """Elementwise binary cross-entropy; returns the sum of the element losses.
 
-    Element (r, l) of the (rows, row_len) view weighs weight[r * w_row_step + l * w_vec] and
-    has positive weight pos_weight[r * pw_row_step + l * pw_vec]. Arguments must be validated.
+    Element (r, col) of the (rows, row_len) view weighs weight[r * w_row_step + col * w_vec]
+    and has positive weight pos_weight[r * pw_row_step + col * pw_vec]. Arguments must be
+    validated.
     """
     cdef Py_ssize_t n = x.shape[0], per_block = BLOCK_ELEMENTS
     cdef Py_ssize_t n_blocks = _n_blocks(n, per_block)
-    cdef Py_ssize_t b, i, stop, seg_end, r, l
+    cdef Py_ssize_t b, i, stop, seg_end, r, col
     cdef double total
     cdef double *partial
     cdef const real *w_p = NULL
@@ -803,12 +804,12 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
             stop = min(i + per_block, n)
             while i < stop:                      # segments end at row boundaries
                 r = i // row_len
-                l = i - r * row_len
+                col = i - r * row_len
                 seg_end = min(stop, (r + 1) * row_len)
                 partial[b] += _bce_segment(
                     from_logits, &x[i], &y[i], seg_end - i,
-                    _at(w_p, r * w_row_step + l * w_vec), w_vec,
-                    _at(pw_p, r * pw_row_step + l * pw_vec), pw_vec, sa, sb, has_ignore,
+                    _at(w_p, r * w_row_step + col * w_vec), w_vec,
+                    _at(pw_p, r * pw_row_step + col * pw_vec), pw_vec, sa, sb, has_ignore,
                     <real>ignore_value, lo, hi, _at_out(loss_p, i), _at_out(grad_p, i),
                     <real>grad_scale)
                 i = seg_end
@@ -831,7 +832,52 @@ cdef inline double _bce_segment(bint from_logits, const real *x, const real *y, 
 
 # ---- C-level API (exported through _kernels_*.pxd, re-exported by fastxent.capi) -------------
 
+# GNU OpenMP's thread pool does not survive fork(): a child forked after a multi-threaded
+# kernel call waits forever in its first parallel region. A pthread_atfork handler marks such a
+# child, and every C-API call in it runs on one thread (the Python layer, fastxent/_core/
+# threads.py, does the same with a warning for its own calls, and tells this module when it
+# starts threads).
+cdef extern from *:
+    """
+    #if defined(_WIN32)
+    static int fx_register_child_at_fork(void (*child)(void)) { (void)child; return 0; }
+    #else
+    #include <pthread.h>
+    static int fx_register_child_at_fork(void (*child)(void)) {
+        return pthread_atfork(NULL, NULL, child);
+    }
+    #endif
+    """
+    int fx_register_child_at_fork(void (*child)() noexcept nogil)
+
+
+cdef int _threads_started = 0       # a call of this process may have started OpenMP threads
+cdef int _forked_child = 0          # this process was forked after that: one thread only
+
+
+cdef void _after_fork_in_child() noexcept nogil:
+    global _forked_child
+    if _threads_started:
+        _forked_child = 1
+
+
+fx_register_child_at_fork(_after_fork_in_child)
+
+
+def note_threads_started():
+    """Record that the Python layer has run a multi-threaded kernel in this process."""
+    global _threads_started
+    _threads_started = 1
+
+
 cdef inline int _capi_threads(int n_threads) noexcept nogil:
+    """The threads a C-API call runs on: 1 in a child forked after threads were started, else
+    `n_threads` (0 or negative: OpenMP's default)."""
+    global _threads_started
+    if _forked_child:
+        return 1
+    if n_threads != 1:
+        _threads_started = 1
     return n_threads if n_threads > 0 else omp_get_max_threads()
 
 

@@ -16,8 +16,9 @@
 /* Running maxima of x[i] over i < whole = n - n % FX_MAX_BLOCK, one per i mod FX_MAX_BLOCK
  * (several vectors, so the comparisons are independent), NaN ignored and -inf where there
  * is none; returns whole. */
-static inline __attribute__((always_inline)) Py_ssize_t
-FX_NAME(fx_lane_max)(const FX_T *x, Py_ssize_t n, FX_T *acc) {
+static inline __attribute__((always_inline)) Py_ssize_t FX_NAME(fx_lane_max)(const FX_T *x,
+                                                                             Py_ssize_t n,
+                                                                             FX_T *acc) {
     const Py_ssize_t whole = n - n % FX_MAX_BLOCK;
     for (int j = 0; j < FX_MAX_BLOCK; ++j) acc[j] = -INFINITY;
     for (Py_ssize_t i = 0; i < whole; i += FX_MAX_BLOCK)
@@ -63,9 +64,11 @@ static inline Py_ssize_t FX_NAME(fx_argmax)(const FX_T *x, Py_ssize_t n, FX_T *m
 
 /* The loop of fx_expsum_chunk: stores each term in e when `store`, leaves out the term at
  * i == skip when `has_skip`. */
-static inline __attribute__((always_inline)) FX_T
-FX_NAME(fx_expsum_loop)(const FX_T *z, FX_NAME(fx_lane) n, FX_T m, FX_T *e, FX_NAME(fx_lane) skip,
-                        int store, int has_skip) {
+static inline __attribute__((always_inline)) FX_T FX_NAME(fx_expsum_loop)(const FX_T *z,
+                                                                          FX_NAME(fx_lane) n,
+                                                                          FX_T m, FX_T *e,
+                                                                          FX_NAME(fx_lane) skip,
+                                                                          int store, int has_skip) {
     FX_T part = 0;
 #pragma omp simd reduction(+ : part)
     for (FX_NAME(fx_lane) i = 0; i < n; ++i) {

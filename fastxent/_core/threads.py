@@ -113,5 +113,4 @@ def threads_for(n_elements, n_threads):
 def _note_pool_started():
     global _pool_started
     _pool_started = True
-    from fastxent import capi  # its fork handler then guards the C-level API too
-    capi.note_threads_started()
+    kernels.note_threads_started()  # the kernels' fork handler then guards the C API too

@@ -191,6 +191,37 @@ def test_forked_child_runs_on_one_thread(downstream):
     os.close(read)
 
 
+_FORK_AFTER_PYTHON_THREADS = textwrap.dedent('''
+    import os, signal, sys
+    import numpy as np
+    import fastxent
+    sys.path.insert(0, sys.argv[1])
+    import downstream
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4000, 40))
+    y = rng.integers(0, 40, 4000)
+    # only the Python layer has started threads (2) in this process
+    _, expected = fastxent.cross_entropy_loss_and_grad(z, y, reduction="none", n_threads=2)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(10)                               # a hung child dies in 10 s
+        again = z.copy()
+        ok = downstream.softmax_ce_d_in_place(again, y, np.empty(len(z))) == 0
+        os._exit(0 if ok and np.array_equal(again, expected) else 3)
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+''')
+
+
+def test_forked_child_after_python_level_threads_runs_on_one_thread(downstream):
+    """Threads started by the Python API also make the C API run on one thread in a forked
+    child: the Python layer tells the kernel set, whose fork handler guards the C API."""
+    result = subprocess.run([sys.executable, "-c", _FORK_AFTER_PYTHON_THREADS,
+                             os.path.dirname(downstream.__file__)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_capi_refuses_a_kernel_function_of_another_signature():
     """fastxent.capi checks the C signature of every kernel function it takes (the name
     Cython gives its capsule) and names the function when one differs. Run in a fresh
