@@ -24,17 +24,8 @@ enum {
     FX_ROW_SUMS
 };
 
-/* The typed loops: _eval_loops_impl.h once per type (see _loops.h). */
-#define FX_T float
-#define FX_NAME(base) base##_f
-#include "_eval_loops_impl.h"
-#undef FX_T
-#undef FX_NAME
-
-#define FX_T double
-#define FX_NAME(base) base##_d
-#include "_eval_loops_impl.h"
-#undef FX_T
-#undef FX_NAME
+/* The typed loops: _eval_loops_impl.h once per type. */
+#define FX_TEMPLATE "_eval_loops_impl.h"
+#include "_each_type.h"
 
 #endif

@@ -219,16 +219,7 @@ struct fx_lin_sums {
 /* clang-format on */
 
 /* The typed loops: _loops_impl.h once per type. */
-#define FX_T float
-#define FX_NAME(base) base##_f
-#include "_loops_impl.h"
-#undef FX_T
-#undef FX_NAME
-
-#define FX_T double
-#define FX_NAME(base) base##_d
-#include "_loops_impl.h"
-#undef FX_T
-#undef FX_NAME
+#define FX_TEMPLATE "_loops_impl.h"
+#include "_each_type.h"
 
 #endif
