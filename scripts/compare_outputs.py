@@ -112,6 +112,26 @@ def _soft(name, shape, axis, dtype):
 
 # ---- cases ---------------------------------------------------------------------------------
 
+def _class_inputs():
+    """Yield ``(base, shape, axis, C, rows, dtype, special, logits, x)`` per class-axis input.
+
+    ``base`` names the layout, dtype and value kind (``special``: with NaN and infinities);
+    ``C`` is the class count and ``rows`` the shape without the class axis; ``x`` is logits,
+    or softmax probabilities when ``logits`` is False.
+    """
+    for lname, shape, axis in LAYOUTS:
+        C = shape[axis]
+        rows = tuple(d for i, d in enumerate(shape) if i != axis % len(shape))
+        for dtype in DTYPES:
+            for special in (False, True):
+                for logits in (True, False):
+                    base = f"{lname}/{np.dtype(dtype).name}/{'special' if special else 'finite'}"
+                    x = _logits(base, shape, axis, dtype, special)
+                    if not logits:
+                        x = _probs(x.astype(np.float64), axis).astype(dtype)
+                    yield base, shape, axis, C, rows, dtype, special, logits, x
+
+
 def _multiclass_cases(fx):
     options = {
         "plain": {},
@@ -125,49 +145,40 @@ def _multiclass_cases(fx):
         "soft_weight_smooth": {"soft": True, "weight": "w", "label_smoothing": 0.05},
         "soft_sample_weight": {"soft": True, "sample_weight": "s"},
     }
-    for lname, shape, axis in LAYOUTS:
-        C = shape[axis]
-        rows = tuple(d for i, d in enumerate(shape) if i != axis % len(shape))
-        for dtype in DTYPES:
-            for special in (False, True):
-                for logits in (True, False):
-                    base = f"{lname}/{np.dtype(dtype).name}/{'special' if special else 'finite'}"
-                    x = _logits(base, shape, axis, dtype, special)
-                    if not logits:
-                        x = _probs(x.astype(np.float64), axis).astype(dtype)
-                    for oname, opt in options.items():
-                        name = f"ce/{base}/{'logits' if logits else 'probs'}/{oname}"
-                        kw = {"axis": axis, "from_logits": logits, "validate": not special}
-                        if opt.get("soft"):
-                            target = _soft(name, shape, axis, dtype)
-                        else:
-                            target = _labels(name, shape, axis, "ignore_index" in opt)
-                        for k, v in opt.items():
-                            if v == "w":
-                                kw[k] = _rng(name + "/w").uniform(0.2, 2.0, C)
-                            elif v == "s":
-                                kw[k] = _rng(name + "/s").uniform(0.0, 3.0, rows)
-                            elif k != "soft":
-                                kw[k] = v
-                        if not logits:
-                            kw["eps"] = 1e-6 if oname == "weight" else None
-                        threads = (1, 2) if lname == "blocks" else (1,)
-                        for nt in threads:
-                            for red in REDUCTIONS:
-                                key = f"{name}/{red}/t{nt}"
-                                yield key + "/ce", lambda x=x, t=target, kw=kw, r=red, nt=nt: (
-                                    fx.cross_entropy(x, t, reduction=r, n_threads=nt, **kw))
-                                yield key + "/lg", lambda x=x, t=target, kw=kw, r=red, nt=nt: (
-                                    fx.cross_entropy_loss_and_grad(x, t, reduction=r,
-                                                                   n_threads=nt, **kw))
-                            yield f"{name}/mean/t{nt}/grad", lambda x=x, t=target, kw=kw, nt=nt: (
-                                fx.cross_entropy_grad(x, t, n_threads=nt, **kw))
-                        if oname == "plain":                # gradient written over the input
-                            def in_place(x=x, t=target, kw=kw):
-                                g = x.copy()
-                                loss, out = fx.cross_entropy_loss_and_grad(g, t, out=g, **kw)
-                                return loss, out, np.shares_memory(out, g)
-                            yield f"{name}/inplace", in_place
+    for base, shape, axis, C, rows, dtype, special, logits, x in _class_inputs():
+        for oname, opt in options.items():
+            name = f"ce/{base}/{'logits' if logits else 'probs'}/{oname}"
+            kw = {"axis": axis, "from_logits": logits, "validate": not special}
+            if opt.get("soft"):
+                target = _soft(name, shape, axis, dtype)
+            else:
+                target = _labels(name, shape, axis, "ignore_index" in opt)
+            for k, v in opt.items():
+                if v == "w":
+                    kw[k] = _rng(name + "/w").uniform(0.2, 2.0, C)
+                elif v == "s":
+                    kw[k] = _rng(name + "/s").uniform(0.0, 3.0, rows)
+                elif k != "soft":
+                    kw[k] = v
+            if not logits:
+                kw["eps"] = 1e-6 if oname == "weight" else None
+            threads = (1, 2) if base.startswith("blocks/") else (1,)
+            for nt in threads:
+                for red in REDUCTIONS:
+                    key = f"{name}/{red}/t{nt}"
+                    yield key + "/ce", lambda x=x, t=target, kw=kw, r=red, nt=nt: (
+                        fx.cross_entropy(x, t, reduction=r, n_threads=nt, **kw))
+                    yield key + "/lg", lambda x=x, t=target, kw=kw, r=red, nt=nt: (
+                        fx.cross_entropy_loss_and_grad(x, t, reduction=r,
+                                                       n_threads=nt, **kw))
+                yield f"{name}/mean/t{nt}/grad", lambda x=x, t=target, kw=kw, nt=nt: (
+                    fx.cross_entropy_grad(x, t, n_threads=nt, **kw))
+            if oname == "plain":                # gradient written over the input
+                def in_place(x=x, t=target, kw=kw):
+                    g = x.copy()
+                    loss, out = fx.cross_entropy_loss_and_grad(g, t, out=g, **kw)
+                    return loss, out, np.shares_memory(out, g)
+                yield f"{name}/inplace", in_place
 
 
 def _binary_cases(fx):
@@ -231,7 +242,7 @@ def _softmax_cases(fx):
             for special in (False, True):
                 base = f"{lname}/{np.dtype(dtype).name}/{'special' if special else 'finite'}"
                 x = _logits(base, shape, axis, dtype, special)
-                threads = (1, 2) if lname == "blocks" else (1,)
+                threads = (1, 2) if base.startswith("blocks/") else (1,)
                 for nt in threads:
                     for fname in ("softmax", "log_softmax", "logsumexp"):
                         f = getattr(fx, fname)
@@ -248,44 +259,35 @@ def _softmax_cases(fx):
 
 
 def _evaluate_cases(fx):
-    for lname, shape, axis in LAYOUTS:
-        C = shape[axis]
-        rows = tuple(d for i, d in enumerate(shape) if i != axis % len(shape))
-        for dtype in DTYPES:
-            for special in (False, True):
-                for logits in (True, False):
-                    base = f"{lname}/{np.dtype(dtype).name}/{'special' if special else 'finite'}"
-                    x = _logits(base, shape, axis, dtype, special)
-                    if not logits:
-                        x = _probs(x.astype(np.float64), axis).astype(dtype)
-                    name = f"ev/{base}/{'logits' if logits else 'probs'}"
-                    y = _labels(name, shape, axis, False)
-                    yi = _labels(name, shape, axis, True)
-                    t = _soft(name, shape, axis, dtype)
-                    w = _rng(name + "/w").uniform(0.2, 2.0, C)
-                    s = _rng(name + "/s").uniform(0.0, 3.0, rows)
-                    cases = {
-                        "labels": (y, {}),
-                        "topk": (y, {"topk": (1, 2, 5)}),
-                        "weight": (y, {"weight": w, "sample_weight": s}),
-                        "ignore": (yi, {"ignore_index": IGNORE, "topk": (1, 3)}),
-                        "soft": (t, {}),
-                        "soft_weight": (t, {"weight": w, "sample_weight": s}),
-                    }
-                    threads = (1, 2) if lname == "blocks" else (1,)
-                    for cname, (target, kw) in cases.items():
-                        kw = dict(kw, axis=axis, from_logits=logits, validate=not special)
-                        for nt in threads:
-                            key = f"{name}/{cname}/t{nt}"
-                            yield key + "/result", lambda x=x, t=target, kw=kw, nt=nt: (
-                                fx.evaluate(x, t, n_threads=nt, **kw))
+    for base, shape, axis, C, rows, dtype, special, logits, x in _class_inputs():
+        name = f"ev/{base}/{'logits' if logits else 'probs'}"
+        y = _labels(name, shape, axis, False)
+        yi = _labels(name, shape, axis, True)
+        t = _soft(name, shape, axis, dtype)
+        w = _rng(name + "/w").uniform(0.2, 2.0, C)
+        s = _rng(name + "/s").uniform(0.0, 3.0, rows)
+        cases = {
+            "labels": (y, {}),
+            "topk": (y, {"topk": (1, 2, 5)}),
+            "weight": (y, {"weight": w, "sample_weight": s}),
+            "ignore": (yi, {"ignore_index": IGNORE, "topk": (1, 3)}),
+            "soft": (t, {}),
+            "soft_weight": (t, {"weight": w, "sample_weight": s}),
+        }
+        threads = (1, 2) if base.startswith("blocks/") else (1,)
+        for cname, (target, kw) in cases.items():
+            kw = dict(kw, axis=axis, from_logits=logits, validate=not special)
+            for nt in threads:
+                key = f"{name}/{cname}/t{nt}"
+                yield key + "/result", lambda x=x, t=target, kw=kw, nt=nt: (
+                    fx.evaluate(x, t, n_threads=nt, **kw))
 
-                            def state(x=x, t=target, kw=kw, nt=nt):
-                                kw = dict(kw)
-                                sw = kw.pop("sample_weight", None)
-                                ev = fx.Evaluator(n_threads=nt, **kw)
-                                return ev.update(x, t, sample_weight=sw).to_dict()
-                            yield key + "/state", state
+                def state(x=x, t=target, kw=kw, nt=nt):
+                    kw = dict(kw)
+                    sw = kw.pop("sample_weight", None)
+                    ev = fx.Evaluator(n_threads=nt, **kw)
+                    return ev.update(x, t, sample_weight=sw).to_dict()
+                yield key + "/state", state
 
 
 def _error_cases(fx):
