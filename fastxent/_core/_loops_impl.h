@@ -457,41 +457,42 @@ FX_NAME(fx_bce_loop)(const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w, 
     return acc;
 }
 
-/* fx_bce's loop for one setting of the weights: dispatches on the input kind and on which
- * results are stored. */
+/* fx_bce's loop for one input kind (from_logits, a constant at each call) and one setting of
+ * the weights: dispatches on which results are stored. */
+static inline __attribute__((always_inline)) double
+FX_NAME(fx_bce_stores_of_kind)(const int from_logits, const FX_T *x, const FX_T *y, Py_ssize_t n,
+                               const FX_T *w, const FX_T *pw, FX_T w0, FX_T pw0, FX_T sa, FX_T sb,
+                               int has_ignore, FX_T ignore, FX_T lo, FX_T hi, FX_T *loss, FX_T *g,
+                               FX_T gk, int options, int w_vec, int pw_vec) {
+    double acc;
+    if (loss && g)
+        acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                   loss, g, gk, from_logits, options, w_vec, pw_vec, 1, 1);
+    else if (g)
+        acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                   loss, g, gk, from_logits, options, w_vec, pw_vec, 0, 1);
+    else if (loss)
+        acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                   loss, g, gk, from_logits, options, w_vec, pw_vec, 1, 0);
+    else
+        acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                   loss, g, gk, from_logits, options, w_vec, pw_vec, 0, 0);
+    return acc;
+}
+
+/* fx_bce's loop for one setting of the weights: dispatches on the input kind. */
 static inline __attribute__((always_inline)) double
 FX_NAME(fx_bce_stores)(int from_logits, const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w,
                        const FX_T *pw, FX_T w0, FX_T pw0, FX_T sa, FX_T sb, int has_ignore,
                        FX_T ignore, FX_T lo, FX_T hi, FX_T *loss, FX_T *g, FX_T gk, int options,
                        int w_vec, int pw_vec) {
     double acc;
-    if (from_logits) {
-        if (loss && g)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                       loss, g, gk, 1, options, w_vec, pw_vec, 1, 1);
-        else if (g)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                       loss, g, gk, 1, options, w_vec, pw_vec, 0, 1);
-        else if (loss)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                       loss, g, gk, 1, options, w_vec, pw_vec, 1, 0);
-        else
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                       loss, g, gk, 1, options, w_vec, pw_vec, 0, 0);
-    } else {
-        if (loss && g)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                       loss, g, gk, 0, options, w_vec, pw_vec, 1, 1);
-        else if (g)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                       loss, g, gk, 0, options, w_vec, pw_vec, 0, 1);
-        else if (loss)
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                       loss, g, gk, 0, options, w_vec, pw_vec, 1, 0);
-        else
-            acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                       loss, g, gk, 0, options, w_vec, pw_vec, 0, 0);
-    }
+    if (from_logits)
+        acc = FX_NAME(fx_bce_stores_of_kind)(1, x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore,
+                                             lo, hi, loss, g, gk, options, w_vec, pw_vec);
+    else
+        acc = FX_NAME(fx_bce_stores_of_kind)(0, x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore,
+                                             lo, hi, loss, g, gk, options, w_vec, pw_vec);
     return acc;
 }
 
