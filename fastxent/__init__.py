@@ -9,6 +9,7 @@ import os
 from fastxent._api.binary import (
     binary_cross_entropy,
     binary_cross_entropy_grad,
+    binary_cross_entropy_grad_hess,
     binary_cross_entropy_loss_and_grad,
 )
 from fastxent._api.multiclass import cross_entropy, cross_entropy_grad, cross_entropy_loss_and_grad
@@ -37,6 +38,7 @@ __all__ = [
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_grad",
+    "binary_cross_entropy_grad_hess",
     "binary_cross_entropy_loss_and_grad",
     "CalibrationBins",
     "config",

@@ -93,6 +93,13 @@ def binary_cross_entropy_grad(input: ArrayLike, target: ArrayLike, *, from_logit
                               validate: bool = ..., n_threads: int | None = ...,
                               out: _Array | None = ...) -> _Array: ...
 
+def binary_cross_entropy_grad_hess(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
+    ignore_index: float | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: _Reduction = ..., validate: bool = ..., n_threads: int | None = ...,
+    out: _Array | None = ..., hess_out: _Array | None = ...) -> tuple[_Array, _Array]: ...
+
 @overload
 def binary_cross_entropy_loss_and_grad(
     input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,

@@ -234,6 +234,11 @@ def _binary_cases(fx):
                             yield f"{name}/sum/t{nt}/grad", lambda x=x, y=yt, kw=kw, nt=nt: (
                                 fx.binary_cross_entropy_grad(x, y, reduction="sum",
                                                              n_threads=nt, **kw))
+                            if hasattr(fx, "binary_cross_entropy_grad_hess"):
+                                yield (f"{name}/mean/t{nt}/grad_hess",
+                                       lambda x=x, y=yt, kw=kw, nt=nt: (
+                                           fx.binary_cross_entropy_grad_hess(
+                                               x, y, n_threads=nt, **kw)))
 
 
 def _softmax_cases(fx):

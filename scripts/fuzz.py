@@ -41,7 +41,8 @@ LABEL_DTYPES = ["int64", "int32", "int8", "uint8", "uint64", "int16", "float64",
 REDUCTIONS = ["mean", "sum", "none", "avg", None, "MEAN", 0]
 FUNCS = ["cross_entropy", "cross_entropy_grad", "cross_entropy_loss_and_grad",
          "binary_cross_entropy", "binary_cross_entropy_grad",
-         "binary_cross_entropy_loss_and_grad", "softmax", "log_softmax", "logsumexp",
+         "binary_cross_entropy_loss_and_grad", "binary_cross_entropy_grad_hess", "softmax",
+         "log_softmax", "logsumexp",
          "effective_n_threads"]
 EXPECTED = (ValueError, TypeError)
 
@@ -220,13 +221,15 @@ def test_one_input(data):
         x = x.tolist()                                # plain lists work too
     kw = _kwargs(g, x, family)
     args = (x,) if family == "softmax" else (x, _target(g, x, family))
-    wants_out = name.endswith("grad") or family == "softmax"
+    wants_out = name.endswith(("grad", "grad_hess")) or family == "softmax"
     if wants_out:
         xs = np.shape(x)
         out_shape = xs[:-1] if name == "logsumexp" and len(xs) else xs
         kw["out"] = _out(g, x, out_shape)
-    snap = _snapshot(x, *args[1:], kw.get("out"), kw.get("weight"), kw.get("sample_weight"),
-                     kw.get("pos_weight"))
+        if name.endswith("grad_hess"):
+            kw["hess_out"] = _out(g, x, out_shape)
+    snap = _snapshot(x, *args[1:], kw.get("out"), kw.get("hess_out"), kw.get("weight"),
+                     kw.get("sample_weight"), kw.get("pos_weight"))
     try:
         with np.errstate(all="ignore"):
             result = fn(*args, **kw)
@@ -245,6 +248,8 @@ def _check_result(name, x, kw, result):
         grads.append(grad)
     elif name.endswith("grad"):
         grads.append(result)
+    elif name.endswith("grad_hess"):
+        grads += list(result)
     elif name in ("softmax", "log_softmax"):
         grads.append(result)
     else:
@@ -252,8 +257,9 @@ def _check_result(name, x, kw, result):
     for g in grads:
         assert isinstance(g, np.ndarray) and g.shape == x.shape and g.dtype == cdt, (
             name, g.shape, g.dtype, x.shape, cdt)
-        if kw.get("out") is not None:
-            assert g is kw["out"]
+    for g, key in zip(grads, ("out", "hess_out"), strict=False):
+        if kw.get(key) is not None:
+            assert g is kw[key]
     if name == "logsumexp":
         assert result.dtype == cdt and result.ndim == max(x.ndim - 1, 0)
     if "loss" in locals() and name not in ("softmax", "log_softmax", "logsumexp"):

@@ -53,6 +53,9 @@ for dt in (np.float32, np.float64):
                                                 tb, from_logits=False, reduction="none")
     tb2 = tb.copy(); tb2[0, :3] = -1
     fastxent.binary_cross_entropy(xb, tb2, ignore_index=-1, label_smoothing=0.1)
+    fastxent.binary_cross_entropy_grad_hess(xb, tb, pos_weight=2.0, weight=rng.uniform(size=70))
+    fastxent.binary_cross_entropy_grad_hess(rng.uniform(0.01, 0.99, (6, 70)).astype(dt), tb,
+                                            from_logits=False, hess_out=np.empty_like(xb))
     for fn in (fastxent.softmax, fastxent.log_softmax, fastxent.logsumexp):
         fn(x); fn(x4, axis=1)
     fastxent.softmax(xc, out=xc)

@@ -171,6 +171,38 @@ def binary_cross_entropy_ref(x, target, *, from_logits=True, weight=None, pos_we
     return _reduce(loss, grad, reduction, float(np.count_nonzero(counted)))
 
 
+def binary_hessian_ref(x, target, *, from_logits=True, weight=None, pos_weight=None,
+                       ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean"):
+    """The second derivative of each element's binary cross-entropy, float64.
+
+    Logits: ``w (pw y + 1 - y) sigmoid(z) sigmoid(-z)``; probabilities (clipped to
+    [eps, 1-eps], differentiated at the clipped value): ``w [pw y / p^2 + (1-y) / (1-p)^2]``;
+    targets smoothed as in ``binary_cross_entropy_ref``; 0 for ignored elements; divided by
+    the number of counted elements for ``mean``.
+    """
+    eps = _resolve_eps(eps, x)
+    lo, hi = _clip_bounds(eps, x)
+    x = np.asarray(x).astype(np.float64)
+    y = np.asarray(target).astype(np.float64)
+    counted = np.ones(x.shape, bool) if ignore_index is None else y != ignore_index
+    e = float(label_smoothing)
+    ys = y * (1.0 - e) + e / 2.0
+    w = 1.0 if weight is None else np.broadcast_to(np.asarray(weight, np.float64), x.shape)
+    pw = 1.0 if pos_weight is None else np.broadcast_to(np.asarray(pos_weight, np.float64),
+                                                        x.shape)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if from_logits:
+            hess = w * (pw * ys + 1.0 - ys) * sigmoid(x) * sigmoid(-x)
+        else:
+            pc = np.clip(x, lo, hi)
+            hess = w * (pw * ys / pc**2 + (1.0 - ys) / (1.0 - pc) ** 2)
+    hess = np.where(counted, hess, 0.0) * np.ones(x.shape)
+    count = np.count_nonzero(counted)
+    if reduction == "mean":
+        return hess / count if count else hess * 0.0
+    return hess
+
+
 def fd_grad(f, x, h):
     """4th-order central finite-difference gradient of the scalar function `f` at `x`.
 

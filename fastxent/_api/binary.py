@@ -155,9 +155,11 @@ def _check_exact_ignore_value(ignore_value, dtype):
                          f"{rounded!r}){hint}")
 
 
-def _run(p, grad):
+def _run(p, grad, hess=None):
+    """Run the kernel; the loss (None when `hess` is given: the kernel then computes no loss
+    array, and the gradient and second derivatives are scaled as the reduction says)."""
     reduction = p.options.reduction
-    loss_out = np.empty_like(p.x) if reduction == "none" else None
+    loss_out = np.empty_like(p.x) if reduction == "none" and hess is None else None
     grad_scale = 1.0
     if reduction == "mean":
         grad_scale = 1.0 / p.count if p.count else 0.0
@@ -167,7 +169,10 @@ def _run(p, grad):
         p.pos_weight.flat, p.pos_weight.row_step, p.pos_weight.vec,
         p.options.label_smoothing, p.has_ignore, p.ignore_value, p.options.from_logits, p.eps,
         grad_scale, None if loss_out is None else loss_out.reshape(-1),
-        None if grad is None else grad.reshape(-1), p.n_threads)
+        None if grad is None else grad.reshape(-1), p.n_threads,
+        None if hess is None else hess.reshape(-1))
+    if hess is not None:
+        return None
     if reduction == "none":
         return loss_out
     if reduction == "sum":
@@ -222,3 +227,44 @@ def binary_cross_entropy_grad(input, target, *, from_logits=True, weight=None, p
         input, target, from_logits=from_logits, weight=weight, pos_weight=pos_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, eps=eps,
         reduction=reduction, validate=validate, n_threads=n_threads, out=out)[1]
+
+
+@docs.doc(f"""Gradient and Hessian diagonal of ``binary_cross_entropy`` w.r.t. `input`.
+
+    The second derivative of each element's loss, in the same pass as the gradient: for
+    logits ``w [pw y + (1 - y)] sigmoid(x) sigmoid(-x)`` (scikit-learn's
+    ``HalfBinomialLoss.gradient_hessian`` for ``reduction="sum"``, `weight` as its
+    ``sample_weight``), for probabilities ``w [pw y / p**2 + (1 - y) / (1 - p)**2]`` at the
+    clipped probability. Both are scaled as the reduction says (``"mean"`` divides by the
+    counted elements; ``"none"`` and ``"sum"`` do not); ignored elements give 0.
+{_OPTIONS_DOC}{docs.OUT}
+    hess_out : ndarray, optional
+        Where to write the second derivatives, as `out`; ``hess_out=input`` computes them in
+        place. It must not overlap `out`.
+
+    Returns
+    -------
+    grad : ndarray shaped like `input` (`out` itself when given)
+    hess : ndarray shaped like `input` (`hess_out` itself when given)
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> grad, hess = fastxent.binary_cross_entropy_grad_hess(
+    ...     np.array([0.0, 2.0]), np.array([1.0, 0.0]), reduction="sum")
+    >>> grad, hess
+    (array([-0.5       ,  0.88079708]), array([0.25      , 0.10499359]))
+    """)
+def binary_cross_entropy_grad_hess(input, target, *, from_logits=True, weight=None,
+                                   pos_weight=None, ignore_index=None, label_smoothing=0.0,
+                                   eps=None, reduction="mean", validate=True, n_threads=None,
+                                   out=None, hess_out=None):
+    options = LossOptions(from_logits=from_logits, ignore_index=ignore_index,
+                          label_smoothing=label_smoothing, eps=eps, reduction=reduction,
+                          validate=validate, n_threads=n_threads)
+    p = _prepare(input, target, options, weight=weight, pos_weight=pos_weight)
+    read = (p.y, p.weight.flat, p.pos_weight.flat)
+    grad = v.output(out, p.x, read)
+    hess = v.output(hess_out, p.x, read + (grad,), name="hess_out")
+    _run(p, grad, hess)
+    return grad, hess

@@ -194,7 +194,7 @@ def class_layout(x, axis, allow_empty=False):
     return n_classes, math.prod(x.shape[axis + 1:]), x.shape[:axis] + x.shape[axis + 1:]
 
 
-def output(out, x, others, shape=None):
+def output(out, x, others, shape=None, name="out"):
     """Validate the caller's output buffer, or allocate one when `out` is None.
 
     Parameters
@@ -208,6 +208,8 @@ def output(out, x, others, shape=None):
         The other arrays the kernel reads; `out` must not overlap them.
     shape : tuple, optional
         The output's shape; `x`'s shape by default.
+    name : str, default="out"
+        The keyword the caller passed `out` as, for the error messages.
 
     Returns
     -------
@@ -218,25 +220,27 @@ def output(out, x, others, shape=None):
     if out is None:
         return np.empty(shape, dtype=x.dtype)
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if isinstance(out, np.matrix):
-        raise TypeError("out must be a numpy.ndarray, not a numpy.matrix (whose reshape keeps "
-                        "two dimensions)")
+        raise TypeError(f"{name} must be a numpy.ndarray, not a numpy.matrix (whose reshape "
+                        "keeps two dimensions)")
     if out.shape != shape or out.dtype != x.dtype:
-        raise ValueError(f"out must have shape {shape} and dtype {x.dtype}, got shape "
+        raise ValueError(f"{name} must have shape {shape} and dtype {x.dtype}, got shape "
                          f"{out.shape} and dtype {out.dtype}")
     if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
+        raise ValueError(f"{name} must be C-contiguous")
     if not out.flags.writeable:
-        raise ValueError("out must be writeable")
+        raise ValueError(f"{name} must be writeable")
     if np.may_share_memory(out, x) and not same_buffer(out, x):
-        raise ValueError("out overlaps the input without being the input itself (in place "
+        raise ValueError(f"{name} overlaps the input without being the input itself (in place "
                          "needs the same memory, shape, strides and dtype)"
                          if out.shape == x.shape else
-                         "out overlaps the input (the result cannot be computed in place)")
+                         f"{name} overlaps the input (the result cannot be computed in place)")
     for other in others:
         if other is not None and np.may_share_memory(out, other):
-            raise ValueError("out must not overlap the target or the weights")
+            others_named = "the target or the weights" if name == "out" else (
+                "the target, the weights or out")
+            raise ValueError(f"{name} must not overlap {others_named}")
     return out
 
 

@@ -73,11 +73,11 @@ cdef extern from "_loops.h" nogil:
     double fx_bce_f(int from_logits, const float *x, const float *y, Py_ssize_t n,
                     const float *w, int w_vec, const float *pw, int pw_vec, float sa, float sb,
                     int has_ignore, float ignore, float lo, float hi, float *loss, float *g,
-                    float gk) noexcept
+                    float *h, float gk) noexcept
     double fx_bce_d(int from_logits, const double *x, const double *y, Py_ssize_t n,
                     const double *w, int w_vec, const double *pw, int pw_vec, double sa,
                     double sb, int has_ignore, double ignore, double lo, double hi,
-                    double *loss, double *g, double gk) noexcept
+                    double *loss, double *g, double *h, double gk) noexcept
 
 cdef extern from *:
     """
@@ -759,11 +759,13 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
                          bint from_logits, double clip_eps, double grad_scale,
                          real[::1] loss_out,          # OUT like x, or None
                          real[::1] grad,              # OUT like x (may be x), or None
-                         int n_threads):
+                         int n_threads,
+                         real[::1] hess=None):        # OUT like x (may be x), or None
     """Elementwise binary cross-entropy; returns the sum of the element losses.
 
     Element (r, col) of the (rows, row_len) view weighs weight[r * w_row_step + col * w_vec]
-    and has positive weight pos_weight[r * pw_row_step + col * pw_vec]. Arguments must be
+    and has positive weight pos_weight[r * pw_row_step + col * pw_vec]. `hess` (the second
+    derivatives, scaled like the gradient) needs `grad` and no `loss_out`. Arguments must be
     validated.
     """
     cdef Py_ssize_t n = x.shape[0], per_block = BLOCK_ELEMENTS
@@ -775,6 +777,7 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
     cdef const real *pw_p = NULL
     cdef real *loss_p = NULL
     cdef real *grad_p = NULL
+    cdef real *hess_p = NULL
     cdef real sa = <real>(1.0 - label_smoothing), sb = <real>(label_smoothing / 2.0)
     cdef real lo, hi
     if n == 0:
@@ -793,6 +796,10 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
         loss_p = &loss_out[0]
     if grad is not None:
         grad_p = &grad[0]
+    if hess is not None:
+        if grad is None or loss_out is not None:
+            raise ValueError("fastxent: hess needs grad and no loss_out")
+        hess_p = &hess[0]
     partial = <double *> malloc(n_blocks * sizeof(double))
     if partial == NULL:
         raise MemoryError("fastxent: cannot allocate kernel work space")
@@ -811,7 +818,7 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
                     _at(w_p, r * w_row_step + col * w_vec), w_vec,
                     _at(pw_p, r * pw_row_step + col * pw_vec), pw_vec, sa, sb, has_ignore,
                     <real>ignore_value, lo, hi, _at_out(loss_p, i), _at_out(grad_p, i),
-                    <real>grad_scale)
+                    _at_out(hess_p, i), <real>grad_scale)
                 i = seg_end
         total = _ordered_sum(partial, n_blocks, 1)
     free(partial)
@@ -821,13 +828,13 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
 cdef inline double _bce_segment(bint from_logits, const real *x, const real *y, Py_ssize_t n,
                                 const real *w, bint w_vec, const real *pw, bint pw_vec, real sa,
                                 real sb, bint has_ignore, real ignore, real lo, real hi,
-                                real *loss, real *g, real gk) noexcept nogil:
+                                real *loss, real *g, real *h, real gk) noexcept nogil:
     if real is float:
         return fx_bce_f(from_logits, x, y, n, w, w_vec, pw, pw_vec, sa, sb, has_ignore, ignore,
-                        lo, hi, loss, g, gk)
+                        lo, hi, loss, g, h, gk)
     else:
         return fx_bce_d(from_logits, x, y, n, w, w_vec, pw, pw_vec, sa, sb, has_ignore, ignore,
-                        lo, hi, loss, g, gk)
+                        lo, hi, loss, g, h, gk)
 
 
 # ---- C-level API (exported through _kernels_*.pxd, re-exported by fastxent.capi) -------------
@@ -917,7 +924,7 @@ cdef int _capi_bce_logits(const real *logits, const real *targets, Py_ssize_t n,
         start = b * BLOCK_ELEMENTS
         _bce_segment(True, logits + start, targets + start,
                      min(<Py_ssize_t>BLOCK_ELEMENTS, n - start), NULL, False, NULL, False, 1, 0,
-                     False, 0, 0, 1, _at_out(loss, start), _at_out(grad, start), 1)
+                     False, 0, 0, 1, _at_out(loss, start), _at_out(grad, start), NULL, 1)
     return 0
 
 

@@ -44,7 +44,8 @@ def binary_cross_entropy(x: _Real, y: _Real, row_len: int, weight: _Real | None,
                          pw_row_step: int, pw_vec: bool, label_smoothing: float,
                          has_ignore: bool, ignore_value: float, from_logits: bool,
                          clip_eps: float, grad_scale: float, loss_out: _Real | None,
-                         grad: _Real | None, n_threads: int) -> float: ...
+                         grad: _Real | None, n_threads: int,
+                         hess: _Real | None = None) -> float: ...
 
 EVAL_STATS: tuple[str, ...]
 

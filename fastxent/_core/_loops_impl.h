@@ -409,18 +409,20 @@ static inline Py_ssize_t FX_NAME(fx_count_outside)(const FX_T *x, Py_ssize_t n, 
 /* The loop of fx_bce: one of its variants, chosen by constant flags. `logits`: x holds
  * logits, else probabilities. `options`: the smoothed target y' = y sa + sb, weights
  * (w[i] when w_vec, else w0; likewise pos_weight) and elements ignored when has_ignore;
- * without options y' = y and weights 1. The losses and gradients are stored when
- * store_loss / store_g.
+ * without options y' = y and weights 1. The losses, gradients and second derivatives
+ * (the Hessian's diagonal) are stored when store_loss / store_g / store_h.
  *
  * An element's loss: logits use softplus/sigmoid of -|x|, one exp, one log1p and no
  * cancellation (loss = w [(1-y') softplus(x) + pw y' softplus(-x)], gradient
- * w [(1-y') sigmoid(x) - pw y' sigmoid(-x)]); probabilities are clipped to [lo, hi]. A zero
- * coefficient contributes 0 even against an infinite term. */
+ * w [(1-y') sigmoid(x) - pw y' sigmoid(-x)], second derivative
+ * w [(1-y') + pw y'] sigmoid(x) sigmoid(-x)); probabilities are clipped to [lo, hi] and
+ * differentiated at the clipped value (second derivative w [pw y' / p^2 + (1-y') / (1-p)^2]).
+ * A zero coefficient contributes 0 even against an infinite term. */
 static inline __attribute__((always_inline)) double
 FX_NAME(fx_bce_loop)(const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w, const FX_T *pw,
                      FX_T w0, FX_T pw0, FX_T sa, FX_T sb, int has_ignore, FX_T ignore, FX_T lo,
-                     FX_T hi, FX_T *loss, FX_T *g, FX_T gk, int logits, int options, int w_vec,
-                     int pw_vec, int store_loss, int store_g) {
+                     FX_T hi, FX_T *loss, FX_T *g, FX_T *h, FX_T gk, int logits, int options,
+                     int w_vec, int pw_vec, int store_loss, int store_g, int store_h) {
     double acc = 0.0;
 #pragma omp simd reduction(+ : acc)
     for (Py_ssize_t i = 0; i < n; ++i) {
@@ -431,7 +433,7 @@ FX_NAME(fx_bce_loop)(const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w, 
         const FX_T r = options ? ((FX_T)1 - yi) * sa + sb : (FX_T)1 - yi;
         const int keep = options ? !has_ignore | (yi != ignore) : 1;
         const FX_T q = (pw_vec ? pw[i] : pw0) * ys, wi = w_vec ? w[i] : w0;
-        FX_T li, gi;
+        FX_T li, gi, d2;
         if (logits) {
             const FX_T e = FX_EXP(-FX_FABS(xi));
             const FX_T lg = FX_LOG1P_UNIT(e);
@@ -441,42 +443,52 @@ FX_NAME(fx_bce_loop)(const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w, 
             const FX_T sig = xi >= 0 ? big : small, sig_neg = xi >= 0 ? small : big;
             li = wi * ((r != 0 ? r * sp_pos : (FX_T)0) + (q != 0 ? q * sp_neg : (FX_T)0));
             gi = gk * wi * (r * sig - q * sig_neg);
+            d2 = gk * wi * (r + q) * (sig * sig_neg);
         } else {
             const FX_T cp = xi < lo ? lo : (xi > hi ? hi : xi);
             const FX_T one_m = (FX_T)1 - cp;
             const FX_T log_p = FX_LOG(cp), log_1mp = FX_LOG1P(-cp);
             li = -wi * ((q != 0 ? q * log_p : (FX_T)0) + (r != 0 ? r * log_1mp : (FX_T)0));
             gi = -wi * ((q != 0 ? (gk * q) / cp : (FX_T)0) - (r != 0 ? (gk * r) / one_m : (FX_T)0));
+            d2 = wi
+                 * ((q != 0 ? ((gk * q) / cp) / cp : (FX_T)0)
+                    + (r != 0 ? ((gk * r) / one_m) / one_m : (FX_T)0));
         }
         li = keep ? li : (FX_T)0;
         gi = keep ? gi : (FX_T)0;
+        d2 = keep ? d2 : (FX_T)0;
         acc += li;
         if (store_loss) loss[i] = li;
         if (store_g) g[i] = gi;
+        if (store_h) h[i] = d2;
     }
     return acc;
 }
 
 /* fx_bce's loop for one input kind (from_logits, a constant at each call) and one setting of
- * the weights: dispatches on which results are stored. */
+ * the weights: dispatches on which results are stored (second derivatives h only with the
+ * gradient g and without the losses). */
 static inline __attribute__((always_inline)) double
 FX_NAME(fx_bce_stores_of_kind)(const int from_logits, const FX_T *x, const FX_T *y, Py_ssize_t n,
                                const FX_T *w, const FX_T *pw, FX_T w0, FX_T pw0, FX_T sa, FX_T sb,
                                int has_ignore, FX_T ignore, FX_T lo, FX_T hi, FX_T *loss, FX_T *g,
-                               FX_T gk, int options, int w_vec, int pw_vec) {
+                               FX_T *h, FX_T gk, int options, int w_vec, int pw_vec) {
     double acc;
-    if (loss && g)
+    if (h)
         acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                   loss, g, gk, from_logits, options, w_vec, pw_vec, 1, 1);
+                                   loss, g, h, gk, from_logits, options, w_vec, pw_vec, 0, 1, 1);
+    else if (loss && g)
+        acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
+                                   loss, g, h, gk, from_logits, options, w_vec, pw_vec, 1, 1, 0);
     else if (g)
         acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                   loss, g, gk, from_logits, options, w_vec, pw_vec, 0, 1);
+                                   loss, g, h, gk, from_logits, options, w_vec, pw_vec, 0, 1, 0);
     else if (loss)
         acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                   loss, g, gk, from_logits, options, w_vec, pw_vec, 1, 0);
+                                   loss, g, h, gk, from_logits, options, w_vec, pw_vec, 1, 0, 0);
     else
         acc = FX_NAME(fx_bce_loop)(x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore, lo, hi,
-                                   loss, g, gk, from_logits, options, w_vec, pw_vec, 0, 0);
+                                   loss, g, h, gk, from_logits, options, w_vec, pw_vec, 0, 0, 0);
     return acc;
 }
 
@@ -484,42 +496,43 @@ FX_NAME(fx_bce_stores_of_kind)(const int from_logits, const FX_T *x, const FX_T 
 static inline __attribute__((always_inline)) double
 FX_NAME(fx_bce_stores)(int from_logits, const FX_T *x, const FX_T *y, Py_ssize_t n, const FX_T *w,
                        const FX_T *pw, FX_T w0, FX_T pw0, FX_T sa, FX_T sb, int has_ignore,
-                       FX_T ignore, FX_T lo, FX_T hi, FX_T *loss, FX_T *g, FX_T gk, int options,
-                       int w_vec, int pw_vec) {
+                       FX_T ignore, FX_T lo, FX_T hi, FX_T *loss, FX_T *g, FX_T *h, FX_T gk,
+                       int options, int w_vec, int pw_vec) {
     double acc;
     if (from_logits)
         acc = FX_NAME(fx_bce_stores_of_kind)(1, x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore,
-                                             lo, hi, loss, g, gk, options, w_vec, pw_vec);
+                                             lo, hi, loss, g, h, gk, options, w_vec, pw_vec);
     else
         acc = FX_NAME(fx_bce_stores_of_kind)(0, x, y, n, w, pw, w0, pw0, sa, sb, has_ignore, ignore,
-                                             lo, hi, loss, g, gk, options, w_vec, pw_vec);
+                                             lo, hi, loss, g, h, gk, options, w_vec, pw_vec);
     return acc;
 }
 
 /* Binary cross-entropy over a segment. Weights w and pos_weight pw are either one value
  * for the segment (w_vec/pw_vec = 0) or one per element; w == NULL means 1. The smoothed
  * target is y' = y sa + sb; elements whose raw y equals `ignore` (when has_ignore) give 0.
- * Returns the sum of losses; writes losses and gk * gradients when loss / g != NULL. */
+ * Returns the sum of losses; writes losses, gk * gradients and gk * second derivatives when
+ * loss / g / h != NULL (h only with g and without loss). */
 static inline double FX_NAME(fx_bce)(int from_logits, const FX_T *x, const FX_T *y, Py_ssize_t n,
                                      const FX_T *w, int w_vec, const FX_T *pw, int pw_vec, FX_T sa,
                                      FX_T sb, int has_ignore, FX_T ignore, FX_T lo, FX_T hi,
-                                     FX_T *loss, FX_T *g, FX_T gk) {
+                                     FX_T *loss, FX_T *g, FX_T *h, FX_T gk) {
     double acc;
     const FX_T w0 = w ? w[0] : (FX_T)1, pw0 = pw ? pw[0] : (FX_T)1;
     if (!w && !pw && sa == 1 && sb == 0 && !has_ignore) /* no option: a lean loop */
         acc = FX_NAME(fx_bce_stores)(from_logits, x, y, n, w, pw, (FX_T)1, (FX_T)1, sa, sb,
-                                     has_ignore, ignore, lo, hi, loss, g, gk, 0, 0, 0);
+                                     has_ignore, ignore, lo, hi, loss, g, h, gk, 0, 0, 0);
     else if (w_vec && pw_vec)
         acc = FX_NAME(fx_bce_stores)(from_logits, x, y, n, w, pw, w0, pw0, sa, sb, has_ignore,
-                                     ignore, lo, hi, loss, g, gk, 1, 1, 1);
+                                     ignore, lo, hi, loss, g, h, gk, 1, 1, 1);
     else if (w_vec)
         acc = FX_NAME(fx_bce_stores)(from_logits, x, y, n, w, pw, w0, pw0, sa, sb, has_ignore,
-                                     ignore, lo, hi, loss, g, gk, 1, 1, 0);
+                                     ignore, lo, hi, loss, g, h, gk, 1, 1, 0);
     else if (pw_vec)
         acc = FX_NAME(fx_bce_stores)(from_logits, x, y, n, w, pw, w0, pw0, sa, sb, has_ignore,
-                                     ignore, lo, hi, loss, g, gk, 1, 0, 1);
+                                     ignore, lo, hi, loss, g, h, gk, 1, 0, 1);
     else
         acc = FX_NAME(fx_bce_stores)(from_logits, x, y, n, w, pw, w0, pw0, sa, sb, has_ignore,
-                                     ignore, lo, hi, loss, g, gk, 1, 0, 0);
+                                     ignore, lo, hi, loss, g, h, gk, 1, 0, 0);
     return acc;
 }
