@@ -12,7 +12,12 @@ from fastxent._api.binary import (
     binary_cross_entropy_grad_hess,
     binary_cross_entropy_loss_and_grad,
 )
-from fastxent._api.multiclass import cross_entropy, cross_entropy_grad, cross_entropy_loss_and_grad
+from fastxent._api.multiclass import (
+    cross_entropy,
+    cross_entropy_grad,
+    cross_entropy_grad_hess,
+    cross_entropy_loss_and_grad,
+)
 from fastxent._api.softmax import log_softmax, logsumexp, softmax
 from fastxent._core.config import config, show_config
 from fastxent._core.threads import effective_n_threads
@@ -44,6 +49,7 @@ __all__ = [
     "config",
     "cross_entropy",
     "cross_entropy_grad",
+    "cross_entropy_grad_hess",
     "cross_entropy_loss_and_grad",
     "effective_n_threads",
     "EvalFileError",

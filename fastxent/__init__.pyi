@@ -65,6 +65,14 @@ def cross_entropy_loss_and_grad(
     reduction: str = ..., axis: SupportsIndex = ..., validate: bool = ...,
     n_threads: int | None = ..., out: _Array | None = ...) -> tuple[_Float | _Array, _Array]: ...
 
+def cross_entropy_grad_hess(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: _Reduction = ..., axis: SupportsIndex = ..., validate: bool = ...,
+    n_threads: int | None = ..., out: _Array | None = ...,
+    hess_out: _Array | None = ...) -> tuple[_Array, _Array]: ...
+
 # ---- binary ---------------------------------------------------------------------------------
 
 @overload

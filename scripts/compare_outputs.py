@@ -173,6 +173,9 @@ def _multiclass_cases(fx):
                                                        n_threads=nt, **kw))
                 yield f"{name}/mean/t{nt}/grad", lambda x=x, t=target, kw=kw, nt=nt: (
                     fx.cross_entropy_grad(x, t, n_threads=nt, **kw))
+                if hasattr(fx, "cross_entropy_grad_hess"):
+                    yield f"{name}/mean/t{nt}/grad_hess", lambda x=x, t=target, kw=kw, nt=nt: (
+                        fx.cross_entropy_grad_hess(x, t, n_threads=nt, **kw))
             if oname == "plain":                # gradient written over the input
                 def in_place(x=x, t=target, kw=kw):
                     g = x.copy()

@@ -40,6 +40,7 @@ LABEL_DTYPES = ["int64", "int32", "int8", "uint8", "uint64", "int16", "float64",
                 "object", "U1", "complex64"]
 REDUCTIONS = ["mean", "sum", "none", "avg", None, "MEAN", 0]
 FUNCS = ["cross_entropy", "cross_entropy_grad", "cross_entropy_loss_and_grad",
+         "cross_entropy_grad_hess",
          "binary_cross_entropy", "binary_cross_entropy_grad",
          "binary_cross_entropy_loss_and_grad", "binary_cross_entropy_grad_hess", "softmax",
          "log_softmax", "logsumexp",

@@ -39,11 +39,15 @@ for dt in (np.float32, np.float64):
     fastxent.cross_entropy_loss_and_grad(xw, rng.integers(0, 70, 9), reduction="sum")
     x4 = rng.normal(size=(3, 4, 2, 5)).astype(dt)     # strided rows (axis=1)
     fastxent.cross_entropy_loss_and_grad(x4, rng.integers(0, 4, (3, 2, 5)), axis=1)
+    fastxent.cross_entropy_grad_hess(x4, rng.integers(0, 4, (3, 2, 5)), axis=1,
+                                     hess_out=x4.copy())
     t = rng.uniform(size=(37, 5)).astype(dt); t /= t.sum(1, keepdims=True)
     fastxent.cross_entropy_loss_and_grad(x, t, label_smoothing=0.2)          # soft targets
     p = rng.uniform(0.01, 1, (37, 5)).astype(dt)
     fastxent.cross_entropy_loss_and_grad(p, y, from_logits=False, eps=1e-3)  # probabilities
     fastxent.cross_entropy_loss_and_grad(p, t, from_logits=False)
+    fastxent.cross_entropy_grad_hess(p, y, from_logits=False, label_smoothing=0.1)
+    fastxent.cross_entropy_grad_hess(x, t, weight=rng.uniform(size=5))
     fastxent.cross_entropy(x, np.where(y == 1, -100, y), ignore_index=-100)
     xb = rng.normal(size=(6, 70)).astype(dt)
     tb = (rng.uniform(size=(6, 70)) < 0.5).astype(dt)

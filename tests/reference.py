@@ -60,6 +60,39 @@ def log_softmax(z):
         return z - lse
 
 
+def _rows_and_target_weights(x, target, weight, sample_weight, ignore_index,
+                             label_smoothing, axis):
+    """``(xm, z, a, denominator)``: `x` in float64 with the class axis last (`xm`) and as
+    rows (`z`), each row's target weights ``a`` (sample weight included) and the ``mean``
+    denominator."""
+    x = np.asarray(x).astype(np.float64)
+    target = np.asarray(target)
+    xm = np.moveaxis(x, axis, -1)
+    n_classes = xm.shape[-1]
+    z = xm.reshape(-1, n_classes)
+    n_rows = z.shape[0]
+    w = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    s = (np.ones(n_rows) if sample_weight is None
+         else np.asarray(sample_weight, dtype=np.float64).reshape(-1))
+    e = float(label_smoothing)
+
+    if target.dtype.kind in "iu":
+        y = target.reshape(-1).astype(np.int64)
+        counted = (np.ones(n_rows, bool) if ignore_index is None else y != ignore_index)
+        yc = np.where(counted, y, 0)
+        # a_ic: (1-e) w_y [c == y] + (e/C) w_c
+        a = np.tile((e / n_classes) * w, (n_rows, 1))
+        a[np.arange(n_rows), yc] += (1.0 - e) * w[yc]
+        a[~counted] = 0.0
+        denominator = float(np.sum((s * w[yc])[counted]))
+    else:
+        t = np.moveaxis(target.astype(np.float64), axis, -1).reshape(-1, n_classes)
+        a = w * ((1.0 - e) * t + e / n_classes)
+        denominator = float(np.sum(s))
+    a = a * s[:, None]
+    return xm, z, a, denominator
+
+
 def cross_entropy_ref(x, target, *, from_logits=True, weight=None, sample_weight=None,
                       ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean",
                       axis=-1):
@@ -82,32 +115,9 @@ def cross_entropy_ref(x, target, *, from_logits=True, weight=None, sample_weight
     """
     eps = _resolve_eps(eps, x)
     lo, hi = _clip_bounds(eps, x)
-    x = np.asarray(x).astype(np.float64)
-    target = np.asarray(target)
-    xm = np.moveaxis(x, axis, -1)
-    n_classes = xm.shape[-1]
+    xm, z, a, denominator = _rows_and_target_weights(x, target, weight, sample_weight,
+                                                     ignore_index, label_smoothing, axis)
     rows_shape = xm.shape[:-1]
-    z = xm.reshape(-1, n_classes)
-    n_rows = z.shape[0]
-    w = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
-    s = (np.ones(n_rows) if sample_weight is None
-         else np.asarray(sample_weight, dtype=np.float64).reshape(-1))
-    e = float(label_smoothing)
-
-    if target.dtype.kind in "iu":
-        y = target.reshape(-1).astype(np.int64)
-        counted = (np.ones(n_rows, bool) if ignore_index is None else y != ignore_index)
-        yc = np.where(counted, y, 0)
-        # a_ic: (1-e) w_y [c == y] + (e/C) w_c
-        a = np.tile((e / n_classes) * w, (n_rows, 1))
-        a[np.arange(n_rows), yc] += (1.0 - e) * w[yc]
-        a[~counted] = 0.0
-        denominator = float(np.sum((s * w[yc])[counted]))
-    else:
-        t = np.moveaxis(target.astype(np.float64), axis, -1).reshape(-1, n_classes)
-        a = w * ((1.0 - e) * t + e / n_classes)
-        denominator = float(np.sum(s))
-    a = a * s[:, None]
 
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if from_logits:
@@ -121,6 +131,32 @@ def cross_entropy_ref(x, target, *, from_logits=True, weight=None, sample_weight
             grad = -a / pc
     grad = np.moveaxis(grad.reshape(xm.shape), -1, axis)
     return _reduce(per_row.reshape(rows_shape), grad, reduction, denominator)
+
+
+def cross_entropy_hessian_ref(x, target, *, from_logits=True, weight=None, sample_weight=None,
+                              ignore_index=None, label_smoothing=0.0, eps=None,
+                              reduction="mean", axis=-1):
+    """The Hessian's diagonal of multiclass cross-entropy, float64.
+
+    Logits: ``sum(a) p (1 - p)`` per row with ``p = softmax(z)``; probabilities (clipped,
+    differentiated at the clipped value): ``a / p^2``. ``a`` are the row's target weights as in
+    :func:`cross_entropy_ref`; ``mean`` divides by its denominator.
+    """
+    eps = _resolve_eps(eps, x)
+    lo, hi = _clip_bounds(eps, x)
+    xm, z, a, denominator = _rows_and_target_weights(x, target, weight, sample_weight,
+                                                     ignore_index, label_smoothing, axis)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if from_logits:
+            logp = log_softmax(z)
+            # 1 - p as -expm1(log p): no cancellation for a confident row
+            hess = np.sum(a, axis=1, keepdims=True) * np.exp(logp) * -np.expm1(logp)
+        else:
+            hess = a / np.clip(z, lo, hi) ** 2
+    hess = np.moveaxis(hess.reshape(xm.shape), -1, axis)
+    if reduction == "mean":
+        return hess / denominator if denominator else hess * 0.0
+    return hess
 
 
 def sigmoid(z):

@@ -184,8 +184,9 @@ def _clamp_uint64_labels(t, p):
     return labels
 
 
-def run(p, grad):
-    """Run the kernel; return the reduced loss (or per-row losses) and fill `grad`."""
+def run(p, grad, hess=None):
+    """Run the kernel; return the reduced loss (or per-row losses) and fill `grad` (and
+    `hess`, the Hessian's diagonal, which needs `grad`)."""
     reduction = p.options.reduction
     kernel_weight = None if p.class_weight is None else p.class_weight.astype(p.x.dtype)
     row_loss = np.empty(p.x.size // p.n_classes) if reduction == "none" else None
@@ -196,7 +197,8 @@ def run(p, grad):
         p.x.reshape(-1), p.n_classes, p.n_inner, p.labels,
         None if p.soft is None else p.soft.reshape(-1), kernel_weight, p.sample_weight,
         p.has_ignore, p.ignore_index, p.options.label_smoothing, p.options.from_logits, p.eps,
-        grad_scale, row_loss, None if grad is None else grad.reshape(-1), p.n_threads)
+        grad_scale, row_loss, None if grad is None else grad.reshape(-1), p.n_threads,
+        None if hess is None else hess.reshape(-1))
     if reduction == "none":
         return row_loss.astype(p.x.dtype).reshape(p.rows_shape)
     if reduction == "sum":
@@ -253,3 +255,45 @@ def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_w
         input, target, from_logits=from_logits, weight=weight, sample_weight=sample_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, eps=eps,
         reduction=reduction, axis=axis, validate=validate, n_threads=n_threads, out=out)[1]
+
+
+@docs.doc(f"""Gradient and Hessian diagonal of ``cross_entropy`` w.r.t. `input`.
+
+    The second derivative of the loss with respect to each input element, in the same pass
+    as the gradient (what gradient-boosting libraries use for a multiclass objective). For
+    logits a row with target weights ``a`` and probabilities ``p = softmax(z)`` has
+    ``sum(a) * p * (1 - p)`` (scikit-learn's ``HalfMultinomialLoss.gradient_hessian`` for
+    ``reduction="sum"`` and `sample_weight`); for probabilities ``a / p**2`` at the clipped
+    probability. Both are scaled as the reduction says (``"mean"`` divides by the mean's
+    denominator; ``"none"`` and ``"sum"`` do not); ignored rows give 0.
+{_OPTIONS_DOC}{docs.OUT}
+    hess_out : ndarray, optional
+        Where to write the Hessian's diagonal, as `out`; ``hess_out=input`` computes it in
+        place. It must not overlap `out`.
+
+    Returns
+    -------
+    grad : ndarray shaped like `input` (`out` itself when given)
+    hess : ndarray shaped like `input` (`hess_out` itself when given)
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> grad, hess = fastxent.cross_entropy_grad_hess(np.array([[0.0, 0.0]]), np.array([1]))
+    >>> grad, hess
+    (array([[ 0.5, -0.5]]), array([[0.25, 0.25]]))
+    """)
+def cross_entropy_grad_hess(input, target, *, from_logits=True, weight=None,
+                            sample_weight=None, ignore_index=None, label_smoothing=0.0,
+                            eps=None, reduction="mean", axis=-1, validate=True, n_threads=None,
+                            out=None, hess_out=None):
+    options = CrossEntropyOptions(
+        from_logits=from_logits, weight=weight, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, eps=eps, reduction=reduction, axis=axis,
+        validate=validate, n_threads=n_threads)
+    p = prepare(input, target, options, sample_weight=sample_weight)
+    read = (p.labels, p.soft, p.class_weight, p.sample_weight)
+    grad = v.output(out, p.x, read)
+    hess = v.output(hess_out, p.x, read + (grad,), name="hess_out")
+    run(p, grad, hess)
+    return grad, hess

@@ -55,6 +55,14 @@ cdef extern from "_loops.h" nogil:
                    float p, float ka, float kb) noexcept
     void fx_grad_d(double *g, const double *t, const double *w, Py_ssize_t n,
                    double p, double ka, double kb) noexcept
+    void fx_softmax_hess_f(const float *e, Py_ssize_t n, Py_ssize_t kmax, float inv,
+                           float rest_inv, float ka, float *h) noexcept
+    void fx_softmax_hess_d(const double *e, Py_ssize_t n, Py_ssize_t kmax, double inv,
+                           double rest_inv, double ka, double *h) noexcept
+    void fx_prob_hess_f(const float *p, const float *t, const float *w, Py_ssize_t n, float ka,
+                        float kb, float lo, float hi, float *h) noexcept
+    void fx_prob_hess_d(const double *p, const double *t, const double *w, Py_ssize_t n,
+                        double ka, double kb, double lo, double hi, double *h) noexcept
     double fx_prob_row_f(const float *p, const float *t, const float *w, Py_ssize_t n,
                          double alpha, double beta, float lo, float hi, float *g,
                          float k) noexcept
@@ -213,6 +221,22 @@ cdef inline void _grad(real *g, const real *t, const real *w, Py_ssize_t n, real
         fx_grad_d(g, t, w, n, p, ka, kb)
 
 
+cdef inline void _softmax_hess(const real *e, Py_ssize_t n, Py_ssize_t kmax, real inv,
+                               real rest_inv, real ka, real *h) noexcept nogil:
+    if real is float:
+        fx_softmax_hess_f(e, n, kmax, inv, rest_inv, ka, h)
+    else:
+        fx_softmax_hess_d(e, n, kmax, inv, rest_inv, ka, h)
+
+
+cdef inline void _prob_hess(const real *p, const real *t, const real *w, Py_ssize_t n, real ka,
+                            real kb, real lo, real hi, real *h) noexcept nogil:
+    if real is float:
+        fx_prob_hess_f(p, t, w, n, ka, kb, lo, hi, h)
+    else:
+        fx_prob_hess_d(p, t, w, n, ka, kb, lo, hi, h)
+
+
 cdef inline double _prob_row_loop(const real *p, const real *t, const real *w, Py_ssize_t n,
                                   double alpha, double beta, real lo, real hi, real *g,
                                   real k) noexcept nogil:
@@ -331,8 +355,10 @@ cdef inline RowTotals _add_hard_label(double m, Py_ssize_t kmax, Py_ssize_t y, d
 
 cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ssize_t n_classes,
                               Py_ssize_t y, double alpha, double beta, double hard, double k,
-                              real *g, const real *next) noexcept nogil:
-    """Loss of one row of logits; writes k * d(loss)/dz into g unless g is NULL (g may be z).
+                              real *g, const real *next, real *h) noexcept nogil:
+    """Loss of one row of logits; writes k * d(loss)/dz into g unless g is NULL (g may be z),
+    and k * d2(loss)/dz2 (the Hessian's diagonal) into h unless h is NULL (needs g; h may be
+    z when g is not).
 
     Target weights a_c = w_c (alpha t_c + beta) + hard [c == y]; y < 0 means no hard label.
     `next` (or NULL) is the row to prefetch while this one is computed.
@@ -344,6 +370,8 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
     if z[kmax] != m:                             # no arg-max to find: NaN in the row
         if g != NULL:
             _fill(g, n_classes, <real>NAN)
+        if h != NULL:
+            _fill(h, n_classes, <real>NAN)
         return NAN
     tail = n_classes - kmax - 1
     if y >= 0:
@@ -359,6 +387,9 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
     if g != NULL:
         a_all = totals.a_rest + totals.a_kmax
         inv = 1.0 / (1.0 + rest)
+        if h != NULL:                            # from the exp terms, before _grad uses them
+            _softmax_hess(g, n_classes, kmax, <real>inv, <real>(rest * inv), <real>(k * a_all),
+                          h)
         _grad(g, t, w, n_classes, <real>(k * a_all * inv), <real>(k * alpha), <real>(k * beta))
         g[kmax] = <real>(k * (totals.a_rest - totals.a_kmax * rest) * inv)
         if y >= 0 and y != kmax:
@@ -368,16 +399,19 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
 
 cdef inline double _prob_row(const real *p, const real *t, const real *w, Py_ssize_t n_classes,
                              Py_ssize_t y, double alpha, double beta, double hard, real lo,
-                             real hi, double k, real *g) noexcept nogil:
-    """Loss of one row of probabilities clipped to [lo, hi]; writes k * d(loss)/dp into g.
+                             real hi, double k, real *g, real *h) noexcept nogil:
+    """Loss of one row of probabilities clipped to [lo, hi]; writes k * d(loss)/dp into g and,
+    unless h is NULL, k * d2(loss)/dp2 into h (g or h may be p, not both).
 
-    The gradient is taken with respect to the clipped probability. Same target weights as
+    Derivatives are taken with respect to the clipped probability. Same target weights as
     _logit_row.
     """
     cdef double loss = 0.0
     cdef real py = 0, cp
     if y >= 0:
         py = p[y]                                # read before g (possibly p) is written
+    if h != NULL and h != p:                     # before g, which may be p, is written
+        _prob_row_hess(p, t, w, n_classes, y, alpha, beta, hard, lo, hi, k, h, py)
     if t != NULL or beta != 0.0:
         loss = _prob_row_loop(p, t, w, n_classes, alpha, beta, lo, hi, g, <real>k)
     elif g != NULL:
@@ -387,7 +421,25 @@ cdef inline double _prob_row(const real *p, const real *t, const real *w, Py_ssi
         loss -= hard * log(<double>cp)
         if g != NULL:
             g[y] = g[y] - <real>(k * hard / cp)
+    if h != NULL and h == p:                     # p is read: g is not p
+        _prob_row_hess(p, t, w, n_classes, y, alpha, beta, hard, lo, hi, k, h, py)
     return loss
+
+
+cdef inline void _prob_row_hess(const real *p, const real *t, const real *w,
+                                Py_ssize_t n_classes, Py_ssize_t y, double alpha, double beta,
+                                double hard, real lo, real hi, double k, real *h,
+                                real py) noexcept nogil:
+    """h_c = k a_c / clip(p_c)^2 for _prob_row's target weights a_c; py is p[y], read before
+    h (possibly p) is written."""
+    cdef real cp
+    if t != NULL or beta != 0.0:
+        _prob_hess(p, t, w, n_classes, <real>(k * alpha), <real>(k * beta), lo, hi, h)
+    else:
+        _fill(h, n_classes, <real>0)
+    if y >= 0 and hard != 0.0:
+        cp = lo if py < lo else (hi if py > hi else py)
+        h[y] = h[y] + <real>((k * hard / cp) / cp)
 
 
 cdef struct ClassOptions:
@@ -437,11 +489,11 @@ cdef inline Py_ssize_t _rows_per_block(Py_ssize_t n_classes) noexcept nogil:
 
 cdef inline double _class_row(const real *x, const real *t, const real *w,
                               const ClassOptions *o, Py_ssize_t y, double hard, double k,
-                              real *g, const real *next) noexcept nogil:
+                              real *g, const real *next, real *h) noexcept nogil:
     if o.from_logits:
-        return _logit_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, k, g, next)
+        return _logit_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, k, g, next, h)
     return _prob_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, <real>o.clip_lo,
-                     <real>o.clip_hi, k, g)
+                     <real>o.clip_hi, k, g, h)
 
 
 cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *o,
@@ -474,14 +526,15 @@ cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *
 
 cdef double _class_rows(const real *x, const real *soft, const real *w, const ClassOptions *o,
                         Py_ssize_t r0, Py_ssize_t r1, double *row_loss, real *grad,
-                        real *scratch) noexcept nogil:
-    """Rows [r0, r1): per-row losses into row_loss (if not NULL), their sum returned."""
+                        real *scratch, real *hess) noexcept nogil:
+    """Rows [r0, r1): per-row losses into row_loss (if not NULL), their sum returned; the
+    gradient into grad and the Hessian's diagonal into hess (which needs grad) unless NULL."""
     cdef Py_ssize_t r, c, y, base, C = o.n_classes, step = o.n_inner
     cdef double s, hard, loss, total = 0.0
     cdef real *zbuf = scratch
     cdef real *tbuf = scratch + C if scratch != NULL else NULL
     cdef real *gbuf = scratch + 2 * C if scratch != NULL else NULL
-    if step == 1 and C <= SHORT_ROW and o.labels != NULL and o.from_logits:
+    if step == 1 and C <= SHORT_ROW and o.labels != NULL and o.from_logits and hess == NULL:
         return _short_label_rows(x, w, o, r0, r1, row_loss, grad)
     for r in range(r0, r1):
         s = o.sample_weight[r] if o.sample_weight != NULL else 1.0
@@ -497,18 +550,25 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
             if grad != NULL:
                 for c in range(C):
                     grad[base + c * step] = 0
+            if hess != NULL:
+                for c in range(C):
+                    hess[base + c * step] = 0
         elif step == 1:
             loss = s * _class_row(x + base, _at(soft, base), w, o, y, hard,
                                   s * o.grad_scale, _at_out(grad, base),
-                                  _next_row(x, r, o.n_rows, C))
+                                  _next_row(x, r, o.n_rows, C), _at_out(hess, base))
         else:                                    # strided row: through this thread's buffers
             _gather(zbuf, x, base, step, C)
             if soft != NULL:
                 _gather(tbuf, soft, base, step, C)
+            # the Hessian overwrites the row's copy, which the row function reads before
             loss = s * _class_row(zbuf, tbuf if soft != NULL else NULL, w, o, y, hard,
-                                  s * o.grad_scale, gbuf if grad != NULL else NULL, NULL)
+                                  s * o.grad_scale, gbuf if grad != NULL else NULL, NULL,
+                                  zbuf if hess != NULL else NULL)
             if grad != NULL:
                 _scatter(grad, gbuf, base, step, C)
+            if hess != NULL:
+                _scatter(hess, zbuf, base, step, C)
         if row_loss != NULL:
             row_loss[r] = loss
         total += loss
@@ -525,11 +585,14 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
                         bint from_logits, double clip_eps, double grad_scale,
                         double[::1] row_loss,                 # OUT (rows,), or None
                         real[::1] grad,                       # OUT like x (may be x), or None
-                        int n_threads):
+                        int n_threads,
+                        real[::1] hess=None):                 # OUT like x (may be x), or None
     """Multiclass cross-entropy over rows of `x`; returns the sum of the row losses.
 
     Rows are the (outer, inner) positions; classes are `n_inner` elements apart. The gradient
-    written is grad_scale * sample_weight * d(row loss)/dx. Arguments must be validated:
+    written is grad_scale * sample_weight * d(row loss)/dx, and into `hess` (which needs
+    `grad`, and may not be `grad`) the same scaling of the Hessian's diagonal. Arguments must
+    be validated:
     labels in range (or equal to ignore_index), exactly one of labels and soft given.
     """
     cdef ClassOptions o
@@ -545,6 +608,7 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
     cdef const real *w_p = NULL
     cdef double *row_loss_p = NULL
     cdef real *grad_p = NULL
+    cdef real *hess_p = NULL
     if n_rows == 0:
         return 0.0
     o = _class_options(n_rows, n_classes, n_inner, &labels[0] if labels is not None else NULL,
@@ -558,6 +622,10 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
         row_loss_p = &row_loss[0]
     if grad is not None:
         grad_p = &grad[0]
+    if hess is not None:
+        if grad is None:
+            raise ValueError("fastxent: hess needs grad")
+        hess_p = &hess[0]
     n_threads = _block_threads(n_threads, n_blocks)
     partial = <double *> malloc(n_blocks * sizeof(double))
     if n_inner > 1:
@@ -571,7 +639,7 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
             r0 = b * per_block
             r1 = min(r0 + per_block, n_rows)
             partial[b] = _class_rows(&x[0], soft_p, w_p, &o, r0, r1, row_loss_p, grad_p,
-                                     _at_out(scratch, threadid() * 3 * n_classes))
+                                     _at_out(scratch, threadid() * 3 * n_classes), hess_p)
         total = _ordered_sum(partial, n_blocks, 1)
     free(partial)
     free(scratch)
@@ -905,7 +973,7 @@ cdef int _capi_softmax_ce(const real *logits, Py_ssize_t n_rows, Py_ssize_t n_cl
     n_blocks = _n_blocks(n_rows, per_block)
     for b in prange(n_blocks, schedule="static", num_threads=_capi_threads(n_threads)):
         _class_rows(logits, NULL, NULL, &o, b * per_block, min((b + 1) * per_block, n_rows),
-                    loss, grad, NULL)
+                    loss, grad, NULL, NULL)
     return 0
 
 

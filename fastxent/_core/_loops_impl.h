@@ -337,6 +337,35 @@ static inline void FX_NAME(fx_grad)(FX_T *g, const FX_T *t, const FX_T *w, Py_ss
     else FX_NAME(fx_grad_loop)(g, t, w, n, p, ka, kb, 0, 0);
 }
 
+/* The Hessian's diagonal of a row of logits whose loss has total target weight A:
+ * h_i = ka p_i (1 - p_i) with ka = k A and p_i = e_i inv, from the exp terms e_i = exp(z_i - m)
+ * (e[kmax] is not read) and inv = 1 / (1 + rest). At the arg-max p = inv and 1 - p =
+ * rest inv, so a confident row keeps its small Hessian (no 1 - p cancellation); elsewhere
+ * p <= 1/2. h may be e's row or z's, not both. */
+static inline void FX_NAME(fx_softmax_hess)(const FX_T *e, Py_ssize_t n, Py_ssize_t kmax, FX_T inv,
+                                            FX_T rest_inv, FX_T ka, FX_T *h) {
+#pragma omp simd
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        const FX_T p = e[i] * inv;
+        h[i] = ka * p * ((FX_T)1 - p);
+    }
+    h[kmax] = ka * inv * rest_inv;
+}
+
+/* The Hessian's diagonal of a row of probabilities from its soft and smoothing target
+ * weights: h_i = k w_i (alpha t_i + beta) / clip(p_i)^2 (the loss is a sum over i, so the
+ * Hessian is diagonal). The caller adds a hard label's term. */
+static inline void FX_NAME(fx_prob_hess)(const FX_T *p, const FX_T *t, const FX_T *w, Py_ssize_t n,
+                                         FX_T ka, FX_T kb, FX_T lo, FX_T hi, FX_T *h) {
+#pragma omp simd
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        const FX_T pi = p[i];
+        const FX_T cp = pi < lo ? lo : (pi > hi ? hi : pi);
+        const FX_T a = (w ? w[i] : (FX_T)1) * (ka * (t ? t[i] : (FX_T)0) + kb);
+        h[i] = a != 0 ? (a / cp) / cp : (FX_T)0;
+    }
+}
+
 /* The loop of fx_prob_row for class weights (has_w) or not and soft targets (has_t) or not;
  * writes the gradient when `grad`. */
 static inline __attribute__((always_inline)) double
