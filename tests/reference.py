@@ -173,6 +173,20 @@ def softplus(z):
     return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
 
 
+def _binary_terms(x, target, weight, pos_weight, ignore_index, label_smoothing):
+    """``(x, y', w, pw, counted)`` in float64: the smoothed targets, the weights broadcast
+    to the input (1 when absent) and the elements not ignored."""
+    x = np.asarray(x).astype(np.float64)
+    y = np.asarray(target).astype(np.float64)
+    counted = np.ones(x.shape, bool) if ignore_index is None else y != ignore_index
+    e = float(label_smoothing)
+    ys = y * (1.0 - e) + e / 2.0
+    w = 1.0 if weight is None else np.broadcast_to(np.asarray(weight, np.float64), x.shape)
+    pw = 1.0 if pos_weight is None else np.broadcast_to(np.asarray(pos_weight, np.float64),
+                                                        x.shape)
+    return x, ys, w, pw, counted
+
+
 def binary_cross_entropy_ref(x, target, *, from_logits=True, weight=None, pos_weight=None,
                              ignore_index=None, label_smoothing=0.0, eps=None,
                              reduction="mean"):
@@ -186,14 +200,8 @@ def binary_cross_entropy_ref(x, target, *, from_logits=True, weight=None, pos_we
     """
     eps = _resolve_eps(eps, x)
     lo, hi = _clip_bounds(eps, x)
-    x = np.asarray(x).astype(np.float64)
-    y = np.asarray(target).astype(np.float64)
-    counted = np.ones(x.shape, bool) if ignore_index is None else y != ignore_index
-    e = float(label_smoothing)
-    ys = y * (1.0 - e) + e / 2.0
-    w = 1.0 if weight is None else np.broadcast_to(np.asarray(weight, np.float64), x.shape)
-    pw = 1.0 if pos_weight is None else np.broadcast_to(np.asarray(pos_weight, np.float64),
-                                                        x.shape)
+    x, ys, w, pw, counted = _binary_terms(x, target, weight, pos_weight, ignore_index,
+                                          label_smoothing)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if from_logits:
             loss = w * ((1.0 - ys) * x + (1.0 + (pw - 1.0) * ys) * softplus(-x))
@@ -218,14 +226,8 @@ def binary_hessian_ref(x, target, *, from_logits=True, weight=None, pos_weight=N
     """
     eps = _resolve_eps(eps, x)
     lo, hi = _clip_bounds(eps, x)
-    x = np.asarray(x).astype(np.float64)
-    y = np.asarray(target).astype(np.float64)
-    counted = np.ones(x.shape, bool) if ignore_index is None else y != ignore_index
-    e = float(label_smoothing)
-    ys = y * (1.0 - e) + e / 2.0
-    w = 1.0 if weight is None else np.broadcast_to(np.asarray(weight, np.float64), x.shape)
-    pw = 1.0 if pos_weight is None else np.broadcast_to(np.asarray(pos_weight, np.float64),
-                                                        x.shape)
+    x, ys, w, pw, counted = _binary_terms(x, target, weight, pos_weight, ignore_index,
+                                          label_smoothing)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if from_logits:
             hess = w * (pw * ys + 1.0 - ys) * sigmoid(x) * sigmoid(-x)

@@ -237,16 +237,8 @@ def binary_cross_entropy_grad(input, target, *, from_logits=True, weight=None, p
     ``sample_weight``), for probabilities ``w [pw y / p**2 + (1 - y) / (1 - p)**2]`` at the
     clipped probability. Both are scaled as the reduction says (``"mean"`` divides by the
     counted elements; ``"none"`` and ``"sum"`` do not); ignored elements give 0.
-{_OPTIONS_DOC}{docs.OUT}
-    hess_out : ndarray, optional
-        Where to write the second derivatives, as `out`; ``hess_out=input`` computes them in
-        place. It must not overlap `out`.
-
-    Returns
-    -------
-    grad : ndarray shaped like `input` (`out` itself when given)
-    hess : ndarray shaped like `input` (`hess_out` itself when given)
-
+{_OPTIONS_DOC}{docs.OUT}{docs.HESS_OUT}
+{docs.RETURNS_GRAD_HESS}
     Examples
     --------
     >>> import numpy as np, fastxent

@@ -23,6 +23,18 @@ RETURNS_GRAD = """
     grad : ndarray shaped like `input` (`out` itself when given)
 """
 
+HESS_OUT = """
+    hess_out : ndarray, optional
+        Where to write the Hessian's diagonal, as `out`; ``hess_out=input`` computes it in
+        place. It must not overlap `out`."""
+
+RETURNS_GRAD_HESS = """
+    Returns
+    -------
+    grad : ndarray shaped like `input` (`out` itself when given)
+    hess : ndarray shaped like `input` (`hess_out` itself when given)
+"""
+
 RETURNS_BOTH = """
     Returns
     -------

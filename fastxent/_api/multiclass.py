@@ -266,16 +266,8 @@ def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_w
     ``reduction="sum"`` and `sample_weight`); for probabilities ``a / p**2`` at the clipped
     probability. Both are scaled as the reduction says (``"mean"`` divides by the mean's
     denominator; ``"none"`` and ``"sum"`` do not); ignored rows give 0.
-{_OPTIONS_DOC}{docs.OUT}
-    hess_out : ndarray, optional
-        Where to write the Hessian's diagonal, as `out`; ``hess_out=input`` computes it in
-        place. It must not overlap `out`.
-
-    Returns
-    -------
-    grad : ndarray shaped like `input` (`out` itself when given)
-    hess : ndarray shaped like `input` (`hess_out` itself when given)
-
+{_OPTIONS_DOC}{docs.OUT}{docs.HESS_OUT}
+{docs.RETURNS_GRAD_HESS}
     Examples
     --------
     >>> import numpy as np, fastxent
