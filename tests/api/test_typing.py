@@ -23,6 +23,7 @@ CHECKOUT = pathlib.Path(__file__).resolve().parents[2]
 def test_py_typed_marker_and_stubs_ship():
     assert (PACKAGE / "py.typed").is_file()
     for stub in ("__init__.pyi", "sklearn.pyi", "torch.pyi", "dask.pyi", "capi.pyi",
+                 "xgboost.pyi", "lightgbm.pyi",
                  "_core/_kernels_baseline.pyi"):
         assert (PACKAGE / stub).is_file(), stub
 

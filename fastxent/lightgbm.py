@@ -1,0 +1,96 @@
+"""LightGBM objectives and metrics computed by fastxent.
+
+``lightgbm.train({"objective": softmax_objective(3), "num_class": 3, ...}, train_set,
+feval=softmax_metric())`` trains with fastxent's softmax cross-entropy in place of
+``multiclass``. Without options the gradient and Hessian are LightGBM's own: ``p -
+onehot(y)`` and ``K / (K - 1) · p (1 - p) · w`` for K classes (LightGBM's factor), so the
+trees are those of the built-in objective (with ``boost_from_average=False``, as a custom
+objective starts from 0). The options (class weights, label smoothing, ``ignore_index``) are
+what the built-in objective does not offer. ``logistic_objective`` does the same for
+``binary`` (Hessian ``p (1 - p) w``).
+
+LightGBM is not imported here: the functions take whatever ``lightgbm.train`` passes (the
+scores and a ``Dataset``); multiclass scores are (rows, num_class) arrays (LightGBM 4).
+"""
+
+import numpy as np
+
+import fastxent
+from fastxent import _boosting
+
+
+def softmax_objective(num_class, **options):
+    """A multiclass objective for LightGBM's ``objective`` parameter.
+
+    Parameters
+    ----------
+    num_class : int
+        The number of classes (LightGBM's ``num_class`` parameter, which must be set too).
+    **options
+        ``weight`` (per-class weights), ``label_smoothing``, ``ignore_index``, ``n_threads``
+        of :func:`fastxent.cross_entropy_grad_hess`. Labels and sample weights come from the
+        ``Dataset``.
+
+    Returns
+    -------
+    callable
+        ``objective(preds, train_data) -> (grad, hess)``, both shaped like ``preds``
+        (rows, num_class).
+    """
+    name = "fastxent.lightgbm.softmax_objective"
+    num_class = _boosting.check_num_class(num_class, name)
+    options = _boosting.softmax_options(options, num_class, name)
+    factor = num_class / (num_class - 1.0)
+
+    def objective(preds, train_data):
+        labels = _boosting.class_labels(train_data.get_label(), num_class, options, name)
+        preds = _boosting.scores(preds, labels.shape[0], num_class, name)
+        weights = _boosting.sample_weights(train_data.get_weight())
+        grad, hess = _boosting.softmax_grad_hess(preds, labels, weights, options)
+        hess *= factor
+        return grad, hess
+    return objective
+
+
+def logistic_objective(**options):
+    """A binary objective for LightGBM's ``objective`` parameter, as ``binary``.
+
+    Parameters
+    ----------
+    **options
+        ``pos_weight``, ``label_smoothing``, ``ignore_index``, ``n_threads`` of
+        :func:`fastxent.binary_cross_entropy_grad_hess`. Labels in [0, 1] and sample weights
+        come from the ``Dataset``.
+
+    Returns
+    -------
+    callable
+        ``objective(preds, train_data) -> (grad, hess)``, both of shape (rows,).
+    """
+    name = "fastxent.lightgbm.logistic_objective"
+    options = _boosting.logistic_options(options, name)
+
+    def objective(preds, train_data):
+        labels = np.asarray(train_data.get_label())
+        preds = _boosting.scores(preds, labels.shape[0], 1, name)
+        weights = _boosting.sample_weights(train_data.get_weight())
+        return _boosting.logistic_grad_hess(preds, labels.astype(preds.dtype), weights,
+                                            options)
+    return objective
+
+
+def softmax_metric(name="multi_logloss"):
+    """A ``feval`` for ``lightgbm.train``: the weighted mean softmax cross-entropy of the raw
+    scores, through :func:`fastxent.evaluate` (LightGBM's ``multi_logloss``).
+
+    Returns
+    -------
+    callable
+        ``metric(preds, eval_data) -> (name, value, is_higher_better)``.
+    """
+    def metric(preds, eval_data):
+        labels = np.asarray(eval_data.get_label()).astype(np.int64)
+        weights = _boosting.sample_weights(eval_data.get_weight())
+        result = fastxent.evaluate(np.asarray(preds), labels, topk=(1,), sample_weight=weights)
+        return name, float(result.loss), False
+    return metric
