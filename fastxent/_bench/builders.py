@@ -6,17 +6,22 @@ An implementation module defines:
     The module it needs (``"torch"``, ``"sklearn"``...). The implementation is available when
     that module imports; its ``__version__`` is reported with the results.
 one *builder* per workload kind it supports, named after the kind
-    ``softmax_ce``, ``softmax_ce_loss``, ``binary_ce``, ``binary_logloss``; and
+    ``softmax_ce``, ``softmax_ce_loss``, ``binary_ce``, ``binary_logloss``,
+    ``softmax_grad_hess``, ``xgboost_round``; and
     ``evaluate_metrics``, the builder of the ``"evaluate"`` kind, which returns every metric
     (the timed call returns only the loss). A kind without a builder is not applicable to
     that implementation: it is left out of the kind's results.
 
 A builder takes the :class:`~fastxent._bench.workloads.Data` and a thread count, does every
 untimed preparation (allocating outputs, converting arrays, compiling) and returns a
-zero-argument callable that performs one timed call and returns the loss as a Python float.
+zero-argument callable that performs one timed call and returns the loss as a Python float
+(``softmax_grad_hess``: the sum of the Hessian; ``xgboost_round``: the sum of the new model's
+margins on the first rows), a number every implementation of the kind must agree on.
 """
 
 from collections.abc import Callable
+
+import numpy as np
 
 from fastxent._bench.workloads import (
     BINARY_CE,
@@ -25,6 +30,9 @@ from fastxent._bench.workloads import (
     EVALUATE_METRIC_NAMES,
     SOFTMAX_CE,
     SOFTMAX_CE_LOSS,
+    SOFTMAX_GRAD_HESS,
+    XGBOOST_DEPTH,
+    XGBOOST_ROUND,
     Data,
 )
 
@@ -80,8 +88,51 @@ def builders_of(module):
         Its timed builder of every kind it supports.
     """
     found = {kind: getattr(module, kind)
-             for kind in (SOFTMAX_CE, SOFTMAX_CE_LOSS, BINARY_CE, BINARY_LOGLOSS)
+             for kind in (SOFTMAX_CE, SOFTMAX_CE_LOSS, BINARY_CE, BINARY_LOGLOSS,
+                          SOFTMAX_GRAD_HESS, XGBOOST_ROUND)
              if hasattr(module, kind)}
     if hasattr(module, "evaluate_metrics"):
         found[EVALUATE] = timed_loss(module.evaluate_metrics)
     return found
+
+
+def n_classes(data):
+    """The class count of a softmax or ``xgboost_round`` workload's labels."""
+    return int(data.targets.max()) + 1
+
+
+#: Rows whose margins the ``xgboost_round`` call returns (summed).
+XGBOOST_CHECK_ROWS = 1000
+
+
+def one_xgboost_round(data, threads, objective=None):
+    """The timed call of ``xgboost_round``: one boosting round of a fresh multiclass model.
+
+    Parameters
+    ----------
+    data : Data
+        Features and class labels.
+    threads : int
+    objective : callable, optional
+        A custom objective; None means XGBoost's built-in ``multi:softprob``.
+
+    Returns
+    -------
+    Run
+        Grows the round on a ``QuantileDMatrix`` built beforehand (so the feature sketch is
+        not timed) and returns the sum of the model's margins on the first rows.
+    """
+    import xgboost as xgb
+    dtrain = xgb.QuantileDMatrix(data.inputs, label=data.targets, nthread=threads)
+    check = xgb.DMatrix(data.inputs[:XGBOOST_CHECK_ROWS], nthread=threads)
+    params = {"num_class": n_classes(data), "max_depth": XGBOOST_DEPTH, "tree_method": "hist",
+              "nthread": threads, "base_score": 0.0, "verbosity": 0}
+    if objective is None:
+        params["objective"] = "multi:softprob"
+    else:
+        params["disable_default_eval_metric"] = 1
+
+    def run():
+        booster = xgb.train(params, dtrain, 1, obj=objective)
+        return float(booster.predict(check, output_margin=True).sum(dtype=np.float64))
+    return run

@@ -7,7 +7,7 @@ compared with this one.
 import numpy as np
 
 import fastxent
-from fastxent._bench.builders import metrics
+from fastxent._bench.builders import metrics, n_classes, one_xgboost_round
 from fastxent._bench.workloads import (
     EVALUATE_TOPK,
     TOP_K,
@@ -51,3 +51,20 @@ def evaluate_metrics(data, threads):
                        result.entropy, result.brier, result.ece)
     return run
 
+
+
+def softmax_grad_hess(data, threads):
+    logits, labels = data.rows()
+    grad, hess = np.empty_like(logits), np.empty_like(logits)
+
+    def run():
+        fastxent.cross_entropy_grad_hess(logits, labels, reduction="sum", n_threads=threads,
+                                         out=grad, hess_out=hess)
+        return float(hess.sum(dtype=np.float64))
+    return run
+
+
+def xgboost_round(data, threads):
+    import fastxent.xgboost
+    objective = fastxent.xgboost.softmax_objective(n_classes(data), n_threads=threads)
+    return one_xgboost_round(data, threads, objective)

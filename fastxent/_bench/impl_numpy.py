@@ -83,6 +83,22 @@ def softmax_ce(data, threads):
     return run
 
 
+def softmax_grad_hess(data, threads):
+    """Gradient p - onehot(y) and Hessian p (1 - p) of the summed loss, into buffers."""
+    logits, labels = data.rows()
+    grad, hess = np.empty_like(logits), np.empty_like(logits)
+    rows = np.arange(len(labels))
+
+    def run():
+        _, row_sum = _softmax_loss_into(logits, labels, grad)
+        np.divide(grad, row_sum, out=grad)
+        np.subtract(1, grad, out=hess)
+        np.multiply(hess, grad, out=hess)
+        grad[rows, labels] -= 1
+        return float(hess.sum(dtype=np.float64))
+    return run
+
+
 def softmax_ce_loss(data, threads):
     logits, labels = data.rows()
     work = np.empty_like(logits)

@@ -35,6 +35,21 @@ def softmax_ce(data, threads):
         HalfMultinomialLoss(n_classes=logits.shape[1]), logits, labels, threads)
 
 
+def softmax_grad_hess(data, threads):
+    """``HalfMultinomialLoss.gradient_hessian`` into preallocated outputs."""
+    from sklearn._loss.loss import HalfMultinomialLoss
+    logits, labels = data.rows()
+    loss = HalfMultinomialLoss(n_classes=logits.shape[1])
+    y_true = np.ascontiguousarray(labels, dtype=logits.dtype)
+    grad, hess = np.empty_like(logits), np.empty_like(logits)
+
+    def run():
+        loss.gradient_hessian(y_true=y_true, raw_prediction=logits, gradient_out=grad,
+                              hessian_out=hess, n_threads=threads)
+        return float(hess.sum(dtype=np.float64))
+    return run
+
+
 def softmax_ce_loss(data, threads):
     from sklearn._loss.loss import HalfMultinomialLoss
     logits, labels = data.rows()

@@ -44,6 +44,22 @@ def softmax_ce(data, threads):
     return _loss_and_grad(F.cross_entropy, *_tensors(data, threads, True, True))
 
 
+def softmax_grad_hess(data, threads):
+    """softmax, then p - onehot(y) and p (1 - p) with in-place tensor operations."""
+    import torch
+    logits, labels = _tensors(data, threads, True, False)
+    rows = torch.arange(len(labels))
+    grad, hess = torch.empty_like(logits), torch.empty_like(logits)
+
+    def run():
+        torch.softmax(logits, dim=1, out=grad)
+        torch.sub(1, grad, out=hess)
+        hess.mul_(grad)
+        grad[rows, labels] -= 1
+        return float(hess.sum(dtype=torch.float64))
+    return run
+
+
 def softmax_ce_loss(data, threads):
     import torch.nn.functional as F
     return _loss_only(F.cross_entropy, *_tensors(data, threads, True, False))

@@ -6,7 +6,14 @@ Each implementation is one ``impl_*.py`` module following the interface of
 
 import importlib
 
-from fastxent._bench import impl_fastxent, impl_jax, impl_numpy, impl_sklearn, impl_torch
+from fastxent._bench import (
+    impl_fastxent,
+    impl_jax,
+    impl_numpy,
+    impl_sklearn,
+    impl_torch,
+    impl_xgboost,
+)
 from fastxent._bench.builders import builders_of
 
 #: Implementation name -> its module, fastxent first.
@@ -16,6 +23,7 @@ IMPLEMENTATIONS = {
     "torch": impl_torch,
     "sklearn": impl_sklearn,
     "jax": impl_jax,
+    "xgboost": impl_xgboost,
 }
 PEERS = tuple(name for name in IMPLEMENTATIONS if name != "fastxent")
 #: Implementation name -> the builder of the "evaluate" kind that returns every metric, for

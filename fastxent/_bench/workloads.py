@@ -6,6 +6,7 @@ calibration bins, metric names) are here too, because every implementation must 
 same metrics.
 """
 
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,8 +16,14 @@ SOFTMAX_CE_LOSS = "softmax_ce_loss"
 BINARY_CE = "binary_ce"
 BINARY_LOGLOSS = "binary_logloss"
 EVALUATE = "evaluate"
+SOFTMAX_GRAD_HESS = "softmax_grad_hess"
+XGBOOST_ROUND = "xgboost_round"
 KINDS_WITH_GRAD = frozenset({SOFTMAX_CE, BINARY_CE})
-SOFTMAX_KINDS = frozenset({SOFTMAX_CE, SOFTMAX_CE_LOSS, EVALUATE})
+SOFTMAX_KINDS = frozenset({SOFTMAX_CE, SOFTMAX_CE_LOSS, EVALUATE, SOFTMAX_GRAD_HESS})
+# The "xgboost_round" workload: rows of XGBOOST_FEATURES features whose label (one of the
+# shape's classes) a few of them decide; one round of trees of depth XGBOOST_DEPTH.
+XGBOOST_FEATURES = 16
+XGBOOST_DEPTH = 6
 
 FULL_SIZES = {
     SOFTMAX_CE: [(200_000, 100), (20_000, 1000), (2048, 32_000), (1_000_000, 10), (64, 10)],
@@ -24,6 +31,8 @@ FULL_SIZES = {
     BINARY_CE: [(10_000_000,)],
     BINARY_LOGLOSS: [(10_000_000,)],
     EVALUATE: [(1_000_000, 10)],
+    SOFTMAX_GRAD_HESS: [(1_000_000, 10)],
+    XGBOOST_ROUND: [(1_000_000, 10)],
 }
 QUICK_SIZES = {
     SOFTMAX_CE: [(2000, 100), (64, 1000), (64, 10)],
@@ -31,6 +40,8 @@ QUICK_SIZES = {
     BINARY_CE: [(100_000,)],
     BINARY_LOGLOSS: [(100_000,)],
     EVALUATE: [(2000, 10), (64, 1000)],
+    SOFTMAX_GRAD_HESS: [(2000, 10)],
+    XGBOOST_ROUND: [(2000, 10)],
 }
 DTYPES = ("float32", "float64")
 # Keeps probabilities away from 0 and 1 so that no implementation has to clip them.
@@ -54,9 +65,12 @@ class Workload:
     kind : str
         ``"softmax_ce"`` (loss and gradient, integer labels), ``"softmax_ce_loss"`` (loss
         only), ``"binary_ce"`` (binary CE with logits, loss and gradient),
-        ``"binary_logloss"`` (binary CE on probabilities, loss only) or ``"evaluate"``
+        ``"binary_logloss"`` (binary CE on probabilities, loss only), ``"evaluate"``
         (every metric of :func:`fastxent.evaluate` from logits and integer labels, top-1 and
-        top-5).
+        top-5), ``"softmax_grad_hess"`` (the summed loss's gradient and Hessian diagonal: what
+        a gradient-boosting objective computes) or ``"xgboost_round"`` (one XGBoost boosting
+        round of a multiclass model: fastxent's objective against the built-in
+        ``multi:softprob``; the shape is rows x classes).
     dtype : str
         ``"float32"`` or ``"float64"``.
     shape : tuple of int
@@ -121,7 +135,9 @@ def default_workloads(*, dtypes=("float32",), softmax_shapes=None, quick=False):
     return [
         Workload(kind, dtype, tuple(shape))
         for kind, shapes in sizes.items()
+        if kind != XGBOOST_ROUND or importlib.util.find_spec("xgboost") is not None
         for dtype in dtypes
+        if kind != XGBOOST_ROUND or dtype == "float32"   # XGBoost computes in float32
         for shape in shapes
     ]
 
@@ -138,10 +154,19 @@ def make_data(workload, seed=0):
     -------
     Data
         Softmax kinds: standard-normal logits and int64 labels of shape ``shape[:-1]``.
+        ``"xgboost_round"``: float32 features (at least ``XGBOOST_FEATURES`` per row) and
+        labels that the first ``n_classes`` features decide, with noise.
         Binary kinds: standard-normal logits, or probabilities kept at least
         ``PROBABILITY_MARGIN`` away from 0 and 1, with 0/1 targets of the input's dtype.
     """
     rng = np.random.default_rng(seed)
+    if workload.kind == XGBOOST_ROUND:
+        n_rows, n_classes = workload.shape
+        features = rng.standard_normal((n_rows, max(XGBOOST_FEATURES, n_classes)),
+                                       dtype=np.float32)
+        noisy = features[:, :n_classes] + rng.standard_normal((n_rows, n_classes),
+                                                              dtype=np.float32)
+        return Data(features, np.argmax(noisy, axis=1).astype(np.int64))
     inputs = rng.standard_normal(workload.shape, dtype=workload.dtype)
     if workload.kind in SOFTMAX_KINDS:
         labels = rng.integers(0, workload.shape[-1], size=workload.shape[:-1], dtype=np.int64)
@@ -171,4 +196,6 @@ def bytes_moved(workload, data):
         computes one.
     """
     grad_bytes = data.inputs.nbytes if workload.with_grad else 0
+    if workload.kind == SOFTMAX_GRAD_HESS:
+        grad_bytes = 2 * data.inputs.nbytes
     return data.inputs.nbytes + data.targets.nbytes + grad_bytes

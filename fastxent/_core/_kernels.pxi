@@ -45,12 +45,12 @@ cdef extern from "_loops.h" nogil:
                                  const int64_t *labels, const double *sw, const float *w,
                                  int has_ignore, int64_t ignore, double keep, double beta,
                                  double grad_scale, double *row_loss, float *grad,
-                                 float *E) noexcept
+                                 float *hess, float *E) noexcept
     double fx_short_label_rows_d(const double *x, Py_ssize_t R, Py_ssize_t C,
                                  const int64_t *labels, const double *sw, const double *w,
                                  int has_ignore, int64_t ignore, double keep, double beta,
                                  double grad_scale, double *row_loss, double *grad,
-                                 double *E) noexcept
+                                 double *hess, double *E) noexcept
     void fx_grad_f(float *g, const float *t, const float *w, Py_ssize_t n,
                    float p, float ka, float kb) noexcept
     void fx_grad_d(double *g, const double *t, const double *w, Py_ssize_t n,
@@ -498,7 +498,7 @@ cdef inline double _class_row(const real *x, const real *t, const real *w,
 
 cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *o,
                               Py_ssize_t r0, Py_ssize_t r1, double *row_loss,
-                              real *grad) noexcept nogil:
+                              real *grad, real *hess) noexcept nogil:
     """Rows [r0, r1) of contiguous logits with labels and C <= SHORT_ROW; as _class_rows.
 
     SHORT_BATCH rows at a time go through fx_short_label_rows, vectorised across rows.
@@ -514,12 +514,12 @@ cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *
             total += fx_short_label_rows_f(
                 x + start * C, n, C, o.labels + start, sw, w, o.has_ignore, o.ignore_index,
                 o.keep, o.beta, o.grad_scale, row_loss + start if row_loss != NULL else NULL,
-                _at_out(grad, start * C), E)
+                _at_out(grad, start * C), _at_out(hess, start * C), E)
         else:
             total += fx_short_label_rows_d(
                 x + start * C, n, C, o.labels + start, sw, w, o.has_ignore, o.ignore_index,
                 o.keep, o.beta, o.grad_scale, row_loss + start if row_loss != NULL else NULL,
-                _at_out(grad, start * C), E)
+                _at_out(grad, start * C), _at_out(hess, start * C), E)
         start += n
     return total
 
@@ -534,8 +534,8 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
     cdef real *zbuf = scratch
     cdef real *tbuf = scratch + C if scratch != NULL else NULL
     cdef real *gbuf = scratch + 2 * C if scratch != NULL else NULL
-    if step == 1 and C <= SHORT_ROW and o.labels != NULL and o.from_logits and hess == NULL:
-        return _short_label_rows(x, w, o, r0, r1, row_loss, grad)
+    if step == 1 and C <= SHORT_ROW and o.labels != NULL and o.from_logits:
+        return _short_label_rows(x, w, o, r0, r1, row_loss, grad, hess)
     for r in range(r0, r1):
         s = o.sample_weight[r] if o.sample_weight != NULL else 1.0
         y = -1

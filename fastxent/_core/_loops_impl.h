@@ -256,14 +256,17 @@ static inline void FX_NAME(fx_short_rows)(const FX_T *x, Py_ssize_t R, Py_ssize_
  *   minus k keep w_y at y when y != km,
  * with s the sample weight and k = s grad_scale. An ignored row (has_ignore, y == ignore)
  * gives 0 and a zero gradient; NaN in a row makes both NaN. Writes row_loss and grad
- * (row-major) when not NULL; returns the sum of the row losses, added in row order. */
+ * (row-major) when not NULL, and the Hessian's diagonal k A p_c (1 - p_c) into hess when
+ * neither it nor grad is NULL (1 - p at km as rest / (1 + rest)); returns the sum of the row
+ * losses, added in row order. */
 static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, Py_ssize_t C,
                                                   const int64_t *labels, const double *sw,
                                                   const FX_T *w, int has_ignore, int64_t ignore,
                                                   double keep, double beta, double grad_scale,
-                                                  double *row_loss, FX_T *grad, FX_T *E) {
+                                                  double *row_loss, FX_T *grad, FX_T *hess,
+                                                  FX_T *E) {
     FX_T m[FX_SHORT_BATCH], p[FX_SHORT_BATCH], gk[FX_SHORT_BATCH], hk[FX_SHORT_BATCH];
-    FX_T kb[FX_SHORT_BATCH];
+    FX_T kb[FX_SHORT_BATCH], inv_r[FX_SHORT_BATCH], ka[FX_SHORT_BATCH], h_km[FX_SHORT_BATCH];
     int kmax[FX_SHORT_BATCH];
     FX_NAME(fx_lane) km[FX_SHORT_BATCH], lab[FX_SHORT_BATCH], skip[FX_SHORT_BATCH];
     double rest[FX_SHORT_BATCH], l1p[FX_SHORT_BATCH], lin[FX_SHORT_BATCH];
@@ -297,9 +300,12 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
         gk[r] = (FX_T)(k * (a_rest - a_kmax * rest[r]) * inv);
         hk[r] = at_km ? (FX_T)0 : (FX_T)(k * hard[r]);
         kb[r] = (FX_T)(k * beta);
+        inv_r[r] = (FX_T)inv;
+        ka[r] = (FX_T)(k * (a_rest + a_kmax));
+        h_km[r] = (FX_T)(k * (a_rest + a_kmax) * inv * (rest[r] * inv));
     }
     for (Py_ssize_t r = R; r < Rp; ++r) { /* padding: a skipped row */
-        p[r] = gk[r] = hk[r] = kb[r] = (FX_T)0;
+        p[r] = gk[r] = hk[r] = kb[r] = inv_r[r] = ka[r] = h_km[r] = (FX_T)0;
         km[r] = lab[r] = 0;
         skip[r] = 1;
     }
@@ -307,6 +313,15 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
     if (row_loss)
         for (Py_ssize_t r = 0; r < R; ++r) row_loss[r] = loss[r];
     if (!grad) return total;
+    if (hess)
+        for (Py_ssize_t r = 0; r < R; ++r) { /* from E, the exp terms, as the gradient */
+            FX_T *h = hess + r * C;
+            for (Py_ssize_t c = 0; c < C; ++c) {
+                const FX_T q = E[c * Rp + r] * inv_r[r];
+                h[c] = skip[r] ? (FX_T)0 : ka[r] * q * ((FX_T)1 - q);
+            }
+            if (!skip[r]) h[km[r]] = h_km[r];
+        }
     for (Py_ssize_t r = 0; r < R; ++r) { /* row by row, reading E across */
         FX_T *g = grad + r * C;
         for (Py_ssize_t c = 0; c < C; ++c)
