@@ -28,7 +28,7 @@ ALLOWED = {
     "xgboost": {"fastxent", "_boosting"},
     "lightgbm": {"fastxent", "_boosting"},
     "dask": {"fastxent", "_api"},
-    "_bench": {"fastxent"},
+    "_bench": {"fastxent", "xgboost"},
     "cli": {"fastxent", "_bench", "_eval", "_api"},
 }
 
