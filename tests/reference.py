@@ -53,11 +53,15 @@ def _reduce(per_sample, grad, reduction, denominator):
 
 
 def log_softmax(z):
-    """Row-wise log-softmax of a (N, C) float64 array via max shift and log(sum(exp))."""
+    """Row-wise log-softmax of a (N, C) float64 array: ``(z - m) - log1p(rest)``, with ``m``
+    the row's max and ``rest`` the sum of ``exp(z_c - m)`` over the other classes than the
+    first arg-max. A confident row's ``-logp`` (about ``rest``) keeps its relative precision:
+    ``log(sum(exp))`` would lose it to ``1 + rest``."""
     m = np.max(z, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", over="ignore"):
-        lse = m + np.log(np.sum(np.exp(z - m), axis=1, keepdims=True))
-        return z - lse
+        terms = np.exp(z - m)
+        terms[np.arange(z.shape[0]), np.argmax(z, axis=1)] = 0.0
+        return (z - m) - np.log1p(np.sum(terms, axis=1, keepdims=True))
 
 
 def _rows_and_target_weights(x, target, weight, sample_weight, ignore_index,
