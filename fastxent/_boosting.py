@@ -28,14 +28,14 @@ def softmax_options(options, num_class, name):
     """Check the multiclass objective's options when it is made (not in the first round):
     the names, then the values on a one-row input."""
     _check_names(options, SOFTMAX_OPTIONS, name)
-    softmax_grad_hess(np.zeros((1, num_class)), np.zeros(1, np.int64), None, options)
+    fastxent.cross_entropy_grad_hess(np.zeros((1, num_class)), np.zeros(1, np.int64), **options)
     return dict(options)
 
 
 def logistic_options(options, name):
     """As ``softmax_options``, for the binary objective."""
     _check_names(options, LOGISTIC_OPTIONS, name)
-    logistic_grad_hess(np.zeros(1), np.zeros(1), None, options)
+    fastxent.binary_cross_entropy_grad_hess(np.zeros(1), np.zeros(1), **options)
     return dict(options)
 
 
@@ -81,13 +81,29 @@ def sample_weights(weights):
     return weights if weights.size else None
 
 
-def softmax_grad_hess(predt, labels, weights, options):
-    """Gradient and Hessian diagonal of the summed softmax cross-entropy."""
-    return fastxent.cross_entropy_grad_hess(predt, labels, sample_weight=weights,
+def softmax_grad_hess(predt, data, num_class, options, name):
+    """Gradient and Hessian diagonal of the summed softmax cross-entropy of the booster's
+    scores `predt`, with the labels and sample weights of its data set `data`."""
+    labels = class_labels(data.get_label(), num_class, options, name)
+    predt = scores(predt, labels.shape[0], num_class, name)
+    return fastxent.cross_entropy_grad_hess(predt, labels,
+                                            sample_weight=sample_weights(data.get_weight()),
                                             reduction="sum", **options)
 
 
-def logistic_grad_hess(predt, labels, weights, options):
-    """Gradient and second derivative of the summed binary cross-entropy of logits."""
-    return fastxent.binary_cross_entropy_grad_hess(predt, labels, weight=weights,
+def logistic_grad_hess(predt, data, options, name):
+    """Gradient and second derivative of the summed binary cross-entropy of the scores."""
+    labels = np.asarray(data.get_label())
+    predt = scores(predt, labels.shape[0], 1, name)
+    return fastxent.binary_cross_entropy_grad_hess(predt, labels.astype(predt.dtype),
+                                                   weight=sample_weights(data.get_weight()),
                                                    reduction="sum", **options)
+
+
+def mean_softmax_loss(predt, data):
+    """The sample-weighted mean softmax cross-entropy of the scores, through
+    :func:`fastxent.evaluate`."""
+    labels = np.asarray(data.get_label()).astype(np.int64)
+    result = fastxent.evaluate(np.asarray(predt), labels, topk=(1,),
+                               sample_weight=sample_weights(data.get_weight()))
+    return float(result.loss)

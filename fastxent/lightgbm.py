@@ -13,9 +13,7 @@ LightGBM is not imported here: the functions take whatever ``lightgbm.train`` pa
 scores and a ``Dataset``); multiclass scores are (rows, num_class) arrays (LightGBM 4).
 """
 
-import numpy as np
 
-import fastxent
 from fastxent import _boosting
 
 
@@ -43,10 +41,7 @@ def softmax_objective(num_class, **options):
     factor = num_class / (num_class - 1.0)
 
     def objective(preds, train_data):
-        labels = _boosting.class_labels(train_data.get_label(), num_class, options, name)
-        preds = _boosting.scores(preds, labels.shape[0], num_class, name)
-        weights = _boosting.sample_weights(train_data.get_weight())
-        grad, hess = _boosting.softmax_grad_hess(preds, labels, weights, options)
+        grad, hess = _boosting.softmax_grad_hess(preds, train_data, num_class, options, name)
         hess *= factor
         return grad, hess
     return objective
@@ -71,11 +66,7 @@ def logistic_objective(**options):
     options = _boosting.logistic_options(options, name)
 
     def objective(preds, train_data):
-        labels = np.asarray(train_data.get_label())
-        preds = _boosting.scores(preds, labels.shape[0], 1, name)
-        weights = _boosting.sample_weights(train_data.get_weight())
-        return _boosting.logistic_grad_hess(preds, labels.astype(preds.dtype), weights,
-                                            options)
+        return _boosting.logistic_grad_hess(preds, train_data, options, name)
     return objective
 
 
@@ -89,8 +80,5 @@ def softmax_metric(name="multi_logloss"):
         ``metric(preds, eval_data) -> (name, value, is_higher_better)``.
     """
     def metric(preds, eval_data):
-        labels = np.asarray(eval_data.get_label()).astype(np.int64)
-        weights = _boosting.sample_weights(eval_data.get_weight())
-        result = fastxent.evaluate(np.asarray(preds), labels, topk=(1,), sample_weight=weights)
-        return name, float(result.loss), False
+        return name, _boosting.mean_softmax_loss(preds, eval_data), False
     return metric

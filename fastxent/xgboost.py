@@ -45,10 +45,7 @@ def softmax_objective(num_class, **options):
     options = _boosting.softmax_options(options, num_class, name)
 
     def objective(predt, dtrain):
-        labels = _boosting.class_labels(dtrain.get_label(), num_class, options, name)
-        predt = _boosting.scores(predt, labels.shape[0], num_class, name)
-        weights = _boosting.sample_weights(dtrain.get_weight())
-        grad, hess = _boosting.softmax_grad_hess(predt, labels, weights, options)
+        grad, hess = _boosting.softmax_grad_hess(predt, dtrain, num_class, options, name)
         hess *= 2
         np.maximum(hess, SOFTMAX_HESS_FLOOR, out=hess)
         return grad, hess
@@ -74,11 +71,8 @@ def logistic_objective(**options):
     options = _boosting.logistic_options(options, name)
 
     def objective(predt, dtrain):
-        labels = np.asarray(dtrain.get_label())
-        predt = _boosting.scores(predt, labels.shape[0], 1, name)
+        grad, hess = _boosting.logistic_grad_hess(predt, dtrain, options, name)
         weights = _boosting.sample_weights(dtrain.get_weight())
-        grad, hess = _boosting.logistic_grad_hess(predt, labels.astype(predt.dtype), weights,
-                                                  options)
         floor = LOGISTIC_HESS_FLOOR if weights is None else LOGISTIC_HESS_FLOOR * weights
         np.maximum(hess, floor, out=hess, casting="unsafe")
         return grad, hess
@@ -95,10 +89,7 @@ def softmax_metric(name="mlogloss"):
         ``metric(predt, dtrain) -> (name, value)``.
     """
     def metric(predt, dtrain):
-        labels = np.asarray(dtrain.get_label()).astype(np.int64)
-        result = fastxent.evaluate(np.asarray(predt), labels, topk=(1,),
-                                   sample_weight=_boosting.sample_weights(dtrain.get_weight()))
-        return name, float(result.loss)
+        return name, _boosting.mean_softmax_loss(predt, dtrain)
     return metric
 
 

@@ -26,7 +26,7 @@ ALLOWED = {
     "sklearn": {"fastxent"},
     "_boosting": {"fastxent"},
     "xgboost": {"fastxent", "_boosting"},
-    "lightgbm": {"fastxent", "_boosting"},
+    "lightgbm": {"_boosting"},
     "dask": {"fastxent", "_api"},
     "_bench": {"fastxent", "xgboost"},
     "cli": {"fastxent", "_bench", "_eval", "_api"},
