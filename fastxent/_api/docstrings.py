@@ -11,6 +11,21 @@ OUT = """
         Where to write the gradient: C-contiguous, writeable, the shape and computation dtype
         of `input`. ``out=input`` computes the gradient in place."""
 
+SOFTCAP = """
+    softcap : float > 0, optional
+        Logit soft-capping (Gemma 2): logits ``z`` become ``softcap * tanh(z / softcap)``
+        before everything else. Logits only."""
+
+FOCAL_GAMMA = """
+    focal_gamma : float >= 0, default=0
+        Focal loss: each target's term is scaled by ``(1 - p)**focal_gamma``, ``p`` the
+        predicted probability of that class; 0 is plain cross-entropy."""
+
+RETURN_LSE = """
+    return_lse : bool, default=False
+        Also return each row's log-sum-exp (of the soft-capped logits), shaped like the
+        rows, from the same pass (ignored rows included). Logits only."""
+
 RETURNS_LOSS = """
     Returns
     -------

@@ -42,7 +42,14 @@ _OPTIONS_DOC = """
         The class axis. C-ordered input is walked in place for every axis.
     validate : bool, default=True
         Check that probabilities and soft targets lie in [0, 1] (labels are always checked).
-""" + docs.N_THREADS
+    z_loss : float >= 0, default=0
+        PaLM's z-loss: adds ``z_loss * lse**2`` to each counted row, ``lse`` its log-sum-exp
+        (Liger-Kernel's ``lse_square_scale``). Not scaled by class weights; ``mean`` divides
+        it by the counted rows (their summed `sample_weight`), not by the class-weighted
+        denominator. Logits only.""" + docs.SOFTCAP + docs.FOCAL_GAMMA + """
+    focal_alpha : float >= 0 or array_like of shape (C,), optional
+        Keras's focal alpha: each class's term is scaled by it (one for every class, or per
+        class). Unlike `weight` it does not enter the ``mean``'s denominator.""" + docs.N_THREADS
 
 
 @dataclass
@@ -100,6 +107,10 @@ def prepare(input, target, options, *, sample_weight=None):
     if p.class_weight is not None and p.class_weight.shape != (n_classes,):
         raise ValueError(f"weight must have shape ({n_classes},) for {n_classes} classes, "
                          f"got {p.class_weight.shape}")
+    alpha = options.focal_alpha
+    if isinstance(alpha, np.ndarray) and alpha.shape != (n_classes,):
+        raise ValueError(f"focal_alpha must be a number or have shape ({n_classes},) for "
+                         f"{n_classes} classes, got shape {alpha.shape}")
     if sample_weight is not None:
         s = v.float_like(sample_weight, np.float64, "sample_weight")
         if s.shape != p.rows_shape:
@@ -184,21 +195,43 @@ def _clamp_uint64_labels(t, p):
     return labels
 
 
-def run(p, grad, hess=None):
+def _kernel_weight(p):
+    """The kernel's per-class weights (None for all ones): `weight` times `focal_alpha`, in
+    the input's dtype. The mean's denominator is `weight`'s alone."""
+    alpha = p.options.focal_alpha
+    if p.class_weight is None and alpha is None:
+        return None
+    weight = np.ones(p.n_classes) if p.class_weight is None else p.class_weight
+    return (weight * (1.0 if alpha is None else alpha)).astype(p.x.dtype)
+
+
+def _kernel_z_loss(p):
+    """The z-loss scale the kernel applies, so that the ``mean``'s division by the (class-
+    weighted) denominator leaves the z-loss divided by the counted rows instead."""
+    z_loss = p.options.z_loss
+    if z_loss == 0 or p.options.reduction != "mean" or p.class_weight is None or p.labels is None:
+        return z_loss
+    _, counted_rows = kernels.check_labels(p.labels, p.n_classes, p.has_ignore, p.ignore_index,
+                                           None, p.sample_weight, p.n_threads)
+    return z_loss * p.denominator / counted_rows if counted_rows != 0 else 0.0
+
+
+def run(p, grad, hess=None, lse=None):
     """Run the kernel; return the reduced loss (or per-row losses) and fill `grad` (and
-    `hess`, the Hessian's diagonal, which needs `grad`)."""
+    `hess`, the Hessian's diagonal, which needs `grad`, and `lse`, each row's log-sum-exp)."""
     reduction = p.options.reduction
-    kernel_weight = None if p.class_weight is None else p.class_weight.astype(p.x.dtype)
     row_loss = np.empty(p.x.size // p.n_classes) if reduction == "none" else None
     grad_scale = 1.0
     if reduction == "mean":
         grad_scale = 1.0 / p.denominator if p.denominator != 0 else 0.0
     total = kernels.class_cross_entropy(
         p.x.reshape(-1), p.n_classes, p.n_inner, p.labels,
-        None if p.soft is None else p.soft.reshape(-1), kernel_weight, p.sample_weight,
+        None if p.soft is None else p.soft.reshape(-1), _kernel_weight(p), p.sample_weight,
         p.has_ignore, p.ignore_index, p.options.label_smoothing, p.options.from_logits, p.eps,
         grad_scale, row_loss, None if grad is None else grad.reshape(-1), p.n_threads,
-        None if hess is None else hess.reshape(-1))
+        None if hess is None else hess.reshape(-1), _kernel_z_loss(p),
+        p.options.softcap or 0.0, p.options.focal_gamma,
+        None if lse is None else lse.reshape(-1))
     if reduction == "none":
         return row_loss.astype(p.x.dtype).reshape(p.rows_shape)
     if reduction == "sum":
@@ -206,9 +239,19 @@ def run(p, grad, hess=None):
     return p.x.dtype.type(total / p.denominator if p.denominator != 0 else np.nan)
 
 
+def _lse_output(p, return_lse):
+    """The array each row's log-sum-exp goes into (None unless `return_lse`)."""
+    if not v.check_flag(return_lse, "return_lse"):
+        return None
+    if not p.options.from_logits:
+        raise ValueError("return_lse needs logits: it is undefined with from_logits=False")
+    return np.empty(p.rows_shape, dtype=p.x.dtype)
+
+
 @docs.doc(f"""Cross-entropy between `input` and `target` over a class axis.
-{_OPTIONS_DOC}
-{docs.RETURNS_LOSS}
+{_OPTIONS_DOC}{docs.RETURN_LSE}
+{docs.RETURNS_LOSS}    lse : ndarray shaped like the rows, only with ``return_lse=True``
+
     Examples
     --------
     >>> import numpy as np, fastxent
@@ -218,28 +261,38 @@ def run(p, grad, hess=None):
     """)
 def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight=None,
                   ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean", axis=-1,
-                  validate=True, n_threads=None):
+                  validate=True, n_threads=None, z_loss=0.0, softcap=None, focal_gamma=0.0,
+                  focal_alpha=None, return_lse=False):
     options = CrossEntropyOptions(
         from_logits=from_logits, weight=weight, ignore_index=ignore_index,
         label_smoothing=label_smoothing, eps=eps, reduction=reduction, axis=axis,
-        validate=validate, n_threads=n_threads)
-    return run(prepare(input, target, options, sample_weight=sample_weight), None)
+        validate=validate, n_threads=n_threads, z_loss=z_loss, softcap=softcap,
+        focal_gamma=focal_gamma, focal_alpha=focal_alpha)
+    p = prepare(input, target, options, sample_weight=sample_weight)
+    lse = _lse_output(p, return_lse)
+    loss = run(p, None, lse=lse)
+    return loss if lse is None else (loss, lse)
 
 
 @docs.doc(f"""``cross_entropy`` and its gradient in one pass.
-{_OPTIONS_DOC}{docs.OUT}
-{docs.RETURNS_BOTH}""")
+{_OPTIONS_DOC}{docs.OUT}{docs.RETURN_LSE}
+{docs.RETURNS_BOTH}    lse : ndarray shaped like the rows, only with ``return_lse=True``
+""")
 def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
                                 sample_weight=None, ignore_index=None, label_smoothing=0.0,
                                 eps=None, reduction="mean", axis=-1, validate=True,
-                                n_threads=None, out=None):
+                                n_threads=None, z_loss=0.0, softcap=None, focal_gamma=0.0,
+                                focal_alpha=None, out=None, return_lse=False):
     options = CrossEntropyOptions(
         from_logits=from_logits, weight=weight, ignore_index=ignore_index,
         label_smoothing=label_smoothing, eps=eps, reduction=reduction, axis=axis,
-        validate=validate, n_threads=n_threads)
+        validate=validate, n_threads=n_threads, z_loss=z_loss, softcap=softcap,
+        focal_gamma=focal_gamma, focal_alpha=focal_alpha)
     p = prepare(input, target, options, sample_weight=sample_weight)
+    lse = _lse_output(p, return_lse)
     grad = v.output(out, p.x, (p.labels, p.soft, p.class_weight, p.sample_weight))
-    return run(p, grad), grad
+    loss = run(p, grad, lse=lse)
+    return (loss, grad) if lse is None else (loss, grad, lse)
 
 
 @docs.doc(f"""Gradient of ``cross_entropy`` with respect to `input`.
@@ -250,11 +303,13 @@ def cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
 {docs.RETURNS_GRAD}""")
 def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_weight=None,
                        ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean",
-                       axis=-1, validate=True, n_threads=None, out=None):
+                       axis=-1, validate=True, n_threads=None, z_loss=0.0, softcap=None,
+                       focal_gamma=0.0, focal_alpha=None, out=None):
     return cross_entropy_loss_and_grad(
         input, target, from_logits=from_logits, weight=weight, sample_weight=sample_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, eps=eps,
-        reduction=reduction, axis=axis, validate=validate, n_threads=n_threads, out=out)[1]
+        reduction=reduction, axis=axis, validate=validate, n_threads=n_threads, z_loss=z_loss,
+        softcap=softcap, focal_gamma=focal_gamma, focal_alpha=focal_alpha, out=out)[1]
 
 
 @docs.doc(f"""Gradient and Hessian diagonal of ``cross_entropy`` w.r.t. `input`.
@@ -264,8 +319,9 @@ def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_w
     logits a row with target weights ``a`` and probabilities ``p = softmax(z)`` has
     ``sum(a) * p * (1 - p)`` (scikit-learn's ``HalfMultinomialLoss.gradient_hessian`` for
     ``reduction="sum"`` and `sample_weight`); for probabilities ``a / p**2`` at the clipped
-    probability. Both are scaled as the reduction says (``"mean"`` divides by the mean's
-    denominator; ``"none"`` and ``"sum"`` do not); ignored rows give 0.
+    probability. With z-loss, soft-capping or focal terms it is the exact second derivative
+    of that loss (see docs/semantics.md). Both are scaled as the reduction says (``"mean"``
+    divides by the mean's denominator; ``"none"`` and ``"sum"`` do not); ignored rows give 0.
 {_OPTIONS_DOC}{docs.OUT}{docs.HESS_OUT}
 {docs.RETURNS_GRAD_HESS}
     Examples
@@ -278,11 +334,13 @@ def cross_entropy_grad(input, target, *, from_logits=True, weight=None, sample_w
 def cross_entropy_grad_hess(input, target, *, from_logits=True, weight=None,
                             sample_weight=None, ignore_index=None, label_smoothing=0.0,
                             eps=None, reduction="mean", axis=-1, validate=True, n_threads=None,
+                            z_loss=0.0, softcap=None, focal_gamma=0.0, focal_alpha=None,
                             out=None, hess_out=None):
     options = CrossEntropyOptions(
         from_logits=from_logits, weight=weight, ignore_index=ignore_index,
         label_smoothing=label_smoothing, eps=eps, reduction=reduction, axis=axis,
-        validate=validate, n_threads=n_threads)
+        validate=validate, n_threads=n_threads, z_loss=z_loss, softcap=softcap,
+        focal_gamma=focal_gamma, focal_alpha=focal_alpha)
     p = prepare(input, target, options, sample_weight=sample_weight)
     read = (p.labels, p.soft, p.class_weight, p.sample_weight)
     grad = v.output(out, p.x, read)

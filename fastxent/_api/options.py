@@ -55,6 +55,49 @@ def _eps(value, name):
     return None if value is None else v.check_real(value, name, 0, 0.5, high_open=True)
 
 
+def _non_negative(value, name):
+    """A finite float >= 0: ``z_loss``, ``focal_gamma``."""
+    return v.check_real(value, name, 0, np.finfo(np.float64).max,
+                        must="be a finite number >= 0")
+
+
+def _softcap(value, name):
+    """None (no soft-capping) or a finite float > 0."""
+    if value is None:
+        return None
+    value = v.check_real(value, name, 0, np.finfo(np.float64).max, type_error=TypeError,
+                         must="be None or a finite number > 0")
+    if value == 0:
+        raise ValueError(f"{name} must be None or a finite number > 0, got 0.0")
+    return value
+
+
+def _binary_focal_alpha(value, name):
+    """torchvision's alpha: None, or a float in [0, 1]; a negative number means none (None)."""
+    if value is None:
+        return None
+    value = v.check_real(value, name, -math.inf, 1, type_error=TypeError,
+                         must="be None, a negative number (no alpha) or a number in [0, 1]")
+    return None if value < 0 else value
+
+
+def _class_focal_alpha(value, name):
+    """Keras's alpha: None, a float >= 0 for every class, or a read-only float64 array of
+    per-class alphas (finite, >= 0; its shape is checked against the input's classes)."""
+    if value is None:
+        return None
+    if np.ndim(value) == 0:
+        return _non_negative(value, name)
+    alpha = np.array(v.float_like(value, np.float64, name))
+    bad = ~(np.isfinite(alpha) & (alpha >= 0))
+    if bad.any():
+        index = int(np.argmax(bad.reshape(-1)))
+        raise ValueError(f"{name} must hold finite numbers >= 0: {name}[{index}] = "
+                         f"{alpha.reshape(-1)[index]}")
+    alpha.flags.writeable = False
+    return alpha
+
+
 def _thread_count(value, name):
     """None, or a thread count as ``effective_n_threads`` checks it (its messages name
     `name`, ``n_threads``)."""
@@ -132,6 +175,11 @@ class LossOptions:
     validate : bool
     n_threads : int or None
         As requested; each call resolves it for its input's size.
+    softcap : float > 0, or None
+        Logits only.
+    focal_gamma : float >= 0
+    focal_alpha : float in [0, 1], or None
+        A negative alpha (torchvision's "none") becomes None.
     """
 
     from_logits: bool = field(default=True, metadata={"check": v.check_flag})
@@ -142,11 +190,21 @@ class LossOptions:
     validate: bool = field(default=True, compare=False, metadata={"check": v.check_flag})
     n_threads: int | None = field(default=None, compare=False,
                                   metadata={"check": _thread_count})
+    softcap: float | None = field(default=None, metadata={"check": _softcap})
+    focal_gamma: float = field(default=0.0, metadata={"check": _non_negative})
+    focal_alpha: float | None = field(default=None, metadata={"check": _binary_focal_alpha})
 
     def __post_init__(self):
         for option in dataclasses.fields(self):
             value = option.metadata["check"](getattr(self, option.name), option.name)
             object.__setattr__(self, option.name, value)
+        self._check_combination()
+
+    def _check_combination(self):
+        """Raise for options that are each valid but undefined together."""
+        if not self.from_logits and self.softcap is not None:
+            raise ValueError("softcap applies to logits: it is undefined with "
+                             "from_logits=False")
 
     def clip_eps(self, dtype):
         """The probability clipping bound for `dtype`: `eps`, or ``np.finfo(dtype).eps``."""
@@ -203,18 +261,38 @@ class CrossEntropyOptions(LossOptions):
         The per-class weights, read-only (not a copy of a float64 array).
     axis : int
         The class axis, checked against the input's shape by each call.
+    focal_alpha : float >= 0, ndarray of float64, or None
+        Keras's alpha: one for every class, or per class (read-only, finite, >= 0; its shape
+        is checked against the input's classes).
+    z_loss : float >= 0
+        Logits only.
     """
 
     ignore_index: int | None = field(default=None, metadata={"check": _class_label})
     weight: np.ndarray | None = field(default=None, metadata={"check": _class_weight})
     axis: int = field(default=-1, metadata={"check": v.check_int})
+    focal_alpha: float | np.ndarray | None = field(default=None,
+                                                   metadata={"check": _class_focal_alpha})
+    z_loss: float = field(default=0.0, metadata={"check": _non_negative})
+
+    def _check_combination(self):
+        super()._check_combination()
+        if not self.from_logits and self.z_loss != 0:
+            raise ValueError("z_loss is a function of the logits' log-sum-exp: it is "
+                             "undefined with from_logits=False")
+
+    @property
+    def has_extra_terms(self):
+        """Whether z-loss, soft-capping or focal terms change the loss (the option loops)."""
+        return self.z_loss != 0 or self.softcap is not None or self.focal_gamma != 0
 
 
 @dataclass(frozen=True, eq=False)
 class EvaluationOptions(CrossEntropyOptions):
     """``evaluate``'s and ``Evaluator``'s options: ``CrossEntropyOptions`` with ``topk``.
 
-    The loss is the mean without label smoothing (both fixed, neither compared nor saved).
+    The loss is the mean without label smoothing (both fixed, neither compared nor saved), nor
+    z-loss, soft-capping or focal terms (training terms, not metrics).
 
     Attributes
     ----------
@@ -230,3 +308,12 @@ class EvaluationOptions(CrossEntropyOptions):
                            metadata={"check": v.check_reduction})
     weight: np.ndarray | None = field(default=None, metadata={"check": _kept_class_weight})
     topk: tuple[int, ...] = field(default=(1, 5), metadata={"check": _topk})
+    # The training terms are not metrics: fixed at none, neither compared nor saved.
+    softcap: None = field(default=None, init=False, compare=False,
+                          metadata={"check": _softcap})
+    focal_gamma: float = field(default=0.0, init=False, compare=False,
+                               metadata={"check": _non_negative})
+    focal_alpha: None = field(default=None, init=False, compare=False,
+                              metadata={"check": _class_focal_alpha})
+    z_loss: float = field(default=0.0, init=False, compare=False,
+                          metadata={"check": _non_negative})

@@ -45,12 +45,12 @@ cdef extern from "_loops.h" nogil:
                                  const int64_t *labels, const double *sw, const float *w,
                                  int has_ignore, int64_t ignore, double keep, double beta,
                                  double grad_scale, double *row_loss, float *grad,
-                                 float *hess, float *E) noexcept
+                                 float *hess, float *lse, float *E) noexcept
     double fx_short_label_rows_d(const double *x, Py_ssize_t R, Py_ssize_t C,
                                  const int64_t *labels, const double *sw, const double *w,
                                  int has_ignore, int64_t ignore, double keep, double beta,
                                  double grad_scale, double *row_loss, double *grad,
-                                 double *hess, double *E) noexcept
+                                 double *hess, double *lse, double *E) noexcept
     void fx_grad_f(float *g, const float *t, const float *w, Py_ssize_t n,
                    float p, float ka, float kb) noexcept
     void fx_grad_d(double *g, const double *t, const double *w, Py_ssize_t n,
@@ -86,6 +86,37 @@ cdef extern from "_loops.h" nogil:
                     const double *w, int w_vec, const double *pw, int pw_vec, double sa,
                     double sb, int has_ignore, double ignore, double lo, double hi,
                     double *loss, double *g, double *h, double gk) noexcept
+
+cdef extern from "_option_loops.h" nogil:
+    struct fx_row_options:
+        double z_loss
+        double softcap
+        double gamma
+    double fx_option_row_f(const float *z, const float *t, const float *w, Py_ssize_t n,
+                           Py_ssize_t y, double alpha, double beta, double hard,
+                           const fx_row_options *o, double k, float *g, float *h, double *work,
+                           double *lse) noexcept
+    double fx_option_row_d(const double *z, const double *t, const double *w, Py_ssize_t n,
+                           Py_ssize_t y, double alpha, double beta, double hard,
+                           const fx_row_options *o, double k, double *g, double *h,
+                           double *work, double *lse) noexcept
+    double fx_option_prob_row_f(const float *p, const float *t, const float *w, Py_ssize_t n,
+                                Py_ssize_t y, double alpha, double beta, double hard, double lo,
+                                double hi, double gamma, double k, float *g, float *h) noexcept
+    double fx_option_prob_row_d(const double *p, const double *t, const double *w,
+                                Py_ssize_t n, Py_ssize_t y, double alpha, double beta,
+                                double hard, double lo, double hi, double gamma, double k,
+                                double *g, double *h) noexcept
+    double fx_bce_option_f(int from_logits, const float *x, const float *y, Py_ssize_t n,
+                           const float *w, int w_vec, const float *pw, int pw_vec, float sa,
+                           float sb, int has_ignore, float ignore, float lo, float hi,
+                           double cap, double gamma, double alpha, float *loss, float *g,
+                           float *h, float gk) noexcept
+    double fx_bce_option_d(int from_logits, const double *x, const double *y, Py_ssize_t n,
+                           const double *w, int w_vec, const double *pw, int pw_vec, double sa,
+                           double sb, int has_ignore, double ignore, double lo, double hi,
+                           double cap, double gamma, double alpha, double *loss, double *g,
+                           double *h, double gk) noexcept
 
 cdef extern from *:
     """
@@ -355,19 +386,21 @@ cdef inline RowTotals _add_hard_label(double m, Py_ssize_t kmax, Py_ssize_t y, d
 
 cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ssize_t n_classes,
                               Py_ssize_t y, double alpha, double beta, double hard, double k,
-                              real *g, const real *next, real *h) noexcept nogil:
+                              real *g, const real *next, real *h, double *lse) noexcept nogil:
     """Loss of one row of logits; writes k * d(loss)/dz into g unless g is NULL (g may be z),
-    and k * d2(loss)/dz2 (the Hessian's diagonal) into h unless h is NULL (needs g; h may be
-    z when g is not).
+    k * d2(loss)/dz2 (the Hessian's diagonal) into h unless h is NULL (needs g; h may be
+    z when g is not), and the row's log-sum-exp m + log1p(rest) into lse unless NULL.
 
     Target weights a_c = w_c (alpha t_c + beta) + hard [c == y]; y < 0 means no hard label.
     `next` (or NULL) is the row to prefetch while this one is computed.
     """
     cdef real m
     cdef Py_ssize_t kmax = _argmax(z, n_classes, &m), tail
-    cdef double rest, zy = 0.0, lin = 0.0, asum = 0.0, a_kmax, a_all, inv
+    cdef double rest, zy = 0.0, lin = 0.0, asum = 0.0, a_kmax, a_all, inv, l1p
     cdef RowTotals totals
     if z[kmax] != m:                             # no arg-max to find: NaN in the row
+        if lse != NULL:
+            lse[0] = NAN
         if g != NULL:
             _fill(g, n_classes, <real>NAN)
         if h != NULL:
@@ -383,7 +416,10 @@ cdef inline double _logit_row(const real *z, const real *t, const real *w, Py_ss
     else:
         rest = _expsum(z, n_classes, m, g, next, kmax)
     a_kmax = (w[kmax] if w != NULL else 1.0) * (alpha * (t[kmax] if t != NULL else 0.0) + beta)
-    totals = _add_hard_label(m, kmax, y, zy, hard, a_kmax, asum, lin, log1p(rest))
+    l1p = log1p(rest)
+    if lse != NULL:
+        lse[0] = m + l1p
+    totals = _add_hard_label(m, kmax, y, zy, hard, a_kmax, asum, lin, l1p)
     if g != NULL:
         a_all = totals.a_rest + totals.a_kmax
         inv = 1.0 / (1.0 + rest)
@@ -457,6 +493,8 @@ cdef struct ClassOptions:
     double clip_lo
     double clip_hi
     double grad_scale           # 1 / denominator for reduction="mean", else 1
+    fx_row_options extra        # z-loss, soft-cap and focal exponent (all 0: none)
+    bint has_extra              # any of them set: rows go through the option loops
 
 
 cdef inline ClassOptions _class_options(Py_ssize_t n_rows, Py_ssize_t n_classes,
@@ -480,6 +518,10 @@ cdef inline ClassOptions _class_options(Py_ssize_t n_rows, Py_ssize_t n_classes,
     o.clip_lo = clip_lo
     o.clip_hi = clip_hi
     o.grad_scale = grad_scale
+    o.extra.z_loss = 0.0
+    o.extra.softcap = 0.0
+    o.extra.gamma = 0.0
+    o.has_extra = False
     return o
 
 
@@ -489,16 +531,34 @@ cdef inline Py_ssize_t _rows_per_block(Py_ssize_t n_classes) noexcept nogil:
 
 cdef inline double _class_row(const real *x, const real *t, const real *w,
                               const ClassOptions *o, Py_ssize_t y, double hard, double k,
-                              real *g, const real *next, real *h) noexcept nogil:
+                              real *g, const real *next, real *h, double *work,
+                              double *lse) noexcept nogil:
+    """One row's loss through the row function its options need; `work` (5 C doubles) is
+    scratch for the option loops, `lse` (or NULL) receives a row of logits' log-sum-exp."""
+    if o.has_extra and o.from_logits:
+        if real is float:
+            return fx_option_row_f(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, &o.extra, k,
+                                   g, h, work, lse)
+        else:
+            return fx_option_row_d(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, &o.extra, k,
+                                   g, h, work, lse)
+    if o.has_extra:                              # probabilities: only focal terms
+        if real is float:
+            return fx_option_prob_row_f(x, t, w, o.n_classes, y, o.alpha, o.beta, hard,
+                                        <float>o.clip_lo, <float>o.clip_hi, o.extra.gamma, k,
+                                        g, h)
+        else:
+            return fx_option_prob_row_d(x, t, w, o.n_classes, y, o.alpha, o.beta, hard,
+                                        o.clip_lo, o.clip_hi, o.extra.gamma, k, g, h)
     if o.from_logits:
-        return _logit_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, k, g, next, h)
+        return _logit_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, k, g, next, h, lse)
     return _prob_row(x, t, w, o.n_classes, y, o.alpha, o.beta, hard, <real>o.clip_lo,
                      <real>o.clip_hi, k, g, h)
 
 
 cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *o,
                               Py_ssize_t r0, Py_ssize_t r1, double *row_loss,
-                              real *grad, real *hess) noexcept nogil:
+                              real *grad, real *hess, real *lse) noexcept nogil:
     """Rows [r0, r1) of contiguous logits with labels and C <= SHORT_ROW; as _class_rows.
 
     SHORT_BATCH rows at a time go through fx_short_label_rows, vectorised across rows.
@@ -514,28 +574,32 @@ cdef double _short_label_rows(const real *x, const real *w, const ClassOptions *
             total += fx_short_label_rows_f(
                 x + start * C, n, C, o.labels + start, sw, w, o.has_ignore, o.ignore_index,
                 o.keep, o.beta, o.grad_scale, row_loss + start if row_loss != NULL else NULL,
-                _at_out(grad, start * C), _at_out(hess, start * C), E)
+                _at_out(grad, start * C), _at_out(hess, start * C), _at_out(lse, start), E)
         else:
             total += fx_short_label_rows_d(
                 x + start * C, n, C, o.labels + start, sw, w, o.has_ignore, o.ignore_index,
                 o.keep, o.beta, o.grad_scale, row_loss + start if row_loss != NULL else NULL,
-                _at_out(grad, start * C), _at_out(hess, start * C), E)
+                _at_out(grad, start * C), _at_out(hess, start * C), _at_out(lse, start), E)
         start += n
     return total
 
 
 cdef double _class_rows(const real *x, const real *soft, const real *w, const ClassOptions *o,
                         Py_ssize_t r0, Py_ssize_t r1, double *row_loss, real *grad,
-                        real *scratch, real *hess) noexcept nogil:
+                        real *scratch, real *hess, real *lse, double *work) noexcept nogil:
     """Rows [r0, r1): per-row losses into row_loss (if not NULL), their sum returned; the
-    gradient into grad and the Hessian's diagonal into hess (which needs grad) unless NULL."""
+    gradient into grad, the Hessian's diagonal into hess (which needs grad) and each row's
+    log-sum-exp (logits; ignored rows too) into lse unless NULL. `scratch` (3 C reals, strided
+    rows) and `work` (5 C doubles, the option loops) are this thread's."""
     cdef Py_ssize_t r, c, y, base, C = o.n_classes, step = o.n_inner
-    cdef double s, hard, loss, total = 0.0
+    cdef double s, hard, loss, row_lse = NAN, total = 0.0
+    cdef double *lse_slot = &row_lse if lse != NULL else NULL
     cdef real *zbuf = scratch
     cdef real *tbuf = scratch + C if scratch != NULL else NULL
     cdef real *gbuf = scratch + 2 * C if scratch != NULL else NULL
-    if step == 1 and C <= SHORT_ROW and o.labels != NULL and o.from_logits:
-        return _short_label_rows(x, w, o, r0, r1, row_loss, grad, hess)
+    if (step == 1 and C <= SHORT_ROW and o.labels != NULL and o.from_logits
+            and not o.has_extra):
+        return _short_label_rows(x, w, o, r0, r1, row_loss, grad, hess, lse)
     for r in range(r0, r1):
         s = o.sample_weight[r] if o.sample_weight != NULL else 1.0
         y = -1
@@ -553,10 +617,16 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
             if hess != NULL:
                 for c in range(C):
                     hess[base + c * step] = 0
+            if lse != NULL:                      # the row's log-sum-exp all the same
+                if step != 1:
+                    _gather(zbuf, x, base, step, C)
+                _class_row(x + base if step == 1 else zbuf, NULL, w, o, -1, 0.0, 0.0, NULL,
+                           NULL, NULL, work, lse_slot)
         elif step == 1:
             loss = s * _class_row(x + base, _at(soft, base), w, o, y, hard,
                                   s * o.grad_scale, _at_out(grad, base),
-                                  _next_row(x, r, o.n_rows, C), _at_out(hess, base))
+                                  _next_row(x, r, o.n_rows, C), _at_out(hess, base), work,
+                                  lse_slot)
         else:                                    # strided row: through this thread's buffers
             _gather(zbuf, x, base, step, C)
             if soft != NULL:
@@ -564,13 +634,15 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
             # the Hessian overwrites the row's copy, which the row function reads before
             loss = s * _class_row(zbuf, tbuf if soft != NULL else NULL, w, o, y, hard,
                                   s * o.grad_scale, gbuf if grad != NULL else NULL, NULL,
-                                  zbuf if hess != NULL else NULL)
+                                  zbuf if hess != NULL else NULL, work, lse_slot)
             if grad != NULL:
                 _scatter(grad, gbuf, base, step, C)
             if hess != NULL:
                 _scatter(hess, zbuf, base, step, C)
         if row_loss != NULL:
             row_loss[r] = loss
+        if lse != NULL:
+            lse[r] = <real>row_lse
         total += loss
     return total
 
@@ -586,13 +658,17 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
                         double[::1] row_loss,                 # OUT (rows,), or None
                         real[::1] grad,                       # OUT like x (may be x), or None
                         int n_threads,
-                        real[::1] hess=None):                 # OUT like x (may be x), or None
+                        real[::1] hess=None,                  # OUT like x (may be x), or None
+                        double z_loss=0.0, double softcap=0.0, double focal_gamma=0.0,
+                        real[::1] lse=None):                  # OUT (rows,), or None
     """Multiclass cross-entropy over rows of `x`; returns the sum of the row losses.
 
     Rows are the (outer, inner) positions; classes are `n_inner` elements apart. The gradient
     written is grad_scale * sample_weight * d(row loss)/dx, and into `hess` (which needs
-    `grad`, and may not be `grad`) the same scaling of the Hessian's diagonal. Arguments must
-    be validated:
+    `grad`, and may not be `grad`) the same scaling of the Hessian's diagonal; each row's
+    log-sum-exp (of the soft-capped logits) into `lse`. z_loss, softcap (0: none) and
+    focal_gamma are the options of _option_loops.h (logits; probabilities take focal_gamma
+    only). Arguments must be validated:
     labels in range (or equal to ignore_index), exactly one of labels and soft given.
     """
     cdef ClassOptions o
@@ -604,16 +680,24 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
     cdef double total
     cdef double *partial
     cdef real *scratch = NULL
+    cdef double *work = NULL
     cdef const real *soft_p = NULL
     cdef const real *w_p = NULL
     cdef double *row_loss_p = NULL
     cdef real *grad_p = NULL
     cdef real *hess_p = NULL
+    cdef real *lse_p = NULL
     if n_rows == 0:
         return 0.0
     o = _class_options(n_rows, n_classes, n_inner, &labels[0] if labels is not None else NULL,
                        &sample_weight[0] if sample_weight is not None else NULL, has_ignore,
                        ignore_index, label_smoothing, from_logits, clip_lo, clip_hi, grad_scale)
+    o.extra.z_loss = z_loss
+    o.extra.softcap = softcap
+    o.extra.gamma = focal_gamma
+    o.has_extra = z_loss != 0.0 or softcap != 0.0 or focal_gamma != 0.0
+    if lse is not None:
+        lse_p = &lse[0]
     if soft is not None:
         soft_p = &soft[0]
     if class_weight is not None:
@@ -630,19 +714,25 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
     partial = <double *> malloc(n_blocks * sizeof(double))
     if n_inner > 1:
         scratch = <real *> malloc(n_threads * 3 * n_classes * sizeof(real))
-    if partial == NULL or (n_inner > 1 and scratch == NULL):
+    if o.has_extra:
+        work = <double *> malloc(n_threads * 5 * n_classes * sizeof(double))
+    if partial == NULL or (n_inner > 1 and scratch == NULL) or (o.has_extra and work == NULL):
         free(partial)
         free(scratch)
+        free(work)
         raise MemoryError("fastxent: cannot allocate kernel work space")
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             r0 = b * per_block
             r1 = min(r0 + per_block, n_rows)
             partial[b] = _class_rows(&x[0], soft_p, w_p, &o, r0, r1, row_loss_p, grad_p,
-                                     _at_out(scratch, threadid() * 3 * n_classes), hess_p)
+                                     _at_out(scratch, threadid() * 3 * n_classes), hess_p,
+                                     lse_p, work + threadid() * 5 * n_classes
+                                     if work != NULL else NULL)
         total = _ordered_sum(partial, n_blocks, 1)
     free(partial)
     free(scratch)
+    free(work)
     return total
 
 
@@ -828,13 +918,15 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
                          real[::1] loss_out,          # OUT like x, or None
                          real[::1] grad,              # OUT like x (may be x), or None
                          int n_threads,
-                         real[::1] hess=None):        # OUT like x (may be x), or None
+                         real[::1] hess=None,         # OUT like x (may be x), or None
+                         double softcap=0.0, double focal_gamma=0.0, double focal_alpha=-1.0):
     """Elementwise binary cross-entropy; returns the sum of the element losses.
 
     Element (r, col) of the (rows, row_len) view weighs weight[r * w_row_step + col * w_vec]
     and has positive weight pos_weight[r * pw_row_step + col * pw_vec]. `hess` (the second
-    derivatives, scaled like the gradient) needs `grad` and no `loss_out`. Arguments must be
-    validated.
+    derivatives, scaled like the gradient) needs `grad` and no `loss_out`. softcap (0: none,
+    logits only), focal_gamma and focal_alpha (negative: none) are fx_bce_option's. Arguments
+    must be validated.
     """
     cdef Py_ssize_t n = x.shape[0], per_block = BLOCK_ELEMENTS
     cdef Py_ssize_t n_blocks = _n_blocks(n, per_block)
@@ -886,7 +978,7 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
                     _at(w_p, r * w_row_step + col * w_vec), w_vec,
                     _at(pw_p, r * pw_row_step + col * pw_vec), pw_vec, sa, sb, has_ignore,
                     <real>ignore_value, lo, hi, _at_out(loss_p, i), _at_out(grad_p, i),
-                    _at_out(hess_p, i), <real>grad_scale)
+                    _at_out(hess_p, i), <real>grad_scale, softcap, focal_gamma, focal_alpha)
                 i = seg_end
         total = _ordered_sum(partial, n_blocks, 1)
     free(partial)
@@ -896,7 +988,19 @@ def binary_cross_entropy(const real[::1] x,           # IN  flat (rows * row_len
 cdef inline double _bce_segment(bint from_logits, const real *x, const real *y, Py_ssize_t n,
                                 const real *w, bint w_vec, const real *pw, bint pw_vec, real sa,
                                 real sb, bint has_ignore, real ignore, real lo, real hi,
-                                real *loss, real *g, real *h, real gk) noexcept nogil:
+                                real *loss, real *g, real *h, real gk, double softcap,
+                                double focal_gamma, double focal_alpha) noexcept nogil:
+    """A segment of binary cross-entropy: the vector loops of fx_bce, or fx_bce_option's
+    when a soft-cap (> 0), a focal exponent (!= 0) or a focal alpha (>= 0) is set."""
+    if softcap != 0.0 or focal_gamma != 0.0 or focal_alpha >= 0.0:
+        if real is float:
+            return fx_bce_option_f(from_logits, x, y, n, w, w_vec, pw, pw_vec, sa, sb,
+                                   has_ignore, ignore, lo, hi, softcap, focal_gamma,
+                                   focal_alpha, loss, g, h, gk)
+        else:
+            return fx_bce_option_d(from_logits, x, y, n, w, w_vec, pw, pw_vec, sa, sb,
+                                   has_ignore, ignore, lo, hi, softcap, focal_gamma,
+                                   focal_alpha, loss, g, h, gk)
     if real is float:
         return fx_bce_f(from_logits, x, y, n, w, w_vec, pw, pw_vec, sa, sb, has_ignore, ignore,
                         lo, hi, loss, g, h, gk)
@@ -973,7 +1077,7 @@ cdef int _capi_softmax_ce(const real *logits, Py_ssize_t n_rows, Py_ssize_t n_cl
     n_blocks = _n_blocks(n_rows, per_block)
     for b in prange(n_blocks, schedule="static", num_threads=_capi_threads(n_threads)):
         _class_rows(logits, NULL, NULL, &o, b * per_block, min((b + 1) * per_block, n_rows),
-                    loss, grad, NULL, NULL)
+                    loss, grad, NULL, NULL, NULL, NULL)
     return 0
 
 
@@ -992,7 +1096,8 @@ cdef int _capi_bce_logits(const real *logits, const real *targets, Py_ssize_t n,
         start = b * BLOCK_ELEMENTS
         _bce_segment(True, logits + start, targets + start,
                      min(<Py_ssize_t>BLOCK_ELEMENTS, n - start), NULL, False, NULL, False, 1, 0,
-                     False, 0, 0, 1, _at_out(loss, start), _at_out(grad, start), NULL, 1)
+                     False, 0, 0, 1, _at_out(loss, start), _at_out(grad, start), NULL, 1, 0.0,
+                     0.0, -1.0)
     return 0
 
 

@@ -256,7 +256,8 @@ static inline void FX_NAME(fx_short_rows)(const FX_T *x, Py_ssize_t R, Py_ssize_
  *   minus k keep w_y at y when y != km,
  * with s the sample weight and k = s grad_scale. An ignored row (has_ignore, y == ignore)
  * gives 0 and a zero gradient; NaN in a row makes both NaN. Writes row_loss and grad
- * (row-major) when not NULL, and the Hessian's diagonal k A p_c (1 - p_c) into hess when
+ * (row-major) when not NULL, each row's log-sum-exp m + log1p(rest) into lse (ignored rows
+ * too) when not NULL, and the Hessian's diagonal k A p_c (1 - p_c) into hess when
  * neither it nor grad is NULL (1 - p at km as rest / (1 + rest)); returns the sum of the row
  * losses, added in row order. */
 static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, Py_ssize_t C,
@@ -264,7 +265,7 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
                                                   const FX_T *w, int has_ignore, int64_t ignore,
                                                   double keep, double beta, double grad_scale,
                                                   double *row_loss, FX_T *grad, FX_T *hess,
-                                                  FX_T *E) {
+                                                  FX_T *lse, FX_T *E) {
     FX_T m[FX_SHORT_BATCH], p[FX_SHORT_BATCH], gk[FX_SHORT_BATCH], hk[FX_SHORT_BATCH];
     FX_T kb[FX_SHORT_BATCH], inv_r[FX_SHORT_BATCH], ka[FX_SHORT_BATCH], h_km[FX_SHORT_BATCH];
     int kmax[FX_SHORT_BATCH];
@@ -310,6 +311,8 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
         skip[r] = 1;
     }
     for (Py_ssize_t r = 0; r < R; ++r) total += loss[r];
+    if (lse)
+        for (Py_ssize_t r = 0; r < R; ++r) lse[r] = (FX_T)((double)m[r] + l1p[r]);
     if (row_loss)
         for (Py_ssize_t r = 0; r < R; ++r) row_loss[r] = loss[r];
     if (!grad) return total;
