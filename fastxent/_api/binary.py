@@ -45,8 +45,14 @@ _OPTIONS_DOC = """
     reduction : {"mean", "sum", "none"}, default="mean"
         ``"mean"`` divides by the number of counted elements; NaN when there are none.
     validate : bool, default=True
-        Check that targets (and probabilities) lie in [0, 1].
-""" + docs.N_THREADS
+        Check that targets (and probabilities) lie in [0, 1].""" + docs.N_THREADS + docs.SOFTCAP + """
+    focal_gamma : float >= 0, default=0
+        Focal loss: each element's loss is scaled by ``(1 - p_t)**focal_gamma``, ``p_t`` the
+        predicted probability of its (smoothed) target; 0 is plain cross-entropy.
+    focal_alpha : float in [0, 1], optional
+        torchvision's focal alpha: positives weigh ``alpha``, negatives ``1 - alpha`` (of the
+        smoothed target ``y'``: ``alpha y' + (1 - alpha) (1 - y')``); a negative number, as in
+        torchvision, means none."""
 
 
 @dataclass
@@ -170,7 +176,8 @@ def _run(p, grad, hess=None):
         p.options.label_smoothing, p.has_ignore, p.ignore_value, p.options.from_logits, p.eps,
         grad_scale, None if loss_out is None else loss_out.reshape(-1),
         None if grad is None else grad.reshape(-1), p.n_threads,
-        None if hess is None else hess.reshape(-1))
+        None if hess is None else hess.reshape(-1), p.options.softcap or 0.0,
+        p.options.focal_gamma, -1.0 if p.options.focal_alpha is None else p.options.focal_alpha)
     if hess is not None:
         return None
     if reduction == "none":
@@ -192,10 +199,12 @@ def _run(p, grad, hess=None):
     """)
 def binary_cross_entropy(input, target, *, from_logits=True, weight=None, pos_weight=None,
                          ignore_index=None, label_smoothing=0.0, eps=None, reduction="mean",
-                         validate=True, n_threads=None):
+                         validate=True, n_threads=None, softcap=None, focal_gamma=0.0,
+                         focal_alpha=None):
     options = LossOptions(from_logits=from_logits, ignore_index=ignore_index,
                           label_smoothing=label_smoothing, eps=eps, reduction=reduction,
-                          validate=validate, n_threads=n_threads)
+                          validate=validate, n_threads=n_threads, softcap=softcap,
+                          focal_gamma=focal_gamma, focal_alpha=focal_alpha)
     return _run(_prepare(input, target, options, weight=weight, pos_weight=pos_weight), None)
 
 
@@ -205,10 +214,12 @@ def binary_cross_entropy(input, target, *, from_logits=True, weight=None, pos_we
 def binary_cross_entropy_loss_and_grad(input, target, *, from_logits=True, weight=None,
                                        pos_weight=None, ignore_index=None, label_smoothing=0.0,
                                        eps=None, reduction="mean", validate=True,
-                                       n_threads=None, out=None):
+                                       n_threads=None, softcap=None, focal_gamma=0.0,
+                                       focal_alpha=None, out=None):
     options = LossOptions(from_logits=from_logits, ignore_index=ignore_index,
                           label_smoothing=label_smoothing, eps=eps, reduction=reduction,
-                          validate=validate, n_threads=n_threads)
+                          validate=validate, n_threads=n_threads, softcap=softcap,
+                          focal_gamma=focal_gamma, focal_alpha=focal_alpha)
     p = _prepare(input, target, options, weight=weight, pos_weight=pos_weight)
     grad = v.output(out, p.x, (p.y, p.weight.flat, p.pos_weight.flat))
     return _run(p, grad), grad
@@ -222,11 +233,13 @@ def binary_cross_entropy_loss_and_grad(input, target, *, from_logits=True, weigh
 {docs.RETURNS_GRAD}""")
 def binary_cross_entropy_grad(input, target, *, from_logits=True, weight=None, pos_weight=None,
                               ignore_index=None, label_smoothing=0.0, eps=None,
-                              reduction="mean", validate=True, n_threads=None, out=None):
+                              reduction="mean", validate=True, n_threads=None, softcap=None,
+                              focal_gamma=0.0, focal_alpha=None, out=None):
     return binary_cross_entropy_loss_and_grad(
         input, target, from_logits=from_logits, weight=weight, pos_weight=pos_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, eps=eps,
-        reduction=reduction, validate=validate, n_threads=n_threads, out=out)[1]
+        reduction=reduction, validate=validate, n_threads=n_threads, softcap=softcap,
+        focal_gamma=focal_gamma, focal_alpha=focal_alpha, out=out)[1]
 
 
 @docs.doc(f"""Gradient and Hessian diagonal of ``binary_cross_entropy`` w.r.t. `input`.
@@ -235,7 +248,8 @@ def binary_cross_entropy_grad(input, target, *, from_logits=True, weight=None, p
     logits ``w [pw y + (1 - y)] sigmoid(x) sigmoid(-x)`` (scikit-learn's
     ``HalfBinomialLoss.gradient_hessian`` for ``reduction="sum"``, `weight` as its
     ``sample_weight``), for probabilities ``w [pw y / p**2 + (1 - y) / (1 - p)**2]`` at the
-    clipped probability. Both are scaled as the reduction says (``"mean"`` divides by the
+    clipped probability; with soft-capping or focal terms the exact second derivative of that
+    loss. Both are scaled as the reduction says (``"mean"`` divides by the
     counted elements; ``"none"`` and ``"sum"`` do not); ignored elements give 0.
 {_OPTIONS_DOC}{docs.OUT}{docs.HESS_OUT}
 {docs.RETURNS_GRAD_HESS}
@@ -250,10 +264,12 @@ def binary_cross_entropy_grad(input, target, *, from_logits=True, weight=None, p
 def binary_cross_entropy_grad_hess(input, target, *, from_logits=True, weight=None,
                                    pos_weight=None, ignore_index=None, label_smoothing=0.0,
                                    eps=None, reduction="mean", validate=True, n_threads=None,
-                                   out=None, hess_out=None):
+                                   softcap=None, focal_gamma=0.0, focal_alpha=None, out=None,
+                                   hess_out=None):
     options = LossOptions(from_logits=from_logits, ignore_index=ignore_index,
                           label_smoothing=label_smoothing, eps=eps, reduction=reduction,
-                          validate=validate, n_threads=n_threads)
+                          validate=validate, n_threads=n_threads, softcap=softcap,
+                          focal_gamma=focal_gamma, focal_alpha=focal_alpha)
     p = _prepare(input, target, options, weight=weight, pos_weight=pos_weight)
     read = (p.y, p.weight.flat, p.pos_weight.flat)
     grad = v.output(out, p.x, read)
