@@ -5,9 +5,10 @@
  * Rows and elements that use none of these options never come here: they keep the vector
  * loops of _loops.h. These are plain scalar C over one row (or segment), with every per-class
  * quantity in double, written for precision rather than speed: each term is formed from the
- * side on which it is small (1 - p at the arg-max as rest / (1 + rest), (1 - p)^gamma as
- * exp(gamma log(1 - p)) with log(1 - p) from log1p), so confident rows keep their small
- * losses and derivatives. The templates are included once per type, as _loops.h does.
+ * side on which it is small (1 - p at the arg-max as rest / (1 + rest), and (1 - p)^gamma as
+ * pow of that, whose relative error is gamma times 1 - p's rather than gamma |log(1 - p)|
+ * times it as exp(gamma log(1 - p)) would give), so confident rows keep their small losses
+ * and derivatives. The templates are included once per type, as _loops.h does.
  */
 #ifndef FASTXENT_OPTION_LOOPS_H
 #define FASTXENT_OPTION_LOOPS_H
@@ -32,11 +33,6 @@ static inline double fx_softcap_slope(double z, double c) {
     if (!(c > 0)) return 1.0;
     const double e = exp(-2.0 * fabs(z) / c);
     return 4.0 * e / ((1.0 + e) * (1.0 + e));
-}
-
-/* q^gamma from log q (gamma >= 0; 1 when gamma == 0, even at q == 0). */
-static inline double fx_focal_power(double log_q, double gamma) {
-    return gamma == 0.0 ? 1.0 : exp(gamma * log_q);
 }
 
 /* The typed loops: _option_loops_impl.h once per type. */

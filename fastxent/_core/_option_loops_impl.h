@@ -69,12 +69,11 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
         const double nl = top ? l1p : (m - u[c]) + l1p;
         double F = 1.0, Dc = 1.0, Pc = 0.0, Pq2c = 0.0;
         if (gamma != 0.0) {
-            const double log_q = top ? (rest > 0 ? log(rest) - l1p : -INFINITY) : log1p(-pc);
             const double rho = top ? (rest > 0 ? l1p / rest : 1.0) : (pc > 0 ? pc * nl / qc : 0.0);
             const double shape = rho * (1.0 - gamma * pc) - 2.0 * pc;
-            F = fx_focal_power(log_q, gamma);
+            F = pow(qc, gamma);
             Dc = F * (1.0 + gamma * rho);
-            Pc = gamma * (gamma == 1.0 ? 1.0 : exp((gamma - 1.0) * log_q)) * shape;
+            Pc = gamma * pow(qc, gamma - 1.0) * shape; /* F / q, its limit at q = 0 */
             Pq2c = gamma * F * qc * shape; /* P q^2 without forming F / q */
         }
         p[c] = pc;
@@ -132,9 +131,9 @@ static inline double FX_NAME(fx_option_prob_row)(const FX_T *p, const FX_T *t, c
         const double x = (double)p[c]; /* read before g or h (possibly p) is written */
         const double cp = x < lo ? lo : (x > hi ? hi : x);
         const double q = 1.0 - cp, nl = -log(cp);
-        const double F = fx_focal_power(log1p(-cp), gamma);
+        const double F = gamma != 0.0 ? pow(q, gamma) : 1.0;
         const double nl_q = q > 0 ? nl / q : 1.0;
-        const double F_q = q > 0 ? F / q : (gamma > 1.0 ? 0.0 : (gamma == 1.0 ? 1.0 : INFINITY));
+        const double F_q = gamma != 0.0 ? pow(q, gamma - 1.0) : 0.0; /* unused when gamma == 0 */
         double dp = 0.0, d2p = 0.0;
         if (a != 0.0) {
             loss += a * F * nl;
@@ -201,7 +200,7 @@ static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, cons
         }
         double F = 1.0, dF_B = 0.0, d2F_B = 0.0, dF = 0.0;
         if (gamma != 0.0) {
-            F = fx_focal_power(log(qf), gamma);
+            F = pow(qf, gamma);
             dF = gamma * F * ratio;
             dF_B = dF * B;
             d2F_B = gamma * F * ((gamma - 1.0) * ratio * ratio + curve) * B;
