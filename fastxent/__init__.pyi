@@ -18,30 +18,59 @@ _Reduction = Literal["mean", "sum", "none"]
 # ---- multiclass -----------------------------------------------------------------------------
 
 @overload
-def cross_entropy(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
-                  weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
-                  ignore_index: int | None = ..., label_smoothing: float = ...,
-                  eps: float | None = ..., reduction: _Reduced = ..., axis: SupportsIndex = ...,
-                  validate: bool = ..., n_threads: int | None = ...) -> _Float: ...
+def cross_entropy(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: _Reduced = ..., axis: SupportsIndex = ..., validate: bool = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    return_lse: Literal[False] = ...) -> _Float: ...
 @overload
-def cross_entropy(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
-                  weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
-                  ignore_index: int | None = ..., label_smoothing: float = ...,
-                  eps: float | None = ..., reduction: Literal["none"], axis: SupportsIndex = ...,
-                  validate: bool = ..., n_threads: int | None = ...) -> _Array: ...
+def cross_entropy(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: Literal["none"], axis: SupportsIndex = ..., validate: bool = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    return_lse: Literal[False] = ...) -> _Array: ...
 @overload
-def cross_entropy(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
-                  weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
-                  ignore_index: int | None = ..., label_smoothing: float = ...,
-                  eps: float | None = ..., reduction: str = ..., axis: SupportsIndex = ...,
-                  validate: bool = ..., n_threads: int | None = ...) -> _Float | _Array: ...
+def cross_entropy(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: str = ..., axis: SupportsIndex = ..., validate: bool = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    return_lse: Literal[False] = ...) -> _Float | _Array: ...
+@overload
+def cross_entropy(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: str = ..., axis: SupportsIndex = ..., validate: bool = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    return_lse: Literal[True]) -> tuple[_Float | _Array, _Array]: ...
+@overload
+def cross_entropy(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: str = ..., axis: SupportsIndex = ..., validate: bool = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    return_lse: bool) -> _Float | _Array | tuple[_Float | _Array, _Array]: ...
 
-def cross_entropy_grad(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
-                       weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
-                       ignore_index: int | None = ..., label_smoothing: float = ...,
-                       eps: float | None = ..., reduction: _Reduction = ...,
-                       axis: SupportsIndex = ..., validate: bool = ...,
-                       n_threads: int | None = ..., out: _Array | None = ...) -> _Array: ...
+def cross_entropy_grad(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: _Reduction = ..., axis: SupportsIndex = ..., validate: bool = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    out: _Array | None = ...) -> _Array: ...
 
 @overload
 def cross_entropy_loss_and_grad(
@@ -49,63 +78,99 @@ def cross_entropy_loss_and_grad(
     weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
     ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
     reduction: _Reduced = ..., axis: SupportsIndex = ..., validate: bool = ...,
-    n_threads: int | None = ..., out: _Array | None = ...) -> tuple[_Float, _Array]: ...
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    out: _Array | None = ..., return_lse: Literal[False] = ...) -> tuple[_Float, _Array]: ...
 @overload
 def cross_entropy_loss_and_grad(
     input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
     weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
     ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
     reduction: Literal["none"], axis: SupportsIndex = ..., validate: bool = ...,
-    n_threads: int | None = ..., out: _Array | None = ...) -> tuple[_Array, _Array]: ...
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    out: _Array | None = ..., return_lse: Literal[False] = ...) -> tuple[_Array, _Array]: ...
 @overload
 def cross_entropy_loss_and_grad(
     input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
     weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
     ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
     reduction: str = ..., axis: SupportsIndex = ..., validate: bool = ...,
-    n_threads: int | None = ..., out: _Array | None = ...) -> tuple[_Float | _Array, _Array]: ...
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    out: _Array | None = ..., return_lse: Literal[False] = ...) -> tuple[_Float | _Array,
+    _Array]: ...
+@overload
+def cross_entropy_loss_and_grad(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: str = ..., axis: SupportsIndex = ..., validate: bool = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    out: _Array | None = ..., return_lse: Literal[True]) -> tuple[_Float | _Array, _Array,
+    _Array]: ...
+@overload
+def cross_entropy_loss_and_grad(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: str = ..., axis: SupportsIndex = ..., validate: bool = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    out: _Array | None = ..., return_lse: bool) -> tuple[_Float | _Array,
+    _Array] | tuple[_Float | _Array, _Array, _Array]: ...
 
 def cross_entropy_grad_hess(
     input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
     weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
     ignore_index: int | None = ..., label_smoothing: float = ..., eps: float | None = ...,
     reduction: _Reduction = ..., axis: SupportsIndex = ..., validate: bool = ...,
-    n_threads: int | None = ..., out: _Array | None = ...,
-    hess_out: _Array | None = ...) -> tuple[_Array, _Array]: ...
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    out: _Array | None = ..., hess_out: _Array | None = ...) -> tuple[_Array, _Array]: ...
 
 # ---- binary ---------------------------------------------------------------------------------
 
 @overload
-def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
-                         weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
-                         ignore_index: float | None = ..., label_smoothing: float = ...,
-                         eps: float | None = ..., reduction: _Reduced = ...,
-                         validate: bool = ..., n_threads: int | None = ...) -> _Float: ...
+def binary_cross_entropy(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
+    ignore_index: float | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: _Reduced = ..., validate: bool = ..., n_threads: int | None = ...,
+    softcap: float | None = ..., focal_gamma: float = ...,
+    focal_alpha: float | None = ...) -> _Float: ...
 @overload
-def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
-                         weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
-                         ignore_index: float | None = ..., label_smoothing: float = ...,
-                         eps: float | None = ..., reduction: Literal["none"],
-                         validate: bool = ..., n_threads: int | None = ...) -> _Array: ...
+def binary_cross_entropy(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
+    ignore_index: float | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: Literal["none"], validate: bool = ..., n_threads: int | None = ...,
+    softcap: float | None = ..., focal_gamma: float = ...,
+    focal_alpha: float | None = ...) -> _Array: ...
 @overload
-def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
-                         weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
-                         ignore_index: float | None = ..., label_smoothing: float = ...,
-                         eps: float | None = ..., reduction: str = ...,
-                         validate: bool = ..., n_threads: int | None = ...) -> _Float | _Array: ...
+def binary_cross_entropy(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
+    ignore_index: float | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: str = ..., validate: bool = ..., n_threads: int | None = ...,
+    softcap: float | None = ..., focal_gamma: float = ...,
+    focal_alpha: float | None = ...) -> _Float | _Array: ...
 
-def binary_cross_entropy_grad(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
-                              weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
-                              ignore_index: float | None = ..., label_smoothing: float = ...,
-                              eps: float | None = ..., reduction: _Reduction = ...,
-                              validate: bool = ..., n_threads: int | None = ...,
-                              out: _Array | None = ...) -> _Array: ...
+def binary_cross_entropy_grad(
+    input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
+    weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
+    ignore_index: float | None = ..., label_smoothing: float = ..., eps: float | None = ...,
+    reduction: _Reduction = ..., validate: bool = ..., n_threads: int | None = ...,
+    softcap: float | None = ..., focal_gamma: float = ..., focal_alpha: float | None = ...,
+    out: _Array | None = ...) -> _Array: ...
 
 def binary_cross_entropy_grad_hess(
     input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
     weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
     ignore_index: float | None = ..., label_smoothing: float = ..., eps: float | None = ...,
     reduction: _Reduction = ..., validate: bool = ..., n_threads: int | None = ...,
+    softcap: float | None = ..., focal_gamma: float = ..., focal_alpha: float | None = ...,
     out: _Array | None = ..., hess_out: _Array | None = ...) -> tuple[_Array, _Array]: ...
 
 @overload
@@ -114,6 +179,7 @@ def binary_cross_entropy_loss_and_grad(
     weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
     ignore_index: float | None = ..., label_smoothing: float = ..., eps: float | None = ...,
     reduction: _Reduced = ..., validate: bool = ..., n_threads: int | None = ...,
+    softcap: float | None = ..., focal_gamma: float = ..., focal_alpha: float | None = ...,
     out: _Array | None = ...) -> tuple[_Float, _Array]: ...
 @overload
 def binary_cross_entropy_loss_and_grad(
@@ -121,6 +187,7 @@ def binary_cross_entropy_loss_and_grad(
     weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
     ignore_index: float | None = ..., label_smoothing: float = ..., eps: float | None = ...,
     reduction: Literal["none"], validate: bool = ..., n_threads: int | None = ...,
+    softcap: float | None = ..., focal_gamma: float = ..., focal_alpha: float | None = ...,
     out: _Array | None = ...) -> tuple[_Array, _Array]: ...
 @overload
 def binary_cross_entropy_loss_and_grad(
@@ -128,6 +195,7 @@ def binary_cross_entropy_loss_and_grad(
     weight: ArrayLike | None = ..., pos_weight: ArrayLike | None = ...,
     ignore_index: float | None = ..., label_smoothing: float = ..., eps: float | None = ...,
     reduction: str = ..., validate: bool = ..., n_threads: int | None = ...,
+    softcap: float | None = ..., focal_gamma: float = ..., focal_alpha: float | None = ...,
     out: _Array | None = ...) -> tuple[_Float | _Array, _Array]: ...
 
 # ---- softmax building blocks ----------------------------------------------------------------

@@ -15,7 +15,7 @@ from fastxent._core.threads import threads_for
 # element (one copy of the input's size) rather than walked in short segments.
 _MIN_SEGMENT = 64
 
-_OPTIONS_DOC = """
+_OPTIONS_DOC = ("""
     Parameters
     ----------
     input : array_like
@@ -45,14 +45,15 @@ _OPTIONS_DOC = """
     reduction : {"mean", "sum", "none"}, default="mean"
         ``"mean"`` divides by the number of counted elements; NaN when there are none.
     validate : bool, default=True
-        Check that targets (and probabilities) lie in [0, 1].""" + docs.N_THREADS + docs.SOFTCAP + """
+        Check that targets (and probabilities) lie in [0, 1].""" + docs.N_THREADS
+                + docs.SOFTCAP + """
     focal_gamma : float >= 0, default=0
         Focal loss: each element's loss is scaled by ``(1 - p_t)**focal_gamma``, ``p_t`` the
         predicted probability of its (smoothed) target; 0 is plain cross-entropy.
     focal_alpha : float in [0, 1], optional
         torchvision's focal alpha: positives weigh ``alpha``, negatives ``1 - alpha`` (of the
         smoothed target ``y'``: ``alpha y' + (1 - alpha) (1 - y')``); a negative number, as in
-        torchvision, means none."""
+        torchvision, means none.""")
 
 
 @dataclass

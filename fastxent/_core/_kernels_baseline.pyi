@@ -31,7 +31,9 @@ def class_cross_entropy(x: _Real, n_classes: int, n_inner: int, labels: _Int64 |
                         sample_weight: _Double | None, has_ignore: bool, ignore_index: int,
                         label_smoothing: float, from_logits: bool, clip_eps: float,
                         grad_scale: float, row_loss: _Double | None, grad: _Real | None,
-                        n_threads: int, hess: _Real | None = None) -> float: ...
+                        n_threads: int, hess: _Real | None = None, z_loss: float = 0.0,
+                        softcap: float = 0.0, focal_gamma: float = 0.0,
+                        lse: _Real | None = None) -> float: ...
 def check_labels(labels: _Int64, n_classes: int, has_ignore: bool, ignore_index: int,
                  class_weight: _Double | None, sample_weight: _Double | None,
                  n_threads: int) -> tuple[int, float]: ...
@@ -45,7 +47,8 @@ def binary_cross_entropy(x: _Real, y: _Real, row_len: int, weight: _Real | None,
                          has_ignore: bool, ignore_value: float, from_logits: bool,
                          clip_eps: float, grad_scale: float, loss_out: _Real | None,
                          grad: _Real | None, n_threads: int,
-                         hess: _Real | None = None) -> float: ...
+                         hess: _Real | None = None, softcap: float = 0.0,
+                         focal_gamma: float = 0.0, focal_alpha: float = -1.0) -> float: ...
 
 EVAL_STATS: tuple[str, ...]
 

@@ -7,11 +7,11 @@ import zlib
 
 import numpy as np
 import pytest
+from option_reference import autograd_terms, binary_terms, cross_entropy_terms, numpy_terms
 
 import fastxent
 from fastxent._core.threads import SERIAL_BELOW
 from helpers import REDUCTIONS, assert_close, raises_untouched
-from option_reference import autograd_terms, binary_terms, cross_entropy_terms, numpy_terms
 from reference import fd_grad, ulp_distance_ok
 
 TERMS = {
