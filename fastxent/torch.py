@@ -31,6 +31,13 @@ gradient (from the targets, weights, smoothing and reduction). The added term is
 fastxent's, and its derivatives are those of the exact gradient, computed by PyTorch's
 autograd: Hessian-vector products, gradient penalties and higher derivatives are exact.
 
+Both losses also take fastxent's newer options as keywords PyTorch's functions do not have:
+``z_loss``, ``softcap``, ``focal_gamma`` and ``focal_alpha`` (``cross_entropy``; the binary loss
+all but ``z_loss``), with ``fastxent.cross_entropy``'s semantics. Their gradient is not linear
+in ``p``: with ``create_graph=True`` the added term is ``h - h.detach()``, ``h`` the gradient
+of the loss's defining formula written in PyTorch (``_cross_entropy_formula``,
+``_binary_formula``), which is also the loss of inputs the kernels do not cover.
+
 Inputs the kernels do not cover -- CUDA or other non-CPU tensors, tensors without storage
 (inside ``torch.func`` transforms such as ``vmap`` and ``grad``), forward-mode dual tensors,
 dtypes other than float32 and float64, targets or weights that require grad, mismatched
@@ -46,6 +53,7 @@ import torch.nn.functional as F
 from torch.autograd import forward_ad
 
 import fastxent
+from fastxent._api import options as fastxent_options
 from fastxent._api import validation as v
 
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_logits",
@@ -196,6 +204,77 @@ def _ce_factor(input, target, weight, options):
     return torch.where(kept, factor, 0).unsqueeze(axis)
 
 
+_TERMS = ("z_loss", "softcap", "focal_gamma", "focal_alpha")
+
+
+def _has_terms(options):
+    """Whether the options hold z-loss, soft-capping or focal terms (None: no options)."""
+    return options is not None and (options.get("z_loss", 0) != 0
+                                    or options.get("softcap") is not None
+                                    or options.get("focal_gamma", 0) != 0
+                                    or options.get("focal_alpha") is not None)
+
+
+def _checked_terms(make_options, **terms):
+    """The newer options as fastxent checks them (its errors name the option), as a dict."""
+    checked = make_options(**terms)
+    return {name: getattr(checked, name) for name in terms}
+
+
+def _class_view(values, input, axis):
+    """A per-class (C,) constant shaped to broadcast along the class axis of `input`."""
+    shape = [1] * input.dim()
+    shape[axis] = input.shape[axis]
+    if isinstance(values, torch.Tensor):
+        return values.to(dtype=input.dtype, device=input.device).reshape(shape)
+    return torch.tensor(np.array(values), dtype=input.dtype, device=input.device).reshape(shape)
+
+
+def _cross_entropy_formula(input, target, weight, options):
+    """``fastxent.cross_entropy`` with every option written in PyTorch operations.
+
+    The loss of inputs the kernels do not cover when the newer options are used, and the
+    function whose autograd derivatives the fast path's higher-order gradients take.
+    """
+    axis, n_classes = options["axis"], input.shape[options["axis"]]
+    cap, gamma, alpha = options["softcap"], options["focal_gamma"], options["focal_alpha"]
+    smoothing = options["label_smoothing"]
+    u = cap * torch.tanh(input / cap) if cap is not None else input
+    logp = torch.log_softmax(u, axis)
+    w = torch.ones(n_classes, dtype=input.dtype, device=input.device) if weight is None else weight
+    if target.is_floating_point():
+        kept = torch.ones(logp.sum(axis).shape, dtype=torch.bool, device=input.device)
+        t = target * (1 - smoothing) + smoothing / n_classes
+        denominator = kept.sum()
+    else:
+        kept = target != options["ignore_index"]
+        label = torch.where(kept, target, 0).long()
+        hard = F.one_hot(label, n_classes).movedim(-1, axis).to(input.dtype)
+        t = (hard * (1 - smoothing) + smoothing / n_classes) * kept.unsqueeze(axis)
+        denominator = torch.where(kept, w[label], 0).sum()
+    a = t * _class_view(w, input, axis)
+    if alpha is not None:
+        a = a * _class_view(alpha, input, axis)
+    terms = -a * logp
+    if gamma:
+        terms = terms * (-torch.expm1(logp)) ** gamma       # (1 - p)^gamma
+    per_row = terms.sum(axis)
+    z_rows = options["z_loss"] * torch.logsumexp(u, axis) ** 2 * kept
+    if options["reduction"] == "none":
+        return per_row + z_rows
+    if options["reduction"] == "sum":
+        return per_row.sum() + z_rows.sum()
+    return per_row.sum() / denominator + z_rows.sum() / kept.sum()
+
+
+def _formula_term(formula, input, *args):
+    """``h - h.detach()`` with ``h`` the autograd gradient of ``formula(input, *args)`` (its
+    sum): zero in value, the formula's derivatives in the graph."""
+    loss = formula(input, *args)
+    (exact,) = torch.autograd.grad(loss.sum(), input, create_graph=True)
+    return exact - exact.detach()
+
+
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, weight, options):
@@ -227,13 +306,18 @@ class _CrossEntropy(torch.autograd.Function):
             _np(saved_input()), _np(target), **_ce_kwargs(weight, options))))
         if torch.is_grad_enabled():                  # create_graph=True
             input = saved_input()
-            grad = _differentiable(grad, _ce_factor(input, target, weight, options),
-                                   torch.softmax(input, options["axis"]))
+            if _has_terms(options):
+                grad = grad + _formula_term(_cross_entropy_formula, input, target, weight,
+                                            options)
+            else:
+                grad = _differentiable(grad, _ce_factor(input, target, weight, options),
+                                       torch.softmax(input, options["axis"]))
         return _scale(grad, grad_output, options["reduction"], options["axis"]), None, None, None
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
-                  reduce=None, reduction="mean", label_smoothing=0.0):
+                  reduce=None, reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
+                  softcap=None, focal_gamma=0.0, focal_alpha=None):
     """``torch.nn.functional.cross_entropy`` computed by fastxent on CPU tensors.
 
     Parameters
@@ -250,21 +334,36 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         Target value that contributes no loss and no gradient (class indices only).
     reduction : {"mean", "sum", "none"}, default="mean"
     label_smoothing : float in [0, 1], default=0
+    z_loss, softcap, focal_gamma, focal_alpha
+        As for ``fastxent.cross_entropy`` (keywords PyTorch does not have). `focal_alpha` is
+        a number or a sequence, array or tensor of C numbers.
 
     ``size_average`` and ``reduce`` are PyTorch's deprecated arguments; passing them defers to
-    PyTorch.
+    PyTorch (not with the newer options).
 
     Returns
     -------
     Tensor
         The loss: a scalar, or per-sample losses for ``reduction="none"``.
     """
+    if isinstance(focal_alpha, torch.Tensor):
+        focal_alpha = focal_alpha.detach().cpu().numpy()
+    terms = _checked_terms(fastxent_options.CrossEntropyOptions, z_loss=z_loss, softcap=softcap,
+                           focal_gamma=focal_gamma, focal_alpha=focal_alpha)
+    with_terms = _has_terms(terms)
+
     def torch_loss():
+        if with_terms:
+            return _cross_entropy_formula(input, target, weight, _torch_options(
+                input, target, ignore_index, label_smoothing, reduction, terms))
         return F.cross_entropy(input, target, weight=weight, size_average=size_average,
                                ignore_index=ignore_index, reduce=reduce, reduction=reduction,
                                label_smoothing=label_smoothing)
 
     reason = None
+    if with_terms and (size_average is not None or reduce is not None):
+        raise ValueError("fastxent.torch.cross_entropy: the deprecated size_average/reduce "
+                         "arguments do not combine with z_loss, softcap or focal terms")
     if size_average is not None or reduce is not None:
         reason = "the deprecated size_average/reduce arguments are not supported"
     elif reduction not in _REDUCTIONS:
@@ -289,33 +388,66 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if reason is not None:
         _fallback("cross_entropy", reason)
         return torch_loss()
-    options = dict(ignore_index=(None if target.is_floating_point()
-                                 else v.check_int(ignore_index, "ignore_index")),
-                   label_smoothing=float(label_smoothing), reduction=reduction,
-                   axis=1 if input.dim() > 1 else 0)
+    options = _torch_options(input, target, ignore_index, label_smoothing, reduction, terms)
     try:
         if input.requires_grad and torch.is_grad_enabled():
             return _CrossEntropy.apply(input, target, weight, options)
         return _as_tensor(fastxent.cross_entropy(_np(input), _np(target),
                                                  **_ce_kwargs(weight, options)), input)
     except (ValueError, TypeError):
+        if with_terms:
+            raise                    # fastxent's error: PyTorch has no such loss
         return torch_loss()          # bad shapes or labels: PyTorch's own error message
 
 
+def _torch_options(input, target, ignore_index, label_smoothing, reduction, terms):
+    """fastxent's keywords for a call of ``cross_entropy`` (class axis 1, or 0 for (C,))."""
+    return dict(ignore_index=(None if target.is_floating_point()
+                              else v.check_int(ignore_index, "ignore_index")),
+                label_smoothing=float(label_smoothing), reduction=reduction,
+                axis=1 if input.dim() > 1 else 0, **terms)
+
+
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
-    """``torch.nn.CrossEntropyLoss`` computed by :func:`fastxent.torch.cross_entropy`."""
+    """``torch.nn.CrossEntropyLoss`` computed by :func:`fastxent.torch.cross_entropy`, with
+    its keywords ``z_loss``, ``softcap``, ``focal_gamma`` and ``focal_alpha`` too."""
+
+    def __init__(self, *args, z_loss=0.0, softcap=None, focal_gamma=0.0, focal_alpha=None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.z_loss, self.softcap = z_loss, softcap
+        self.focal_gamma, self.focal_alpha = focal_gamma, focal_alpha
 
     def forward(self, input, target):
         return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                             reduction=self.reduction, label_smoothing=self.label_smoothing)
+                             reduction=self.reduction, label_smoothing=self.label_smoothing,
+                             z_loss=self.z_loss, softcap=self.softcap,
+                             focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha)
 
 
 # ---- binary ---------------------------------------------------------------------------------
 
-def _bce_kwargs(weight, pos_weight, reduction):
+def _bce_kwargs(weight, pos_weight, reduction, terms):
     return dict(weight=None if weight is None else _np(weight),
                 pos_weight=None if pos_weight is None else _np(pos_weight),
-                reduction=reduction, validate=False)
+                reduction=reduction, validate=False, **terms)
+
+
+def _binary_formula(input, target, weight, pos_weight, reduction, terms):
+    """``fastxent.binary_cross_entropy`` with logits and the newer options in PyTorch
+    operations (torchvision's sigmoid focal loss on soft-capped logits)."""
+    cap, gamma, alpha = terms["softcap"], terms["focal_gamma"], terms["focal_alpha"]
+    u = cap * torch.tanh(input / cap) if cap is not None else input
+    loss = F.binary_cross_entropy_with_logits(u, target, weight=weight, reduction="none",
+                                              pos_weight=pos_weight)
+    if gamma:
+        p = torch.sigmoid(u)
+        loss = loss * (p * (1 - target) + (1 - p) * target) ** gamma   # (1 - p_t)^gamma
+    if alpha is not None:
+        loss = loss * (alpha * target + (1 - alpha) * (1 - target))
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
 
 
 def _bce_factor(input, target, weight, pos_weight, reduction):
@@ -331,24 +463,27 @@ def _bce_factor(input, target, weight, pos_weight, reduction):
 
 class _BinaryCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, target, weight, pos_weight, reduction):
+    def forward(ctx, input, target, weight, pos_weight, reduction, terms):
         loss, grad = fastxent.binary_cross_entropy_loss_and_grad(
-            _np(input), _np(target), **_bce_kwargs(weight, pos_weight, reduction))
+            _np(input), _np(target), **_bce_kwargs(weight, pos_weight, reduction, terms))
         ctx.save_for_backward(input, target, weight, pos_weight)
-        ctx.reduction = reduction
+        ctx.reduction, ctx.terms = reduction, terms
         ctx.grad = torch.from_numpy(grad)
         return _as_tensor(loss, input)
 
     @staticmethod
     def backward(ctx, grad_output):
         input, target, weight, pos_weight = ctx.saved_tensors    # raises if edited in place
-        reduction = ctx.reduction
+        reduction, terms = ctx.reduction, ctx.terms
         grad = _take_grad(ctx, lambda: torch.from_numpy(fastxent.binary_cross_entropy_grad(
-            _np(input), _np(target), **_bce_kwargs(weight, pos_weight, reduction))))
-        if torch.is_grad_enabled():                              # create_graph=True
+            _np(input), _np(target), **_bce_kwargs(weight, pos_weight, reduction, terms))))
+        if torch.is_grad_enabled() and _has_terms(terms):       # create_graph=True
+            grad = grad + _formula_term(_binary_formula, input, target, weight, pos_weight,
+                                        reduction, terms)
+        elif torch.is_grad_enabled():
             grad = _differentiable(grad, _bce_factor(input, target, weight, pos_weight,
                                                      reduction), torch.sigmoid(input))
-        return _scale(grad, grad_output, reduction, None), None, None, None, None
+        return _scale(grad, grad_output, reduction, None), None, None, None, None, None
 
 
 def _broadcasts_to(t, shape):
@@ -361,7 +496,8 @@ def _broadcasts_to(t, shape):
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
-                                     reduction="mean", pos_weight=None):
+                                     reduction="mean", pos_weight=None, *, softcap=None,
+                                     focal_gamma=0.0, focal_alpha=None):
     """``torch.nn.functional.binary_cross_entropy_with_logits`` computed by fastxent.
 
     Parameters
@@ -375,21 +511,34 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     reduction : {"mean", "sum", "none"}, default="mean"
     pos_weight : Tensor, optional
         Weight of the positive term, broadcast along the last axis.
+    softcap, focal_gamma, focal_alpha
+        As for ``fastxent.binary_cross_entropy`` (keywords PyTorch does not have;
+        ``focal_gamma=2, focal_alpha=0.25`` is torchvision's ``sigmoid_focal_loss``).
 
     ``size_average`` and ``reduce`` are PyTorch's deprecated arguments; passing them defers to
-    PyTorch.
+    PyTorch (not with the newer options).
 
     Returns
     -------
     Tensor
         The loss: a scalar, or elementwise losses for ``reduction="none"``.
     """
+    terms = _checked_terms(fastxent_options.LossOptions, softcap=softcap,
+                           focal_gamma=focal_gamma, focal_alpha=focal_alpha)
+    with_terms = _has_terms(terms)
+
     def torch_loss():
+        if with_terms:
+            return _binary_formula(input, target, weight, pos_weight, reduction, terms)
         return F.binary_cross_entropy_with_logits(input, target, weight=weight,
                                                   size_average=size_average, reduce=reduce,
                                                   reduction=reduction, pos_weight=pos_weight)
 
     reason = None
+    if with_terms and (size_average is not None or reduce is not None):
+        raise ValueError("fastxent.torch.binary_cross_entropy_with_logits: the deprecated "
+                         "size_average/reduce arguments do not combine with softcap or focal "
+                         "terms")
     if size_average is not None or reduce is not None:
         reason = "the deprecated size_average/reduce arguments are not supported"
     elif reduction not in _REDUCTIONS or not isinstance(input, torch.Tensor):
@@ -410,18 +559,29 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         return torch_loss()
     try:
         if input.requires_grad and torch.is_grad_enabled():
-            return _BinaryCrossEntropy.apply(input, target, weight, pos_weight, reduction)
+            return _BinaryCrossEntropy.apply(input, target, weight, pos_weight, reduction,
+                                             terms)
         return _as_tensor(fastxent.binary_cross_entropy(
-            _np(input), _np(target), **_bce_kwargs(weight, pos_weight, reduction)), input)
+            _np(input), _np(target), **_bce_kwargs(weight, pos_weight, reduction, terms)), input)
     except (ValueError, TypeError):
+        if with_terms:
+            raise                    # fastxent's error: PyTorch has no such loss
         return torch_loss()
 
 
 class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
     """``torch.nn.BCEWithLogitsLoss`` computed by
-    :func:`fastxent.torch.binary_cross_entropy_with_logits`."""
+    :func:`fastxent.torch.binary_cross_entropy_with_logits`, with its keywords ``softcap``,
+    ``focal_gamma`` and ``focal_alpha`` too."""
+
+    def __init__(self, *args, softcap=None, focal_gamma=0.0, focal_alpha=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.softcap, self.focal_gamma, self.focal_alpha = softcap, focal_gamma, focal_alpha
 
     def forward(self, input, target):
         return binary_cross_entropy_with_logits(input, target, weight=self.weight,
                                                 reduction=self.reduction,
-                                                pos_weight=self.pos_weight)
+                                                pos_weight=self.pos_weight,
+                                                softcap=self.softcap,
+                                                focal_gamma=self.focal_gamma,
+                                                focal_alpha=self.focal_alpha)
