@@ -11,9 +11,11 @@ import fastxent
 
 #: Options of the multiclass objective: everything of ``cross_entropy_grad_hess`` that does
 #: not come from the booster (scores, labels and sample weights do; the reduction is "sum").
-SOFTMAX_OPTIONS = ("weight", "ignore_index", "label_smoothing", "n_threads")
+SOFTMAX_OPTIONS = ("weight", "ignore_index", "label_smoothing", "z_loss", "softcap",
+                   "focal_gamma", "focal_alpha", "n_threads")
 #: Options of the binary objective (``weight`` there is the booster's sample weight).
-LOGISTIC_OPTIONS = ("pos_weight", "ignore_index", "label_smoothing", "n_threads")
+LOGISTIC_OPTIONS = ("pos_weight", "ignore_index", "label_smoothing", "softcap", "focal_gamma",
+                    "focal_alpha", "n_threads")
 
 
 def _check_names(options, allowed, name):

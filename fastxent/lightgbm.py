@@ -5,16 +5,23 @@ feval=softmax_metric())`` trains with fastxent's softmax cross-entropy in place 
 ``multiclass``. Without options the gradient and Hessian are LightGBM's own: ``p -
 onehot(y)`` and ``K / (K - 1) · p (1 - p) · w`` for K classes (LightGBM's factor), so the
 trees are those of the built-in objective (with ``boost_from_average=False``, as a custom
-objective starts from 0). The options (class weights, label smoothing, ``ignore_index``) are
-what the built-in objective does not offer. ``logistic_objective`` does the same for
-``binary`` (Hessian ``p (1 - p) w``).
+objective starts from 0). The options (class weights, label smoothing, ``ignore_index``, focal
+terms, z-loss, soft-capping) are what the built-in objective does not offer; focal terms make
+the loss concave in places, and a Hessian below ``HESS_FLOOR`` is raised to it (LightGBM
+divides by the summed Hessian). ``logistic_objective`` does the same for ``binary`` (Hessian
+``p (1 - p) w``).
 
 LightGBM is not imported here: the functions take whatever ``lightgbm.train`` passes (the
 scores and a ``Dataset``); multiclass scores are (rows, num_class) arrays (LightGBM 4).
 """
 
 
+import numpy as np
+
 from fastxent import _boosting
+
+#: The smallest Hessian handed to LightGBM (its built-in objectives' Hessians are >= 0).
+HESS_FLOOR = 1e-16
 
 
 def softmax_objective(num_class, **options):
@@ -25,8 +32,9 @@ def softmax_objective(num_class, **options):
     num_class : int
         The number of classes (LightGBM's ``num_class`` parameter, which must be set too).
     **options
-        ``weight`` (per-class weights), ``label_smoothing``, ``ignore_index``, ``n_threads``
-        of :func:`fastxent.cross_entropy_grad_hess`. Labels and sample weights come from the
+        ``weight`` (per-class weights), ``label_smoothing``, ``ignore_index``, ``z_loss``,
+        ``softcap``, ``focal_gamma``, ``focal_alpha``, ``n_threads`` of
+        :func:`fastxent.cross_entropy_grad_hess`. Labels and sample weights come from the
         ``Dataset``.
 
     Returns
@@ -43,6 +51,7 @@ def softmax_objective(num_class, **options):
     def objective(preds, train_data):
         grad, hess = _boosting.softmax_grad_hess(preds, train_data, num_class, options, name)
         hess *= factor
+        np.maximum(hess, HESS_FLOOR, out=hess)
         return grad, hess
     return objective
 
@@ -53,8 +62,8 @@ def logistic_objective(**options):
     Parameters
     ----------
     **options
-        ``pos_weight``, ``label_smoothing``, ``ignore_index``, ``n_threads`` of
-        :func:`fastxent.binary_cross_entropy_grad_hess`. Labels in [0, 1] and sample weights
+        ``pos_weight``, ``label_smoothing``, ``ignore_index``, ``softcap``, ``focal_gamma``,
+        ``focal_alpha``, ``n_threads`` of :func:`fastxent.binary_cross_entropy_grad_hess`. Labels in [0, 1] and sample weights
         come from the ``Dataset``.
 
     Returns
@@ -66,7 +75,9 @@ def logistic_objective(**options):
     options = _boosting.logistic_options(options, name)
 
     def objective(preds, train_data):
-        return _boosting.logistic_grad_hess(preds, train_data, options, name)
+        grad, hess = _boosting.logistic_grad_hess(preds, train_data, options, name)
+        np.maximum(hess, HESS_FLOOR, out=hess, casting="unsafe")
+        return grad, hess
     return objective
 
 

@@ -30,8 +30,10 @@ def softmax_objective(num_class, **options):
     num_class : int
         The number of classes (XGBoost's ``num_class`` parameter, which must be set too).
     **options
-        ``weight`` (per-class weights), ``label_smoothing``, ``ignore_index``, ``n_threads``
-        of :func:`fastxent.cross_entropy_grad_hess`. Labels and sample weights come from the
+        ``weight`` (per-class weights), ``label_smoothing``, ``ignore_index``, ``z_loss``,
+        ``softcap``, ``focal_gamma``, ``focal_alpha``, ``n_threads`` of
+        :func:`fastxent.cross_entropy_grad_hess` (focal terms can make the Hessian negative:
+        the floor applies to it too). Labels and sample weights come from the
         ``DMatrix``.
 
     Returns
@@ -58,9 +60,9 @@ def logistic_objective(**options):
     Parameters
     ----------
     **options
-        ``pos_weight``, ``label_smoothing``, ``ignore_index``, ``n_threads`` of
-        :func:`fastxent.binary_cross_entropy_grad_hess`. Labels in [0, 1] and sample weights
-        come from the ``DMatrix``.
+        ``pos_weight``, ``label_smoothing``, ``ignore_index``, ``softcap``, ``focal_gamma``,
+        ``focal_alpha``, ``n_threads`` of :func:`fastxent.binary_cross_entropy_grad_hess`.
+        Labels in [0, 1] and sample weights come from the ``DMatrix``.
 
     Returns
     -------

@@ -220,6 +220,43 @@ def test_options_reach_the_gradient(module):
 
 
 @pytest.mark.parametrize("module", [fx_xgboost, fx_lightgbm])
+def test_focal_terms_reach_the_gradient_and_the_hessian_stays_positive(module):
+    """Focal terms give a Hessian that is negative where the loss is concave: the objective
+    floors it (XGBoost's floor, LightGBM's HESS_FLOOR), and leaves the gradient as is."""
+    rng = np.random.default_rng(5)
+    preds = rng.normal(0, 4, (40, 3))
+    labels = rng.integers(0, 3, 40)
+    options = dict(focal_gamma=2.0, focal_alpha=[0.25, 0.5, 1.0], z_loss=1e-3, softcap=6.0)
+    grad, hess = module.softmax_objective(3, **options)(preds, _Data(labels))
+    g, h = fastxent.cross_entropy_grad_hess(preds, labels, reduction="sum", **options)
+    np.testing.assert_allclose(grad, g, rtol=1e-6)
+    assert (h < 0).any() and (hess > 0).all()
+    z = rng.normal(0, 4, 40)
+    y = rng.integers(0, 2, 40)
+    grad, hess = module.logistic_objective(focal_gamma=2.0, focal_alpha=0.25)(z, _Data(y))
+    g, h = fastxent.binary_cross_entropy_grad_hess(z, y.astype(float), focal_gamma=2.0,
+                                                   focal_alpha=0.25, reduction="sum")
+    np.testing.assert_allclose(grad, g, rtol=1e-6)
+    assert (h < 0).any() and (hess > 0).all()
+
+
+def test_xgboost_trains_with_focal_terms():
+    """A real training run with a focal objective: it learns (the training loss falls) and its
+    trees are not multi:softprob's."""
+    xgboost = pytest.importorskip("xgboost")
+    X, y = _iris()[:2]
+    dtrain = xgboost.DMatrix(X, label=y)
+    params = {"num_class": 3, "max_depth": 3, "eta": 0.3, "base_score": 0.0,
+              "disable_default_eval_metric": 1}
+    focal = xgboost.train(params, dtrain, 10,
+                          obj=fx_xgboost.softmax_objective(3, focal_gamma=2.0))
+    plain = xgboost.train(params, dtrain, 10, obj=fx_xgboost.softmax_objective(3))
+    margins = focal.predict(dtrain, output_margin=True)
+    assert fastxent.cross_entropy(margins, y) < 0.5 * np.log(3)
+    assert np.abs(margins - plain.predict(dtrain, output_margin=True)).max() > 1e-3
+
+
+@pytest.mark.parametrize("module", [fx_xgboost, fx_lightgbm])
 def test_bad_options_are_refused_when_the_objective_is_made(module):
     with pytest.raises(TypeError, match="unexpected option.*sample_weight"):
         module.softmax_objective(3, sample_weight=np.ones(3))
