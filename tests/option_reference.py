@@ -25,7 +25,8 @@ def _torch_ops():
     import torch
     return dict(tanh=torch.tanh, exp=torch.exp, log=torch.log, log1p=torch.log1p,
                 lse=lambda u: torch.logsumexp(u, 1), clip=torch.clamp, sigmoid=torch.sigmoid,
-                softplus=torch.nn.functional.softplus,
+                softplus=lambda u: torch.logaddexp(torch.zeros_like(u), u),  # (F.softplus is
+                # linear beyond its threshold 20: its second derivative there is 0)
                 asarray=lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)))
 
 
