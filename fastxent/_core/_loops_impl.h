@@ -296,14 +296,17 @@ static inline double FX_NAME(fx_short_label_rows)(const FX_T *x, Py_ssize_t R, P
         const double a_rest = asum[r] + (add ? hard[r] : 0.0);
         const double row = lin[r] + (add ? hard[r] * dz[r] : 0.0) + (a_rest + a_kmax) * l1p[r];
         const double inv = 1.0 / (1.0 + rest[r]);
-        loss[r] = skip[r] ? 0.0 : s[r] * row;
+        /* m is NaN when the first class is: the exp terms carry it, except in a row of one
+         * class, where the arg-max's own term is never formed */
+        const double nan_row = m[r] != m[r] ? NAN : 0.0;
+        loss[r] = skip[r] ? 0.0 : s[r] * row + nan_row;
         p[r] = (FX_T)(k * (a_rest + a_kmax) * inv);
-        gk[r] = (FX_T)(k * (a_rest - a_kmax * rest[r]) * inv);
+        gk[r] = (FX_T)(k * (a_rest - a_kmax * rest[r]) * inv + nan_row);
         hk[r] = at_km ? (FX_T)0 : (FX_T)(k * hard[r]);
         kb[r] = (FX_T)(k * beta);
         inv_r[r] = (FX_T)inv;
         ka[r] = (FX_T)(k * (a_rest + a_kmax));
-        h_km[r] = (FX_T)(k * (a_rest + a_kmax) * inv * (rest[r] * inv));
+        h_km[r] = (FX_T)(k * (a_rest + a_kmax) * inv * (rest[r] * inv) + nan_row);
     }
     for (Py_ssize_t r = R; r < Rp; ++r) { /* padding: a skipped row */
         p[r] = gk[r] = hk[r] = kb[r] = inv_r[r] = ka[r] = h_km[r] = (FX_T)0;

@@ -236,3 +236,21 @@ def test_logsumexp_bad_axes(axes, exc, fragment):
     x = np.zeros((2, 3, 4))
     with pytest.raises(exc, match=fragment):
         fastxent.logsumexp(x, axis=axes)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_single_class_nan_row_is_nan_on_every_path(dtype):
+    """A row of one class holding NaN: NaN loss, gradient and Hessian, on the short-row path
+    (contiguous logits with labels) as on the general one (strided). The short rows' max
+    skipped the NaN and the arg-max's own exp term is never formed, so it gave 0 (found by
+    the property test's big-threads example)."""
+    x = np.zeros((40, 1), dtype=dtype)
+    x[3] = np.nan
+    labels = np.zeros(40, dtype=np.int64)
+    for logits, axis in ((x, -1), (np.ascontiguousarray(x.T), 0)):
+        loss, grad = fastxent.cross_entropy_loss_and_grad(logits, labels, reduction="none",
+                                                          axis=axis)
+        _, hess = fastxent.cross_entropy_grad_hess(logits, labels, axis=axis)
+        assert np.isnan(loss[3]) and np.isnan(grad.reshape(-1)[3])
+        assert np.isnan(hess.reshape(-1)[3])
+        assert np.all(loss[np.arange(40) != 3] == 0)
