@@ -58,6 +58,16 @@ for dt in (np.float32, np.float64):
     tb2 = tb.copy(); tb2[0, :3] = -1
     fastxent.binary_cross_entropy(xb, tb2, ignore_index=-1, label_smoothing=0.1)
     fastxent.binary_cross_entropy_grad_hess(xb, tb, pos_weight=2.0, weight=rng.uniform(size=70))
+    terms = dict(z_loss=1e-3, softcap=5.0, focal_gamma=2.0, focal_alpha=rng.uniform(size=5))
+    fastxent.cross_entropy_loss_and_grad(x, y, return_lse=True, **terms)    # option loops
+    fastxent.cross_entropy_grad_hess(x4, rng.integers(0, 4, (3, 2, 5)), axis=1, focal_gamma=0.5,
+                                     softcap=3.0, hess_out=x4.copy())
+    fastxent.cross_entropy_grad_hess(p, t, from_logits=False, focal_gamma=2.0)
+    fastxent.cross_entropy(x, np.where(y == 1, -100, y), ignore_index=-100, return_lse=True)
+    fastxent.binary_cross_entropy_grad_hess(xb, tb, softcap=3.0, focal_gamma=2.0,
+                                            focal_alpha=0.25, pos_weight=2.0)
+    fastxent.binary_cross_entropy(rng.uniform(0.01, 0.99, (6, 70)).astype(dt), tb,
+                                  from_logits=False, focal_gamma=0.5, reduction="none")
     fastxent.binary_cross_entropy_grad_hess(rng.uniform(0.01, 0.99, (6, 70)).astype(dt), tb,
                                             from_logits=False, hess_out=np.empty_like(xb))
     for fn in (fastxent.softmax, fastxent.log_softmax, fastxent.logsumexp):

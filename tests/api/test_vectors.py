@@ -156,3 +156,35 @@ def test_vector_binary_keras_smoothing():
     got = fastxent.binary_cross_entropy(z, y, label_smoothing=0.2)
     expected = fastxent.binary_cross_entropy(z, np.array([0.9, 0.1]))
     assert float(got) == pytest.approx(float(expected), rel=1e-15)
+
+
+# ---- z-loss, soft-capping and focal terms (mpmath values, 40 digits) -------------------------
+
+Z3 = np.array([[2.0, 1.0, 0.0]])
+
+
+def test_vector_z_loss():
+    assert fastxent.cross_entropy(Z3, np.array([0]), z_loss=0.1) == pytest.approx(
+        0.98726261244719577, rel=1e-15)
+
+
+def test_vector_softcap():
+    assert fastxent.cross_entropy(Z3, np.array([0]), softcap=1.0) == pytest.approx(
+        0.78759094495763078, rel=1e-15)
+
+
+def test_vector_focal():
+    assert fastxent.cross_entropy(Z3, np.array([0]), focal_gamma=2.0) == pytest.approx(
+        0.045677798967884889, rel=1e-15)
+
+
+def test_vector_binary_focal_torchvision_defaults():
+    assert fastxent.binary_cross_entropy(np.array([1.0]), np.array([1.0]), focal_gamma=2.0,
+                                         focal_alpha=0.25) == pytest.approx(
+        0.0056645143771168329, rel=1e-15)
+
+
+def test_vector_z_loss_mean_with_class_weights():
+    z = np.array([[0.0, 0.0], [0.0, math.log(3.0)]])
+    assert fastxent.cross_entropy(z, np.array([0, 1]), weight=np.array([1.0, 3.0]),
+                                  z_loss=0.5) == pytest.approx(0.9896146168765738, rel=1e-15)
