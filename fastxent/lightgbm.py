@@ -63,8 +63,8 @@ def logistic_objective(**options):
     ----------
     **options
         ``pos_weight``, ``label_smoothing``, ``ignore_index``, ``softcap``, ``focal_gamma``,
-        ``focal_alpha``, ``n_threads`` of :func:`fastxent.binary_cross_entropy_grad_hess`. Labels in [0, 1] and sample weights
-        come from the ``Dataset``.
+        ``focal_alpha``, ``n_threads`` of :func:`fastxent.binary_cross_entropy_grad_hess`.
+        Labels in [0, 1] and sample weights come from the ``Dataset``.
 
     Returns
     -------

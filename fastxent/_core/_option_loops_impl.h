@@ -29,10 +29,9 @@ static inline double FX_NAME(fx_target_weight)(const FX_T *t, const FX_T *w, Py_
  * (each class is read before it is written). work holds 5 n doubles. A NaN, or no finite
  * maximum (every u is -inf), makes the loss, lse, g and h NaN. */
 static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const FX_T *w,
-                                            Py_ssize_t n, Py_ssize_t y, double alpha,
-                                            double beta, double hard,
-                                            const struct fx_row_options *o, double k, FX_T *g,
-                                            FX_T *h, double *work, double *lse) {
+                                            Py_ssize_t n, Py_ssize_t y, double alpha, double beta,
+                                            double hard, const struct fx_row_options *o, double k,
+                                            FX_T *g, FX_T *h, double *work, double *lse) {
     double *u = work, *p = work + n, *D = work + 2 * n, *P = work + 3 * n, *Pq2 = work + 4 * n;
     const double cap = o->softcap, gamma = o->gamma, s = o->z_loss;
     Py_ssize_t km = -1;
@@ -74,7 +73,7 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
             F = pow(qc, gamma);
             Dc = F * (1.0 + gamma * rho);
             Pc = gamma * pow(qc, gamma - 1.0) * shape; /* F / q, its limit at q = 0 */
-            Pq2c = gamma * F * qc * shape; /* P q^2 without forming F / q */
+            Pq2c = gamma * F * qc * shape;             /* P q^2 without forming F / q */
         }
         p[c] = pc;
         D[c] = Dc;
@@ -102,8 +101,8 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
         const double slope = fx_softcap_slope(zc, cap);
         if (h) {
             const double others = top ? T_rest : T - aP;
-            double d2 = pc * qc * S - (pc != 0.0 ? pc * pc * others : 0.0)
-                        - (a != 0.0 ? a * Pq2[c] : 0.0);
+            double d2 =
+                pc * qc * S - (pc != 0.0 ? pc * pc * others : 0.0) - (a != 0.0 ? a * Pq2[c] : 0.0);
             if (s != 0.0) d2 += 2.0 * s * (pc * pc + row_lse * pc * qc);
             if (cap > 0) d2 = d2 * slope * slope - du * 2.0 * (u[c] / cap) * slope / cap;
             h[c] = (FX_T)(k * d2);
@@ -160,11 +159,10 @@ static inline double FX_NAME(fx_option_prob_row)(const FX_T *p, const FX_T *t, c
  * the soft-cap as in fx_option_row. Stores losses, gk * gradients and gk * second derivatives
  * when loss, g, h are not NULL; g or h may be x. Returns the sum of the losses. */
 static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, const FX_T *y,
-                                            Py_ssize_t n, const FX_T *w, int w_vec,
-                                            const FX_T *pw, int pw_vec, FX_T sa, FX_T sb,
-                                            int has_ignore, FX_T ignore, FX_T lo, FX_T hi,
-                                            double cap, double gamma, double alpha, FX_T *loss,
-                                            FX_T *g, FX_T *h, FX_T gk) {
+                                            Py_ssize_t n, const FX_T *w, int w_vec, const FX_T *pw,
+                                            int pw_vec, FX_T sa, FX_T sb, int has_ignore,
+                                            FX_T ignore, FX_T lo, FX_T hi, double cap, double gamma,
+                                            double alpha, FX_T *loss, FX_T *g, FX_T *h, FX_T gk) {
     double acc = 0.0;
     for (Py_ssize_t i = 0; i < n; ++i) {
         const FX_T yi = y[i];

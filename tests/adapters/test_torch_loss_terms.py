@@ -9,12 +9,13 @@ import zlib
 
 import numpy as np
 import pytest
+from option_reference import autograd_terms, cross_entropy_terms
+
+import fastxent
 
 torch = pytest.importorskip("torch")
 fxt = pytest.importorskip("fastxent.torch")
 
-import fastxent  # noqa: E402
-from option_reference import autograd_terms, cross_entropy_terms  # noqa: E402
 
 REDUCTIONS = ("mean", "sum", "none")
 TERMS = [{"z_loss": 0.01}, {"softcap": 3.0}, {"focal_gamma": 2.0},

@@ -21,11 +21,11 @@ import os
 import numpy as np
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+from option_reference import autograd_terms, binary_terms, cross_entropy_terms, numpy_terms
 
 import fastxent
 from fastxent._core.threads import SERIAL_BELOW
 from helpers import assert_close
-from option_reference import autograd_terms, binary_terms, cross_entropy_terms, numpy_terms
 
 EXAMPLES = int(os.environ.get("FASTXENT_HYPOTHESIS_EXAMPLES", "60"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
