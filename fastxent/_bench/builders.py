@@ -7,7 +7,7 @@ An implementation module defines:
     that module imports; its ``__version__`` is reported with the results.
 one *builder* per workload kind it supports, named after the kind
     ``softmax_ce``, ``softmax_ce_loss``, ``binary_ce``, ``binary_logloss``,
-    ``softmax_grad_hess``, ``xgboost_round``; and
+    ``softmax_grad_hess``, ``softmax_terms``, ``xgboost_round``; and
     ``evaluate_metrics``, the builder of the ``"evaluate"`` kind, which returns every metric
     (the timed call returns only the loss). A kind without a builder is not applicable to
     that implementation: it is left out of the kind's results.
@@ -31,6 +31,7 @@ from fastxent._bench.workloads import (
     SOFTMAX_CE,
     SOFTMAX_CE_LOSS,
     SOFTMAX_GRAD_HESS,
+    SOFTMAX_TERMS,
     XGBOOST_DEPTH,
     XGBOOST_ROUND,
     Data,
@@ -89,7 +90,7 @@ def builders_of(module):
     """
     found = {kind: getattr(module, kind)
              for kind in (SOFTMAX_CE, SOFTMAX_CE_LOSS, BINARY_CE, BINARY_LOGLOSS,
-                          SOFTMAX_GRAD_HESS, XGBOOST_ROUND)
+                          SOFTMAX_GRAD_HESS, SOFTMAX_TERMS, XGBOOST_ROUND)
              if hasattr(module, kind)}
     if hasattr(module, "evaluate_metrics"):
         found[EVALUATE] = timed_loss(module.evaluate_metrics)

@@ -10,6 +10,7 @@ import fastxent
 from fastxent._bench.builders import metrics, n_classes, one_xgboost_round
 from fastxent._bench.workloads import (
     EVALUATE_TOPK,
+    TERMS_OPTIONS,
     TOP_K,
 )
 
@@ -62,6 +63,12 @@ def softmax_grad_hess(data, threads):
                                          out=grad, hess_out=hess)
         return float(hess.sum(dtype=np.float64))
     return run
+
+
+def softmax_terms(data, threads):
+    def loss_and_grad(logits, labels, **kwargs):
+        return fastxent.cross_entropy_loss_and_grad(logits, labels, **TERMS_OPTIONS, **kwargs)
+    return _loss_and_grad(loss_and_grad, data, threads)
 
 
 def xgboost_round(data, threads):

@@ -7,6 +7,7 @@ builder runs, so that this module imports without it.
 from fastxent._bench.builders import metrics
 from fastxent._bench.workloads import (
     ECE_BINS,
+    TERMS_OPTIONS,
     TOP_K,
 )
 
@@ -58,6 +59,21 @@ def softmax_grad_hess(data, threads):
         grad[rows, labels] -= 1
         return float(hess.sum(dtype=torch.float64))
     return run
+
+
+def softmax_terms(data, threads):
+    """The soft-capped, z-loss and focal cross-entropy as PyTorch code writes it (Gemma 2's
+    cap, PaLM's z-loss on the log-sum-exp, a focal factor), differentiated by autograd."""
+    import torch
+    cap, z_loss, gamma = (TERMS_OPTIONS[k] for k in ("softcap", "z_loss", "focal_gamma"))
+
+    def loss_fn(logits, labels):
+        u = cap * torch.tanh(logits / cap)
+        lse = torch.logsumexp(u, dim=1)
+        logp = u.gather(1, labels[:, None])[:, 0] - lse
+        focal = (-torch.expm1(logp)) ** gamma
+        return (-(focal * logp)).mean() + z_loss * (lse ** 2).mean()
+    return _loss_and_grad(loss_fn, *_tensors(data, threads, True, True))
 
 
 def softmax_ce_loss(data, threads):

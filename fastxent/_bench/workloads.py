@@ -17,9 +17,14 @@ BINARY_CE = "binary_ce"
 BINARY_LOGLOSS = "binary_logloss"
 EVALUATE = "evaluate"
 SOFTMAX_GRAD_HESS = "softmax_grad_hess"
+SOFTMAX_TERMS = "softmax_terms"
 XGBOOST_ROUND = "xgboost_round"
-KINDS_WITH_GRAD = frozenset({SOFTMAX_CE, BINARY_CE})
-SOFTMAX_KINDS = frozenset({SOFTMAX_CE, SOFTMAX_CE_LOSS, EVALUATE, SOFTMAX_GRAD_HESS})
+KINDS_WITH_GRAD = frozenset({SOFTMAX_CE, BINARY_CE, SOFTMAX_TERMS})
+SOFTMAX_KINDS = frozenset({SOFTMAX_CE, SOFTMAX_CE_LOSS, EVALUATE, SOFTMAX_GRAD_HESS,
+                           SOFTMAX_TERMS})
+# The "softmax_terms" workload: cross-entropy with Gemma 2's soft-cap, PaLM's z-loss and a
+# focal exponent, loss and gradient (fastxent's keywords; every implementation computes this).
+TERMS_OPTIONS = {"softcap": 30.0, "z_loss": 1e-4, "focal_gamma": 2.0}
 # The "xgboost_round" workload: rows of XGBOOST_FEATURES features whose label (one of the
 # shape's classes) a few of them decide; one round of trees of depth XGBOOST_DEPTH.
 XGBOOST_FEATURES = 16
@@ -32,6 +37,7 @@ FULL_SIZES = {
     BINARY_LOGLOSS: [(10_000_000,)],
     EVALUATE: [(1_000_000, 10)],
     SOFTMAX_GRAD_HESS: [(1_000_000, 10)],
+    SOFTMAX_TERMS: [(20_000, 1000), (1_000_000, 10)],
     XGBOOST_ROUND: [(1_000_000, 10)],
 }
 QUICK_SIZES = {
@@ -41,6 +47,7 @@ QUICK_SIZES = {
     BINARY_LOGLOSS: [(100_000,)],
     EVALUATE: [(2000, 10), (64, 1000)],
     SOFTMAX_GRAD_HESS: [(2000, 10)],
+    SOFTMAX_TERMS: [(200, 1000)],
     XGBOOST_ROUND: [(2000, 10)],
 }
 DTYPES = ("float32", "float64")
@@ -68,7 +75,9 @@ class Workload:
         ``"binary_logloss"`` (binary CE on probabilities, loss only), ``"evaluate"``
         (every metric of :func:`fastxent.evaluate` from logits and integer labels, top-1 and
         top-5), ``"softmax_grad_hess"`` (the summed loss's gradient and Hessian diagonal: what
-        a gradient-boosting objective computes) or ``"xgboost_round"`` (one XGBoost boosting
+        a gradient-boosting objective computes), ``"softmax_terms"`` (loss and gradient with
+        the soft-cap, z-loss and focal exponent of ``TERMS_OPTIONS``) or
+        ``"xgboost_round"`` (one XGBoost boosting
         round of a multiclass model: fastxent's objective against the built-in
         ``multi:softprob``; the shape is rows x classes).
     dtype : str
