@@ -533,7 +533,7 @@ cdef inline double _class_row(const real *x, const real *t, const real *w,
                               const ClassOptions *o, Py_ssize_t y, double hard, double k,
                               real *g, const real *next, real *h, double *work,
                               double *lse) noexcept nogil:
-    """One row's loss through the row function its options need; `work` (5 C doubles) is
+    """One row's loss through the row function its options need; `work` (7 C doubles) is
     scratch for the option loops, `lse` (or NULL) receives a row of logits' log-sum-exp."""
     if o.has_extra and o.from_logits:
         if real is float:
@@ -590,7 +590,7 @@ cdef double _class_rows(const real *x, const real *soft, const real *w, const Cl
     """Rows [r0, r1): per-row losses into row_loss (if not NULL), their sum returned; the
     gradient into grad, the Hessian's diagonal into hess (which needs grad) and each row's
     log-sum-exp (logits; ignored rows too) into lse unless NULL. `scratch` (3 C reals, strided
-    rows) and `work` (5 C doubles, the option loops) are this thread's."""
+    rows) and `work` (7 C doubles, the option loops) are this thread's."""
     cdef Py_ssize_t r, c, y, base, C = o.n_classes, step = o.n_inner
     cdef double s, hard, loss, row_lse = NAN, total = 0.0
     cdef double *lse_slot = &row_lse if lse != NULL else NULL
@@ -715,7 +715,7 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
     if n_inner > 1:
         scratch = <real *> malloc(n_threads * 3 * n_classes * sizeof(real))
     if o.has_extra:
-        work = <double *> malloc(n_threads * 5 * n_classes * sizeof(double))
+        work = <double *> malloc(n_threads * 7 * n_classes * sizeof(double))
     if partial == NULL or (n_inner > 1 and scratch == NULL) or (o.has_extra and work == NULL):
         free(partial)
         free(scratch)
@@ -727,7 +727,7 @@ def class_cross_entropy(const real[::1] x,                    # IN  (outer, C, i
             r1 = min(r0 + per_block, n_rows)
             partial[b] = _class_rows(&x[0], soft_p, w_p, &o, r0, r1, row_loss_p, grad_p,
                                      _at_out(scratch, threadid() * 3 * n_classes), hess_p,
-                                     lse_p, work + threadid() * 5 * n_classes
+                                     lse_p, work + threadid() * 7 * n_classes
                                      if work != NULL else NULL)
         total = _ordered_sum(partial, n_blocks, 1)
     free(partial)

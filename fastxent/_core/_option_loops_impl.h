@@ -8,6 +8,42 @@ static inline double FX_NAME(fx_target_weight)(const FX_T *t, const FX_T *w, Py_
     return c == y ? a + hard : a;
 }
 
+/* fx_target_weight of every class into a, one loop per case so that each vectorises. */
+static inline void FX_NAME(fx_target_weights)(const FX_T *t, const FX_T *w, Py_ssize_t n,
+                                              Py_ssize_t y, double alpha, double beta, double hard,
+                                              double *a) {
+    if (t && w)
+        for (Py_ssize_t c = 0; c < n; ++c) a[c] = (double)w[c] * (alpha * (double)t[c] + beta);
+    else if (t)
+        for (Py_ssize_t c = 0; c < n; ++c) a[c] = alpha * (double)t[c] + beta;
+    else if (w)
+        for (Py_ssize_t c = 0; c < n; ++c) a[c] = (double)w[c] * beta;
+    else
+        for (Py_ssize_t c = 0; c < n; ++c) a[c] = beta;
+    if (y >= 0) a[y] += hard;
+}
+
+/* One row's derivatives at class c, from the row's sums (see fx_option_row): stores
+ * k dloss/dz into g[c] and, when h is not NULL, k d2loss/dz^2 into h[c]. a is the class's
+ * target weight, D, P, Pq2 its focal factors (read only when a != 0), p, q its probability and
+ * 1 - p, top whether c is the arg-max, u its soft-capped logit and sl = du/dz. */
+static inline __attribute__((always_inline)) void
+FX_NAME(fx_option_class)(const struct fx_row_sums *r, Py_ssize_t c, double a, double D, double P,
+                         double Pq2, double p, double q, int top, double u, double sl, FX_T *g,
+                         FX_T *h) {
+    const double aD = a != 0.0 ? a * D : 0.0, aP = a != 0.0 ? a * P : 0.0;
+    double du = top ? (r->S_rest - aD * r->rest) * r->inv : p * r->S - aD;
+    du += r->z2 * r->lse * p;
+    if (h) {
+        const double others = top ? r->T_rest : r->T - aP;
+        double d2 = p * q * r->S - (p != 0.0 ? p * p * others : 0.0) - (a != 0.0 ? a * Pq2 : 0.0);
+        d2 += r->z2 * (p * p + r->lse * p * q);
+        if (r->cap > 0) d2 = d2 * sl * sl - du * 2.0 * (u / r->cap) * sl / r->cap;
+        h[c] = (FX_T)(r->k * d2);
+    }
+    g[c] = (FX_T)(r->k * du * sl);
+}
+
 /* One row of n logits z with the options o; returns the row's loss and stores the
  * log-sum-exp of the soft-capped logits in *lse (when lse is not NULL).
  *
@@ -23,29 +59,27 @@ static inline double FX_NAME(fx_target_weight)(const FX_T *t, const FX_T *w, Py_
  * and T = sum_c a_c P_c (without focal terms D = 1 and P = 0: the plain cross-entropy).
  * At km, where p is near 1, the differences come from the other classes' sums (p S - a D as
  * (S_rest - a D rest) / (1 + rest), T - a P as T_rest), so confident rows do not cancel.
- * Through the soft-cap u'(z) = fx_softcap_slope and u'' = -2 (u / c) u' / c:
+ * Through the soft-cap, with u' = du/dz and u'' = -2 (u / c) u' / c:
  *   dloss/dz = dloss/du u',  d2loss/dz^2 = d2loss/du^2 u'^2 + dloss/du u''.
- * Writes k dloss/dz into g and k d2loss/dz^2 into h unless NULL (h needs g); g or h may be z
- * (each class is read before it is written). work holds 5 n doubles. A NaN, or no finite
- * maximum (every u is -inf), makes the loss, lse, g and h NaN. */
+ *
+ * Passes: the max of z (tanh is increasing: its arg-max is u's); the soft-capped logits and
+ * slopes (with a cap); the exp terms; the focal factors of the classes with a target weight
+ * (only the label's when there are no soft targets and no smoothing); the gradient and
+ * Hessian, vectorised over the classes without a target weight of their own, then the label
+ * and the arg-max. Writes k dloss/dz into g and k d2loss/dz^2 into h unless NULL (h needs g);
+ * g or h may be z (z is not read once they are written). work holds 7 n doubles. NaN in the
+ * row makes loss, lse, g and h NaN. */
 static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const FX_T *w,
                                             Py_ssize_t n, Py_ssize_t y, double alpha, double beta,
                                             double hard, const struct fx_row_options *o, double k,
                                             FX_T *g, FX_T *h, double *work, double *lse) {
-    double *u = work, *p = work + n, *D = work + 2 * n, *P = work + 3 * n, *Pq2 = work + 4 * n;
-    const double cap = o->softcap, gamma = o->gamma, s = o->z_loss;
-    Py_ssize_t km = -1;
-    double m = -INFINITY;
-    int nan = 0;
-    for (Py_ssize_t c = 0; c < n; ++c) {
-        u[c] = fx_softcap((double)z[c], cap);
-        nan |= u[c] != u[c];
-        if (u[c] > m) {
-            m = u[c];
-            km = c;
-        }
-    }
-    if (nan || km < 0) {
+    double *u = work, *e = work + n, *slope = work + 2 * n;
+    double *D = work + 3 * n, *P = work + 4 * n, *Pq2 = work + 5 * n, *A = work + 6 * n;
+    const double cap = o->softcap, gamma = o->gamma;
+    const int label_only = t == NULL && beta == 0.0; /* no other class has a target weight */
+    FX_T mz;
+    const Py_ssize_t km = FX_NAME(fx_argmax)(z, n, &mz);
+    if (z[km] != mz) { /* NaN is all the row holds */
         if (lse) *lse = NAN;
         for (Py_ssize_t c = 0; c < n; ++c) {
             if (g) g[c] = (FX_T)NAN;
@@ -53,62 +87,92 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
         }
         return NAN;
     }
-    double rest = 0.0;
+    if (cap > 0) {
+#pragma omp simd
+        for (Py_ssize_t c = 0; c < n; ++c) u[c] = fx_softcap((double)z[c], cap, &slope[c]);
+    } else
+        for (Py_ssize_t c = 0; c < n; ++c) u[c] = (double)z[c];
+    const double m = u[km];
+    double rest = 0.0; /* a NaN anywhere in the row makes it NaN, and so every result */
+#pragma omp simd reduction(+ : rest)
     for (Py_ssize_t c = 0; c < n; ++c) {
-        p[c] = c == km ? 1.0 : fx_exp_sub(u[c], m);
-        rest += c == km ? 0.0 : p[c];
+        const double v = fx_exp_sub(u[c], m);
+        e[c] = v;
+        rest += c == km ? 0.0 : v;
     }
-    const double l1p = log1p(rest), inv = 1.0 / (1.0 + rest), row_lse = m + l1p;
-    const double q_km = rest * inv;
-    double loss = 0.0, S = 0.0, S_rest = 0.0, T = 0.0, T_rest = 0.0;
-    for (Py_ssize_t c = 0; c < n; ++c) {
-        const double a = FX_NAME(fx_target_weight)(t, w, c, y, alpha, beta, hard);
-        const int top = c == km;
-        const double pc = top ? inv : p[c] * inv, qc = top ? q_km : 1.0 - pc;
-        const double nl = top ? l1p : (m - u[c]) + l1p;
-        double F = 1.0, Dc = 1.0, Pc = 0.0, Pq2c = 0.0;
-        if (gamma != 0.0) {
-            const double rho = top ? (rest > 0 ? l1p / rest : 1.0) : (pc > 0 ? pc * nl / qc : 0.0);
-            const double shape = rho * (1.0 - gamma * pc) - 2.0 * pc;
-            F = pow(qc, gamma);
-            Dc = F * (1.0 + gamma * rho);
-            Pc = gamma * pow(qc, gamma - 1.0) * shape; /* F / q, its limit at q = 0 */
-            Pq2c = gamma * F * qc * shape;             /* P q^2 without forming F / q */
+    struct fx_row_sums r = {0};
+    r.rest = rest;
+    r.inv = 1.0 / (1.0 + rest);
+    r.cap = cap;
+    r.k = k;
+    r.z2 = 2.0 * o->z_loss;
+    const double l1p = log1p(rest), q_km = rest * r.inv;
+    r.lse = m + l1p;
+    double loss = 0.0;
+    /* the arg-max: its 1 - p and rho from rest, its -log p = log1p(rest) */
+    const double a_km = FX_NAME(fx_target_weight)(t, w, km, y, alpha, beta, hard);
+    double F_km = 1.0;
+    fx_focal_factors(gamma, r.inv, q_km, rest > 0 ? l1p / rest : 1.0, &F_km, &D[km], &P[km],
+                     &Pq2[km]);
+    if (label_only) { /* the label is the one other class with a target weight */
+        if (y >= 0 && y != km) {
+            const double pc = e[y] * r.inv, qc = 1.0 - pc, nl = (m - u[y]) + l1p;
+            double F = 1.0;
+            fx_focal_factors(gamma, pc, qc, pc > 0 ? pc * nl / qc : 0.0, &F, &D[y], &P[y], &Pq2[y]);
+            loss += hard != 0.0 ? hard * F * nl : 0.0;
+            r.S_rest = hard * D[y];
+            r.T_rest = hard * P[y];
         }
-        p[c] = pc;
-        D[c] = Dc;
-        P[c] = Pc;
-        Pq2[c] = Pq2c;
-        if (a != 0.0) { /* a zero weight adds nothing, even against an infinite term */
-            loss += a * F * nl;
-            S += a * Dc;
-            T += a * Pc;
-            S_rest += top ? 0.0 : a * Dc;
-            T_rest += top ? 0.0 : a * Pc;
+    } else { /* every class but the arg-max, vectorised */
+        double lin = 0.0, S_rest = 0.0, T_rest = 0.0;
+        FX_NAME(fx_target_weights)(t, w, n, y, alpha, beta, hard, A);
+#pragma omp simd reduction(+ : lin, S_rest, T_rest)
+        for (Py_ssize_t c = 0; c < n; ++c) {
+            const double a = c == km ? 0.0 : A[c];
+            const double pc = e[c] * r.inv, qc = 1.0 - pc, nl = (m - u[c]) + l1p;
+            double F = 1.0, Dc, Pc, Pq2c;
+            fx_focal_factors(gamma, pc, qc, pc > 0 ? pc * nl / qc : 0.0, &F, &Dc, &Pc, &Pq2c);
+            D[c] = Dc;
+            P[c] = Pc;
+            Pq2[c] = Pq2c;
+            lin += a != 0.0 ? a * F * nl : 0.0; /* nothing, even against an infinite term */
+            S_rest += a * Dc;
+            T_rest += a * Pc;
         }
+        fx_focal_factors(gamma, r.inv, q_km, rest > 0 ? l1p / rest : 1.0, &F_km, &D[km], &P[km],
+                         &Pq2[km]); /* the loop wrote the arg-max's slots too */
+        loss += lin;
+        r.S_rest = S_rest;
+        r.T_rest = T_rest;
     }
-    if (lse) *lse = row_lse;
-    if (s != 0.0) loss += s * row_lse * row_lse;
+    loss += a_km != 0.0 ? a_km * F_km * l1p : 0.0;
+    r.S = r.S_rest + (a_km != 0.0 ? a_km * D[km] : 0.0);
+    r.T = r.T_rest + (a_km != 0.0 ? a_km * P[km] : 0.0);
+    if (lse) *lse = r.lse;
+    loss += o->z_loss != 0.0 ? o->z_loss * r.lse * r.lse : 0.0;
     if (!g) return loss;
-    for (Py_ssize_t c = 0; c < n; ++c) {
-        const double a = FX_NAME(fx_target_weight)(t, w, c, y, alpha, beta, hard);
-        const int top = c == km;
-        const double pc = p[c], qc = top ? q_km : 1.0 - pc;
-        const double aD = a != 0.0 ? a * D[c] : 0.0, aP = a != 0.0 ? a * P[c] : 0.0;
-        double du = top ? (S_rest - aD * rest) * inv : pc * S - aD;
-        if (s != 0.0) du += 2.0 * s * row_lse * pc;
-        const double zc = (double)z[c]; /* read before g or h (possibly z) is written */
-        const double slope = fx_softcap_slope(zc, cap);
-        if (h) {
-            const double others = top ? T_rest : T - aP;
-            double d2 =
-                pc * qc * S - (pc != 0.0 ? pc * pc * others : 0.0) - (a != 0.0 ? a * Pq2[c] : 0.0);
-            if (s != 0.0) d2 += 2.0 * s * (pc * pc + row_lse * pc * qc);
-            if (cap > 0) d2 = d2 * slope * slope - du * 2.0 * (u[c] / cap) * slope / cap;
-            h[c] = (FX_T)(k * d2);
+    if (label_only) { /* every class but the label: no target weight */
+#pragma omp simd
+        for (Py_ssize_t c = 0; c < n; ++c) {
+            const double pc = e[c] * r.inv;
+            FX_NAME(fx_option_class)(&r, c, 0.0, 0.0, 0.0, 0.0, pc, 1.0 - pc, 0, u[c],
+                                     cap > 0 ? slope[c] : 1.0, g, h);
         }
-        g[c] = (FX_T)(k * du * slope);
+        if (y >= 0 && y != km) {
+            const double pc = e[y] * r.inv;
+            FX_NAME(fx_option_class)(&r, y, hard, D[y], P[y], Pq2[y], pc, 1.0 - pc, 0, u[y],
+                                     cap > 0 ? slope[y] : 1.0, g, h);
+        }
+    } else {
+#pragma omp simd
+        for (Py_ssize_t c = 0; c < n; ++c) {
+            const double pc = e[c] * r.inv;
+            FX_NAME(fx_option_class)(&r, c, A[c], D[c], P[c], Pq2[c], pc, 1.0 - pc, 0, u[c],
+                                     cap > 0 ? slope[c] : 1.0, g, h);
+        }
     }
+    FX_NAME(fx_option_class)(&r, km, a_km, D[km], P[km], Pq2[km], r.inv, q_km, 1, u[km],
+                             cap > 0 ? slope[km] : 1.0, g, h);
     return loss;
 }
 
@@ -130,9 +194,9 @@ static inline double FX_NAME(fx_option_prob_row)(const FX_T *p, const FX_T *t, c
         const double x = (double)p[c]; /* read before g or h (possibly p) is written */
         const double cp = x < lo ? lo : (x > hi ? hi : x);
         const double q = 1.0 - cp, nl = -log(cp);
-        const double F = gamma != 0.0 ? pow(q, gamma) : 1.0;
+        const double F = gamma != 0.0 ? fx_focal_power(q, gamma) : 1.0;
         const double nl_q = q > 0 ? nl / q : 1.0;
-        const double F_q = gamma != 0.0 ? pow(q, gamma - 1.0) : 0.0; /* unused when gamma == 0 */
+        const double F_q = gamma != 0.0 ? fx_focal_power_over(F, q, gamma) : 0.0;
         double dp = 0.0, d2p = 0.0;
         if (a != 0.0) {
             loss += a * F * nl;
@@ -173,7 +237,7 @@ static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, cons
         const double xi = (double)x[i]; /* read before g or h (possibly x) is written */
         double B, dB, d2B, qf, ratio, curve = 0.0, slope = 1.0, u = xi;
         if (from_logits) {
-            u = fx_softcap(xi, cap);
+            u = cap > 0 ? fx_softcap(xi, cap, &slope) : xi;
             const double e = exp(-fabs(u)), lg = log1p(e);
             const double sp_pos = (u > 0 ? u : 0.0) + lg, sp_neg = (u < 0 ? -u : 0.0) + lg;
             const double big = 1.0 / (1.0 + e), small = e * big;
@@ -185,7 +249,6 @@ static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, cons
             qf = sig * r + sig_neg * ys;
             ratio = qf > 0 ? (r - ys) * v / qf : 0.0; /* q_f' / q_f */
             curve = ratio * (sig_neg - sig);          /* q_f'' / q_f */
-            slope = fx_softcap_slope(xi, cap);
         } else {
             const double cp = xi < (double)lo ? (double)lo : (xi > (double)hi ? (double)hi : xi);
             const double one_m = 1.0 - cp;
@@ -198,7 +261,7 @@ static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, cons
         }
         double F = 1.0, dF_B = 0.0, d2F_B = 0.0, dF = 0.0;
         if (gamma != 0.0) {
-            F = pow(qf, gamma);
+            F = fx_focal_power(qf, gamma);
             dF = gamma * F * ratio;
             dF_B = dF * B;
             d2F_B = gamma * F * ((gamma - 1.0) * ratio * ratio + curve) * B;

@@ -17,6 +17,10 @@ __attribute__((simd("notinbranch"))) float logf(float);
 __attribute__((simd("notinbranch"))) double log(double);
 __attribute__((simd("notinbranch"))) float log1pf(float);
 __attribute__((simd("notinbranch"))) double log1p(double);
+__attribute__((simd("notinbranch"))) double pow(double, double);
+#if defined(__GLIBC_PREREQ) && __GLIBC_PREREQ(2, 35) /* libmvec's expm1 came in glibc 2.35 */
+__attribute__((simd("notinbranch"))) double expm1(double);
+#endif
 #else
 #define FASTXENT_LIBMVEC 0
 #endif
