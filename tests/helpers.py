@@ -154,3 +154,40 @@ def stop_after(monkeypatch, n_chunks):
         return original(*args)
 
     monkeypatch.setattr(_files, "_check_labels", check)
+
+
+def multiclass_case(rng, shape, axis, dtype, from_logits, spec):
+    """A multiclass input, its target and the options `spec` asks for.
+
+    `spec` maps option names to values, with placeholders: ``"w"`` draws per-class weights,
+    ``"s"`` per-row sample weights, ``"soft": True`` soft targets (else integer labels, every
+    fourth one ``ignore_index`` when the spec has it). Logits are normal with scale 3;
+    probabilities are their softmax.
+
+    Returns
+    -------
+    x : ndarray of `dtype`
+    target : ndarray
+    kw : dict
+        The options, placeholders drawn.
+    """
+    n_classes = shape[axis]
+    rows_shape = tuple(d for i, d in enumerate(shape) if i != axis % len(shape))
+    z = rng.normal(0.0, 3.0, shape)
+    x = z if from_logits else np.exp(z) / np.exp(z).sum(axis=axis, keepdims=True)
+    kw = {}
+    for key, value in spec.items():
+        if value == "w":
+            kw[key] = rng.uniform(0.2, 2.0, n_classes)
+        elif value == "s":
+            kw[key] = rng.uniform(0.0, 3.0, rows_shape)
+        elif key != "soft":
+            kw[key] = value
+    if spec.get("soft"):
+        t = rng.uniform(0, 1, shape)
+        target = (t / t.sum(axis=axis, keepdims=True)).astype(dtype)
+    else:
+        target = rng.integers(0, n_classes, rows_shape)
+        if "ignore_index" in kw:
+            target.reshape(-1)[::4] = kw["ignore_index"]
+    return x.astype(dtype), target, kw

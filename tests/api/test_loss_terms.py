@@ -11,7 +11,7 @@ from option_reference import autograd_terms, binary_terms, cross_entropy_terms, 
 
 import fastxent
 from fastxent._core.threads import SERIAL_BELOW
-from helpers import REDUCTIONS, assert_close, raises_untouched
+from helpers import REDUCTIONS, assert_close, multiclass_case, raises_untouched
 from reference import fd_grad, ulp_distance_ok
 
 TERMS = {
@@ -36,28 +36,11 @@ LAYOUTS = {"short": ((13, 5), -1), "long": ((9, 70), -1), "strided": ((11, 6), 0
 
 def _multiclass_case(seed, shape, axis, dtype, terms, classic, from_logits=True):
     rng = np.random.default_rng(zlib.crc32(repr(seed).encode()))
-    n_classes = shape[axis]
-    rows_shape = tuple(d for i, d in enumerate(shape) if i != axis % len(shape))
-    z = rng.normal(0.0, 3.0, shape)
-    x = z if from_logits else np.exp(z) / np.exp(z).sum(axis=axis, keepdims=True)
-    kw = dict(TERMS[terms])
+    x, target, kw = multiclass_case(rng, shape, axis, dtype, from_logits, CLASSIC[classic])
+    kw.update(TERMS[terms])
     if kw.get("focal_alpha") == "per_class":
-        kw["focal_alpha"] = rng.uniform(0.1, 1.0, n_classes)
-    for key, value in CLASSIC[classic].items():
-        if value == "w":
-            kw[key] = rng.uniform(0.2, 2.0, n_classes)
-        elif value == "s":
-            kw[key] = rng.uniform(0.0, 3.0, rows_shape)
-        elif key != "soft":
-            kw[key] = value
-    if CLASSIC[classic].get("soft"):
-        t = rng.uniform(0, 1, shape)
-        target = (t / t.sum(axis=axis, keepdims=True)).astype(dtype)
-    else:
-        target = rng.integers(0, n_classes, rows_shape)
-        if "ignore_index" in kw:
-            target.reshape(-1)[::4] = -100
-    return x.astype(dtype), target, kw
+        kw["focal_alpha"] = rng.uniform(0.1, 1.0, shape[axis])
+    return x, target, kw
 
 
 def _as_rows(x, target, kw, axis):

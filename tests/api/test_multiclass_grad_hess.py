@@ -8,7 +8,7 @@ import pytest
 
 import fastxent
 from fastxent._core.threads import SERIAL_BELOW
-from helpers import REDUCTIONS, assert_close, raises_untouched
+from helpers import REDUCTIONS, assert_close, multiclass_case, raises_untouched
 from reference import cross_entropy_hessian_ref, fd_grad
 
 # (name, shape, axis): short rows (with labels: the path vectorised across rows), long rows, a
@@ -28,26 +28,7 @@ OPTIONS = {
 
 
 def _case(rng, shape, axis, dtype, from_logits, option):
-    n_classes = shape[axis]
-    rows_shape = tuple(d for i, d in enumerate(shape) if i != axis % len(shape))
-    z = rng.normal(0.0, 3.0, shape)
-    x = z if from_logits else np.exp(z) / np.exp(z).sum(axis=axis, keepdims=True)
-    kw = {}
-    for key, value in OPTIONS[option].items():
-        if value == "w":
-            kw[key] = rng.uniform(0.2, 2.0, n_classes)
-        elif value == "s":
-            kw[key] = rng.uniform(0.0, 3.0, rows_shape)
-        elif key != "soft":
-            kw[key] = value
-    if OPTIONS[option].get("soft"):
-        t = rng.uniform(0, 1, shape)
-        target = (t / t.sum(axis=axis, keepdims=True)).astype(dtype)
-    else:
-        target = rng.integers(0, n_classes, rows_shape)
-        if "ignore_index" in kw:
-            target.reshape(-1)[::4] = -100
-    return x.astype(dtype), target, kw
+    return multiclass_case(rng, shape, axis, dtype, from_logits, OPTIONS[option])
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
