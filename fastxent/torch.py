@@ -222,7 +222,10 @@ def _checked_terms(make_options, **terms):
 
 
 def _class_view(values, input, axis):
-    """A per-class (C,) constant shaped to broadcast along the class axis of `input`."""
+    """A per-class (C,) constant shaped to broadcast along the class axis of `input` (a number
+    broadcasts as it is)."""
+    if not isinstance(values, torch.Tensor) and np.ndim(values) == 0:
+        return float(values)
     shape = [1] * input.dim()
     shape[axis] = input.shape[axis]
     if isinstance(values, torch.Tensor):
@@ -257,14 +260,29 @@ def _cross_entropy_formula(input, target, weight, options):
         a = a * _class_view(alpha, input, axis)
     terms = -a * logp
     if gamma:
-        terms = terms * (-torch.expm1(logp)) ** gamma       # (1 - p)^gamma
+        terms = terms * _focal_factor(-torch.expm1(logp), gamma)
     per_row = terms.sum(axis)
     z_rows = options["z_loss"] * torch.logsumexp(u, axis) ** 2 * kept
     if options["reduction"] == "none":
         return per_row + z_rows
     if options["reduction"] == "sum":
         return per_row.sum() + z_rows.sum()
-    return per_row.sum() / denominator + z_rows.sum() / kept.sum()
+    return _mean(per_row.sum(), denominator) + _mean(z_rows.sum(), kept.sum())
+
+
+def _focal_factor(q, gamma):
+    """``q**gamma`` for ``q = 1 - p``, with q held at the dtype's smallest normal number: where
+    a confident row rounds q to 0, ``q**gamma`` (gamma < 1) has an infinite slope, and autograd
+    would form 0 * inf; the factor's value there stays below 1e-19 (float32) or 1e-154."""
+    return q.clamp_min(torch.finfo(q.dtype).tiny) ** gamma
+
+
+def _mean(total, denominator):
+    """``total / denominator``, NaN over no counted row (as fastxent's mean) with a zero
+    derivative there, as fastxent's gradient."""
+    empty = denominator == 0
+    nan = torch.where(empty, torch.full_like(total, torch.nan), torch.zeros_like(total))
+    return total / torch.where(empty, torch.ones_like(denominator), denominator) + nan
 
 
 def _formula_term(formula, input, *args):
@@ -346,19 +364,29 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     Tensor
         The loss: a scalar, or per-sample losses for ``reduction="none"``.
     """
-    if isinstance(focal_alpha, torch.Tensor):
-        focal_alpha = focal_alpha.detach().cpu().numpy()
+    alpha_tensor = focal_alpha if isinstance(focal_alpha, torch.Tensor) else None
+    if alpha_tensor is not None:                 # checked (and used by the kernels) as float64
+        focal_alpha = alpha_tensor.detach().to("cpu", torch.float64).numpy()
     terms = _checked_terms(fastxent_options.CrossEntropyOptions, z_loss=z_loss, softcap=softcap,
                            focal_gamma=focal_gamma, focal_alpha=focal_alpha)
     with_terms = _has_terms(terms)
 
-    def torch_loss():
-        if with_terms:
-            return _cross_entropy_formula(input, target, weight, _torch_options(
-                input, target, ignore_index, label_smoothing, reduction, terms))
+    def pytorch_loss():
         return F.cross_entropy(input, target, weight=weight, size_average=size_average,
                                ignore_index=ignore_index, reduce=reduce, reduction=reduction,
                                label_smoothing=label_smoothing)
+
+    def torch_loss():
+        if not with_terms:
+            return pytorch_loss()
+        formula_terms = terms if alpha_tensor is None else dict(terms, focal_alpha=alpha_tensor)
+        return _cross_entropy_formula(input, target, weight, _torch_options(
+            input, target, ignore_index, label_smoothing, reduction, formula_terms))
+
+    def pytorch_error():
+        """PyTorch's own error for arguments it refuses (then its loss, or the formula's)."""
+        loss = pytorch_loss()
+        return torch_loss() if with_terms else loss
 
     reason = None
     if with_terms and (size_average is not None or reduce is not None):
@@ -367,16 +395,18 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if size_average is not None or reduce is not None:
         reason = "the deprecated size_average/reduce arguments are not supported"
     elif reduction not in _REDUCTIONS:
-        return torch_loss()                       # PyTorch's own error
+        return pytorch_error()
     elif (not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor)
           or not _is_int(ignore_index)
           or (target.is_floating_point() and ignore_index >= 0)):
         # PyTorch's own error: a non-integer ignore_index (int() would truncate it), or a
         # class ignore_index with probability targets (PyTorch refuses it).
-        return torch_loss()
+        return pytorch_error()
     else:
         reason = _unsupported({"input": input, "target": target, "weight": weight},
                               input.dtype)
+    if reason is None and alpha_tensor is not None and alpha_tensor.requires_grad:
+        reason = "focal_alpha requires grad (fastxent only differentiates the input)"
     if reason is None:
         if target.is_floating_point():
             if target.dtype != input.dtype or target.shape != input.shape:
@@ -442,7 +472,7 @@ def _binary_formula(input, target, weight, pos_weight, reduction, terms):
                                               pos_weight=pos_weight)
     if gamma:
         p = torch.sigmoid(u)
-        loss = loss * (p * (1 - target) + (1 - p) * target) ** gamma   # (1 - p_t)^gamma
+        loss = loss * _focal_factor(p * (1 - target) + (1 - p) * target, gamma)
     if alpha is not None:
         loss = loss * (alpha * target + (1 - alpha) * (1 - target))
     if reduction == "none":
@@ -527,12 +557,20 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
                            focal_gamma=focal_gamma, focal_alpha=focal_alpha)
     with_terms = _has_terms(terms)
 
-    def torch_loss():
-        if with_terms:
-            return _binary_formula(input, target, weight, pos_weight, reduction, terms)
+    def pytorch_loss():
         return F.binary_cross_entropy_with_logits(input, target, weight=weight,
                                                   size_average=size_average, reduce=reduce,
                                                   reduction=reduction, pos_weight=pos_weight)
+
+    def torch_loss():
+        if with_terms:
+            return _binary_formula(input, target, weight, pos_weight, reduction, terms)
+        return pytorch_loss()
+
+    def pytorch_error():
+        """PyTorch's own error for arguments it refuses (then its loss, or the formula's)."""
+        loss = pytorch_loss()
+        return torch_loss() if with_terms else loss
 
     reason = None
     if with_terms and (size_average is not None or reduce is not None):
@@ -542,16 +580,16 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     if size_average is not None or reduce is not None:
         reason = "the deprecated size_average/reduce arguments are not supported"
     elif reduction not in _REDUCTIONS or not isinstance(input, torch.Tensor):
-        return torch_loss()
+        return pytorch_error()
     else:
         reason = _unsupported({"input": input, "target": target, "weight": weight,
                                "pos_weight": pos_weight}, input.dtype)
     if reason is None:
         if not isinstance(target, torch.Tensor) or target.shape != input.shape:
-            return torch_loss()                   # PyTorch's own error
+            return pytorch_error()
         if not (_broadcasts_to(weight, input.shape) and _broadcasts_to(pos_weight,
                                                                         input.shape)):
-            return torch_loss()                   # PyTorch's own error
+            return pytorch_error()
         if target.dtype != input.dtype:
             reason = f"target has dtype {target.dtype}, input {input.dtype}"
     if reason is not None:

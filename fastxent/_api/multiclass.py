@@ -202,7 +202,16 @@ def _kernel_weight(p):
     if p.class_weight is None and alpha is None:
         return None
     weight = np.ones(p.n_classes) if p.class_weight is None else p.class_weight
-    return (weight * (1.0 if alpha is None else alpha)).astype(p.x.dtype)
+    product = weight * (1.0 if alpha is None else alpha)
+    with np.errstate(over="ignore", under="ignore"):
+        kernel_weight = product.astype(p.x.dtype)
+    lost = (~np.isfinite(kernel_weight) & np.isfinite(product)) | ((kernel_weight == 0)
+                                                                   & (product != 0))
+    if alpha is not None and lost.any():
+        c = int(np.argmax(lost))
+        raise ValueError(f"weight * focal_alpha = {float(product[c])!r} for class {c} does not "
+                         f"fit in {p.x.dtype}, the dtype the kernel reads the class factors in")
+    return kernel_weight
 
 
 def _kernel_z_loss(p):

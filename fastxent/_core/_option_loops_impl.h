@@ -33,11 +33,11 @@ FX_NAME(fx_option_class)(const struct fx_row_sums *r, Py_ssize_t c, double a, do
                          FX_T *h) {
     const double aD = a != 0.0 ? a * D : 0.0, aP = a != 0.0 ? a * P : 0.0;
     double du = top ? (r->S_rest - aD * r->rest) * r->inv : p * r->S - aD;
-    du += r->z2 * r->lse * p;
+    if (r->z2 != 0.0) du += r->z2 * r->lse * p; /* (lse is infinite in a row of +-inf) */
     if (h) {
         const double others = top ? r->T_rest : r->T - aP;
         double d2 = p * q * r->S - (p != 0.0 ? p * p * others : 0.0) - (a != 0.0 ? a * Pq2 : 0.0);
-        d2 += r->z2 * (p * p + r->lse * p * q);
+        if (r->z2 != 0.0) d2 += r->z2 * (p * p + r->lse * p * q);
         if (r->cap > 0) d2 = d2 * sl * sl - du * 2.0 * (u / r->cap) * sl / r->cap;
         h[c] = (FX_T)(r->k * d2);
     }
@@ -129,7 +129,9 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
 #pragma omp simd reduction(+ : lin, S_rest, T_rest)
         for (Py_ssize_t c = 0; c < n; ++c) {
             const double a = c == km ? 0.0 : A[c];
-            const double pc = e[c] * r.inv, qc = 1.0 - pc, nl = (m - u[c]) + l1p;
+            /* the arg-max's slot is rewritten below: a q of 1 keeps its factors finite */
+            const double pc = c == km ? 0.0 : e[c] * r.inv, qc = 1.0 - pc;
+            const double nl = c == km ? 0.0 : (m - u[c]) + l1p;
             double F = 1.0, Dc, Pc, Pq2c;
             fx_focal_factors(gamma, pc, qc, pc > 0 ? pc * nl / qc : 0.0, &F, &Dc, &Pc, &Pq2c);
             D[c] = Dc;
@@ -179,10 +181,10 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
 /* One row of n probabilities with focal terms: loss = sum_c a_c F_c nl_c with cp = clip(p,
  * lo, hi), q = 1 - cp, nl = -log cp and F = q^gamma; the derivatives are taken with respect
  * to the clipped probability (as _prob_row's):
- *   dloss/dp_c    = -a_c (F_c / cp_c + gamma (F_c / q_c) nl_c),
- *   d2loss/dp_c^2 = a_c (F_c / cp_c^2 + 2 gamma (F_c / q_c) / cp_c
- *                        + gamma (gamma - 1) (F_c / q_c) nl_c / q_c),
- * with nl / q read as 1 and F / q as its limit where q = 0 (eps = 0). Writes k dloss/dp into
+ *   dloss/dp_c    = -a_c (F_c / cp_c + gamma F_c (nl_c / q_c)),
+ *   d2loss/dp_c^2 = a_c (F_c / cp_c^2 + gamma (F_c / q_c) (2 / cp_c + (gamma - 1) nl_c / q_c)),
+ * with nl / q read as 1 and F / q as its limit where q = 0 (eps = 0): the gradient's limit 0
+ * there, and the Hessian's (+inf, 2 or 0 for gamma below, at or above 1). Writes k dloss/dp into
  * g and k d2loss/dp^2 into h unless NULL; g or h may be p. */
 static inline double FX_NAME(fx_option_prob_row)(const FX_T *p, const FX_T *t, const FX_T *w,
                                                  Py_ssize_t n, Py_ssize_t y, double alpha,
@@ -200,11 +202,9 @@ static inline double FX_NAME(fx_option_prob_row)(const FX_T *p, const FX_T *t, c
         double dp = 0.0, d2p = 0.0;
         if (a != 0.0) {
             loss += a * F * nl;
-            dp = -a * (F / cp + (gamma != 0.0 ? gamma * F_q * nl : 0.0));
-            d2p = a
-                  * (F / (cp * cp)
-                     + (gamma != 0.0 ? 2.0 * gamma * F_q / cp + gamma * (gamma - 1.0) * F_q * nl_q
-                                     : 0.0));
+            dp = -a * (F / cp + (gamma != 0.0 ? gamma * F * nl_q : 0.0));
+            d2p = a * (F / (cp * cp)
+                       + (gamma != 0.0 ? gamma * F_q * (2.0 / cp + (gamma - 1.0) * nl_q) : 0.0));
         }
         if (h) h[c] = (FX_T)(k * d2p);
         if (g) g[c] = (FX_T)(k * dp);
@@ -228,6 +228,7 @@ static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, cons
                                             FX_T ignore, FX_T lo, FX_T hi, double cap, double gamma,
                                             double alpha, FX_T *loss, FX_T *g, FX_T *h, FX_T gk) {
     double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
     for (Py_ssize_t i = 0; i < n; ++i) {
         const FX_T yi = y[i];
         const double ys = (double)(yi * sa + sb), r = (double)(((FX_T)1 - yi) * sa + sb);
@@ -263,8 +264,9 @@ static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, cons
         if (gamma != 0.0) {
             F = fx_focal_power(qf, gamma);
             dF = gamma * F * ratio;
-            dF_B = dF * B;
-            d2F_B = gamma * F * ((gamma - 1.0) * ratio * ratio + curve) * B;
+            const double d2F = gamma * F * ((gamma - 1.0) * ratio * ratio + curve);
+            dF_B = dF != 0.0 ? dF * B : 0.0; /* a zero factor against an infinite loss */
+            d2F_B = d2F != 0.0 ? d2F * B : 0.0;
         }
         const double at = alpha < 0 ? 1.0 : alpha * ys + (1.0 - alpha) * r;
         double li = at * (F != 0.0 ? F * B : 0.0);

@@ -230,3 +230,77 @@ def test_retain_graph_and_in_place_edits_of_returned_gradients():
         loss = fxt.cross_entropy(xg, target, **TERMS[3])
         xg.data.add_(0)
         loss.backward()
+
+
+# ---- regressions found by a red-team pass -----------------------------------------------------
+
+def test_scalar_focal_alpha_in_every_path(monkeypatch):
+    monkeypatch.setattr(fxt, "_warned", set())
+    x = torch.randn(4, 3, dtype=torch.float64, generator=_gen("alpha")).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 0])
+    loss = fxt.cross_entropy(x, y, focal_alpha=0.25, focal_gamma=1.0)
+    (first,) = torch.autograd.grad(loss, x, create_graph=True)
+    assert torch.autograd.gradgradcheck(
+        lambda z: fxt.cross_entropy(z, y, focal_alpha=0.25, focal_gamma=1.0), (x,))
+    with pytest.warns(RuntimeWarning, match="falling back"):
+        half = fxt.cross_entropy(x.detach().half(), y, focal_alpha=0.25, focal_gamma=1.0)
+    torch.testing.assert_close(half.double(), loss.detach(), rtol=5e-3, atol=1e-3)
+    assert torch.isfinite(first).all()
+
+
+def test_create_graph_keeps_confident_rows_finite():
+    """(1 - p)^gamma with gamma < 1 has an infinite slope where 1 - p rounds to 0: the PyTorch
+    formula holds 1 - p at the smallest normal number, so the added term stays 0."""
+    x = torch.tensor([[18.0, 0.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0])
+    plain = torch.autograd.grad(fxt.cross_entropy(x, y, focal_gamma=0.5), x)[0]
+    graph = torch.autograd.grad(fxt.cross_entropy(x, y, focal_gamma=0.5), x,
+                                create_graph=True)[0]
+    torch.testing.assert_close(graph.detach(), plain, rtol=0, atol=0)
+    xb = torch.tensor([40.0], dtype=torch.float64, requires_grad=True)
+    yb = torch.tensor([1.0], dtype=torch.float64)
+    plain = torch.autograd.grad(fxt.binary_cross_entropy_with_logits(xb, yb, focal_gamma=0.5),
+                                xb)[0]
+    graph = torch.autograd.grad(fxt.binary_cross_entropy_with_logits(xb, yb, focal_gamma=0.5),
+                                xb, create_graph=True)[0]
+    assert torch.isfinite(graph).all()
+    torch.testing.assert_close(graph.detach(), plain, rtol=0, atol=0)
+
+
+def test_pytorch_errors_stay_errors_with_the_terms():
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="not a valid value for reduction"):
+        fxt.cross_entropy(x, torch.tensor([0, 1, 2, 0]), reduction="elementwise", z_loss=0.1)
+    with pytest.raises(ValueError, match="not a valid value for reduction"):
+        fxt.binary_cross_entropy_with_logits(x, torch.rand(4, 3), reduction="elementwise",
+                                             focal_gamma=2.0)
+    with pytest.raises(RuntimeError, match="ignore_index is not supported"):
+        fxt.cross_entropy(x, torch.softmax(torch.randn(4, 3), 1), ignore_index=1, z_loss=0.1)
+
+
+def test_every_row_ignored_with_the_terms():
+    """mean over no counted row: NaN, with a zero gradient at every order (as without the
+    newer options), on the fast path and the fallback."""
+    x = torch.randn(2, 3, dtype=torch.float64, generator=_gen("ignored")).requires_grad_(True)
+    y = torch.tensor([-100, -100])
+    loss = fxt.cross_entropy(x, y, z_loss=0.1, focal_gamma=2.0)
+    assert torch.isnan(loss)
+    (grad,) = torch.autograd.grad(loss, x, create_graph=True)
+    assert torch.equal(grad.detach(), torch.zeros_like(x))
+    assert torch.isnan(fxt.cross_entropy(x.detach().half(), y, z_loss=0.1))
+
+
+def test_focal_alpha_that_requires_grad_is_differentiated(monkeypatch):
+    """A focal_alpha tensor that requires grad takes the differentiable PyTorch formula (with
+    the fallback warning), as a weight that requires grad does."""
+    monkeypatch.setattr(fxt, "_warned", set())
+    alpha = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 3, dtype=torch.float64, generator=_gen("alpha grad"))
+    with pytest.warns(RuntimeWarning, match="focal_alpha requires grad"):
+        fxt.cross_entropy(x, torch.tensor([0, 1]), focal_alpha=alpha).backward()
+    expected = -torch.log_softmax(x, 1)[[0, 1], [0, 1]] / 2
+    torch.testing.assert_close(alpha.grad, torch.cat([expected, torch.zeros(1,
+                                                                            dtype=torch.float64)]))
+    low = fxt.cross_entropy(x, torch.tensor([0, 1]),
+                            focal_alpha=torch.ones(3, dtype=torch.bfloat16))
+    torch.testing.assert_close(low, fxt.cross_entropy(x, torch.tensor([0, 1])))

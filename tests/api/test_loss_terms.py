@@ -391,3 +391,62 @@ def test_keras_binary_focal():
     got = fastxent.binary_cross_entropy(x, y, focal_gamma=1.5, focal_alpha=0.3,
                                         label_smoothing=0.1)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+# ---- regressions found by a red-team pass -----------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_confident_row_with_focal_and_every_class_weighted(dtype):
+    """With smoothing or soft targets every class has a target weight; the arg-max's 1 - p of 0
+    (a row 40 ahead) made the summed focal factors NaN, and the gradient with them."""
+    z = np.array([[40.0, 0.0, 0.0]], dtype=dtype)
+    for target, kw in ((np.array([0]), {"label_smoothing": 0.1}),
+                       (np.array([[0.9, 0.05, 0.05]], dtype=dtype), {})):
+        grad, hess = fastxent.cross_entropy_grad_hess(z, target, focal_gamma=2.0, **kw)
+        assert np.isfinite(grad).all() and np.isfinite(hess).all()
+        a = np.array([0.9 + 0.1 / 3, 0.1 / 3, 0.1 / 3]) if kw else target[0].astype(float)
+        # p = [1, e^-40, e^-40]: each other class's term a_c (1 - p_c)^2 (-log p_c) has slope
+        # -a_c on its own logit and the arg-max's term vanishes: grad = [sum a_c, -a_1, -a_2]
+        np.testing.assert_allclose(grad[0], [a[1] + a[2], -a[1], -a[2]], rtol=1e-6)
+    grad, hess = fastxent.cross_entropy_grad_hess(np.zeros((1, 1), dtype), np.array([0]),
+                                                  focal_gamma=2.0, label_smoothing=0.1)
+    assert grad[0, 0] == 0 and hess[0, 0] == 0      # one class: p = 1, nothing to learn
+
+
+def test_infinite_logits_with_focal_terms_give_the_limit():
+    """As without options: a +inf logit at the label costs 0 with gradient 0, elsewhere inf
+    with gradient (1 at it, -1 at the label); binary x = +inf, y = 0: inf, gradient 1."""
+    z = np.array([[np.inf, 0.0, 0.0]])
+    for label, loss_expected, grad_expected in ((0, 0.0, [0.0, 0.0, 0.0]),
+                                                (1, np.inf, [1.0, -1.0, 0.0])):
+        loss, grad = fastxent.cross_entropy_loss_and_grad(z, np.array([label]), focal_gamma=2.0)
+        assert loss == loss_expected
+        np.testing.assert_array_equal(grad[0], grad_expected)
+    grad, hess = fastxent.cross_entropy_grad_hess(np.array([[-np.inf]]), np.array([0]),
+                                                  focal_gamma=2.0)
+    assert grad[0, 0] == 0 and hess[0, 0] == 0
+    loss, grad = fastxent.binary_cross_entropy_loss_and_grad(np.array([np.inf]), np.array([0.0]),
+                                                            focal_gamma=2.0)
+    assert loss == np.inf and grad[0] == 1.0
+
+
+def test_focal_probability_of_one_with_eps_zero():
+    """eps = 0 lets p = 1 through: the gradient's limit is 0 there (F nl / q is F, not
+    inf * 0), and the Hessian's is +inf for gamma < 1."""
+    grad, hess = fastxent.cross_entropy_grad_hess(np.array([[1.0, 0.0]]), np.array([0]),
+                                                  from_logits=False, eps=0.0, focal_gamma=0.5)
+    assert grad[0, 0] == 0 and hess[0, 0] == np.inf
+    grad, hess = fastxent.cross_entropy_grad_hess(np.array([[1.0, 0.0]]), np.array([0]),
+                                                  from_logits=False, eps=0.0, focal_gamma=1.0)
+    assert grad[0, 0] == 0 and hess[0, 0] == 2.0
+
+
+def test_float32_class_factors_that_do_not_fit_raise():
+    x = np.zeros((2, 3), np.float32)
+    for weight, alpha in ((1e20, 1e20), (1e-30, 1e-20)):
+        raises_untouched(fastxent.cross_entropy, (x, np.array([0, 1])),
+                         {"weight": [weight] * 3, "focal_alpha": alpha}, ValueError,
+                         ["weight * focal_alpha =", "does not fit in float32"])
+    np.testing.assert_allclose(
+        fastxent.cross_entropy(x.astype(np.float64), np.array([0, 1]), weight=[1e-30] * 3,
+                               focal_alpha=1e-20), np.log(3) * 1e-20, rtol=1e-14)
