@@ -75,6 +75,116 @@ static inline __attribute__((always_inline)) void fx_focal_factors(double gamma,
     *Pq2 = gamma * *F * q * shape;
 }
 
+/* Elements per chunk of fx_bce_option (stack buffers of doubles). */
+#define FX_OPTION_CHUNK 256
+
+/* Binary cross-entropy with soft-capping (cap, logits only) and focal terms (gamma, alpha)
+ * over n elements in double (fx_bce_option widens a segment into these arrays): logits or
+ * probabilities x (clipped to [lo, hi]), smoothed targets ys = y' and rs = 1 - y' (formed
+ * from their small sides), kept (1, or 0 for an ignored element), weights w and pos_weight
+ * pw. With B the element's cross-entropy as fx_bce computes it (of u = softcap(x)):
+ *   q_f = 1 - p_t = sigma(u) r + sigma(-u) y'   (probabilities: cp r + (1 - cp) y'),
+ *   loss = alpha_t q_f^gamma B,   alpha_t = alpha y' + (1 - alpha) r (alpha < 0: 1),
+ * torchvision's sigmoid_focal_loss with Keras's label smoothing. Derivatives by the product
+ * rule, with q_f' / q_f (0 where q_f = 0) in place of any negative power of q_f, then through
+ * the soft-cap as in fx_option_row. Stores the losses, gk * gradients and gk * second
+ * derivatives into loss, g and h; returns the sum of the losses. */
+static inline __attribute__((always_inline)) double
+fx_bce_option_loop(const int from_logits, const int capped, const int power, const double *x,
+                   const double *ys, const double *rs, const double *kept, const double *w,
+                   const double *pw, Py_ssize_t n, double lo, double hi, double cap, double gamma,
+                   double alpha, double *loss, double *g, double *h, double gk) {
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        const double ysi = ys[i], r = rs[i], wi = w[i], q = pw[i] * ysi, xi = x[i];
+        double B, dB, d2B, qf, ratio, curve = 0.0, slope = 1.0, u = xi;
+        if (from_logits) {
+            if (capped) { /* fx_softcap's formulas, without the address of a local */
+                const double em = expm1(-2.0 * (fabs(xi) / cap)), d = 2.0 + em;
+                slope = 4.0 * (1.0 + em) / (d * d);
+                u = copysign(cap * (-em / d), xi);
+            }
+            const double e = fx_exp2(-fabs(u), 0.0), lg = fx_log1p_unit(e); /* inline: vectorise */
+            const double sp_pos = (u > 0 ? u : 0.0) + lg, sp_neg = (u < 0 ? -u : 0.0) + lg;
+            const double big = 1.0 / (1.0 + e), small = e * big;
+            const double sig = u >= 0 ? big : small, sig_neg = u >= 0 ? small : big;
+            const double v = sig * sig_neg;
+            B = wi * ((r != 0 ? r * sp_pos : 0.0) + (q != 0 ? q * sp_neg : 0.0));
+            dB = wi * (r * sig - q * sig_neg);
+            d2B = wi * (r + q) * v;
+            qf = sig * r + sig_neg * ysi;
+            ratio = qf > 0 ? (r - ysi) * v / qf : 0.0; /* q_f' / q_f */
+            curve = ratio * (sig_neg - sig);           /* q_f'' / q_f */
+        } else {
+            const double cp = xi < lo ? lo : (xi > hi ? hi : xi);
+            const double one_m = 1.0 - cp;
+            B = -wi * ((q != 0 ? q * log(cp) : 0.0) + (r != 0 ? r * log1p(-cp) : 0.0));
+            dB = -wi * ((q != 0 ? q / cp : 0.0) - (r != 0 ? r / one_m : 0.0));
+            d2B = wi * ((q != 0 ? q / cp / cp : 0.0) + (r != 0 ? r / one_m / one_m : 0.0));
+            qf = cp * r + one_m * ysi;
+            ratio = qf > 0 ? (r - ysi) / qf : 0.0;
+            curve = 0.0;
+        }
+        double F = 1.0, dF_B = 0.0, d2F_B = 0.0, dF = 0.0;
+        if (power) {
+            F = power == 2 ? qf * qf : pow(qf, gamma);
+            dF = gamma * F * ratio;
+            const double d2F = gamma * F * ((gamma - 1.0) * ratio * ratio + curve);
+            dF_B = dF != 0.0 ? dF * B : 0.0; /* a zero factor against an infinite loss */
+            d2F_B = d2F != 0.0 ? d2F * B : 0.0;
+        }
+        const double at = alpha < 0 ? 1.0 : alpha * ysi + (1.0 - alpha) * r;
+        double li = at * (F != 0.0 ? F * B : 0.0);
+        double gi = at * (dF_B + F * dB);
+        double d2 = at * (d2F_B + 2.0 * dF * dB + F * d2B);
+        if (capped) {
+            d2 = d2 * slope * slope - gi * 2.0 * (u / cap) * slope / cap;
+            gi = gi * slope;
+        }
+        const int keep = kept[i] != 0.0;
+        li = keep ? li : 0.0;
+        acc += li;
+        loss[i] = li;
+        h[i] = keep ? gk * d2 : 0.0;
+        g[i] = keep ? gk * gi : 0.0;
+    }
+    return acc;
+}
+
+/* fx_bce_option_loop with its variant as constants: a call inside a branch (expm1, pow) would
+ * keep the loop from vectorising. power: 0 (no focal term), 2 (gamma = 2) or 1 (pow). */
+static inline __attribute__((always_inline)) double
+fx_bce_option_power(const int from_logits, const int capped, const double *x, const double *ys,
+                    const double *rs, const double *kept, const double *w, const double *pw,
+                    Py_ssize_t n, double lo, double hi, double cap, double gamma, double alpha,
+                    double *loss, double *g, double *h, double gk) {
+    if (gamma == 0.0)
+        return fx_bce_option_loop(from_logits, capped, 0, x, ys, rs, kept, w, pw, n, lo, hi, cap,
+                                  gamma, alpha, loss, g, h, gk);
+    if (gamma == 2.0)
+        return fx_bce_option_loop(from_logits, capped, 2, x, ys, rs, kept, w, pw, n, lo, hi, cap,
+                                  gamma, alpha, loss, g, h, gk);
+    return fx_bce_option_loop(from_logits, capped, 1, x, ys, rs, kept, w, pw, n, lo, hi, cap, gamma,
+                              alpha, loss, g, h, gk);
+}
+
+/* fx_bce_option_loop over n elements: logits with or without a soft-cap, or probabilities. */
+static inline double fx_bce_option_core(int from_logits, const double *x, const double *ys,
+                                        const double *rs, const double *kept, const double *w,
+                                        const double *pw, Py_ssize_t n, double lo, double hi,
+                                        double cap, double gamma, double alpha, double *loss,
+                                        double *g, double *h, double gk) {
+    if (from_logits && cap > 0)
+        return fx_bce_option_power(1, 1, x, ys, rs, kept, w, pw, n, lo, hi, cap, gamma, alpha, loss,
+                                   g, h, gk);
+    if (from_logits)
+        return fx_bce_option_power(1, 0, x, ys, rs, kept, w, pw, n, lo, hi, cap, gamma, alpha, loss,
+                                   g, h, gk);
+    return fx_bce_option_power(0, 0, x, ys, rs, kept, w, pw, n, lo, hi, cap, gamma, alpha, loss, g,
+                               h, gk);
+}
+
 /* The typed loops: _option_loops_impl.h once per type. */
 #define FX_TEMPLATE "_option_loops_impl.h"
 #include "_each_type.h"

@@ -203,8 +203,9 @@ static inline double FX_NAME(fx_option_prob_row)(const FX_T *p, const FX_T *t, c
         if (a != 0.0) {
             loss += a * F * nl;
             dp = -a * (F / cp + (gamma != 0.0 ? gamma * F * nl_q : 0.0));
-            d2p = a * (F / (cp * cp)
-                       + (gamma != 0.0 ? gamma * F_q * (2.0 / cp + (gamma - 1.0) * nl_q) : 0.0));
+            d2p = a
+                  * (F / (cp * cp)
+                     + (gamma != 0.0 ? gamma * F_q * (2.0 / cp + (gamma - 1.0) * nl_q) : 0.0));
         }
         if (h) h[c] = (FX_T)(k * d2p);
         if (g) g[c] = (FX_T)(k * dp);
@@ -212,75 +213,38 @@ static inline double FX_NAME(fx_option_prob_row)(const FX_T *p, const FX_T *t, c
     return loss;
 }
 
-/* Binary cross-entropy with soft-capping (cap, logits only) and focal terms (gamma, alpha)
- * over a segment; the other arguments as fx_bce's (weights, pos_weight, smoothing sa / sb,
- * ignore, clipping). With y' = y sa + sb, r = (1 - y) sa + sb (1 - y', from its small side)
- * and B the element's cross-entropy as fx_bce computes it (of u = softcap(x) for logits):
- *   q_f = 1 - p_t = sigma(u) r + sigma(-u) y'   (probabilities: cp r + (1 - cp) y'),
- *   loss = alpha_t q_f^gamma B,   alpha_t = alpha y' + (1 - alpha) r (alpha < 0: 1),
- * torchvision's sigmoid_focal_loss with Keras's label smoothing. Derivatives by the product
- * rule, with q_f' / q_f (0 where q_f = 0) in place of any negative power of q_f, then through
- * the soft-cap as in fx_option_row. Stores losses, gk * gradients and gk * second derivatives
- * when loss, g, h are not NULL; g or h may be x. Returns the sum of the losses. */
+/* Binary cross-entropy with soft-capping and focal terms over a segment, as fx_bce_option_core
+ * computes it; the other arguments as fx_bce's (w, pw: one value, or one per element when
+ * w_vec / pw_vec; NULL: 1). The segment goes through FX_OPTION_CHUNK elements at a time,
+ * widened to double in stack buffers so that the core's loop vectorises. g or h may be x. */
 static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, const FX_T *y,
                                             Py_ssize_t n, const FX_T *w, int w_vec, const FX_T *pw,
                                             int pw_vec, FX_T sa, FX_T sb, int has_ignore,
                                             FX_T ignore, FX_T lo, FX_T hi, double cap, double gamma,
                                             double alpha, FX_T *loss, FX_T *g, FX_T *h, FX_T gk) {
+    double xb[FX_OPTION_CHUNK], yb[FX_OPTION_CHUNK], ysb[FX_OPTION_CHUNK], rb[FX_OPTION_CHUNK];
+    double wb[FX_OPTION_CHUNK], pwb[FX_OPTION_CHUNK], lb[FX_OPTION_CHUNK], gb[FX_OPTION_CHUNK];
+    double hb[FX_OPTION_CHUNK];
     double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        const FX_T yi = y[i];
-        const double ys = (double)(yi * sa + sb), r = (double)(((FX_T)1 - yi) * sa + sb);
-        const int keep = !has_ignore || yi != ignore;
-        const double wi = w ? (double)w[w_vec ? i : 0] : 1.0;
-        const double q = (pw ? (double)pw[pw_vec ? i : 0] : 1.0) * ys;
-        const double xi = (double)x[i]; /* read before g or h (possibly x) is written */
-        double B, dB, d2B, qf, ratio, curve = 0.0, slope = 1.0, u = xi;
-        if (from_logits) {
-            u = cap > 0 ? fx_softcap(xi, cap, &slope) : xi;
-            const double e = exp(-fabs(u)), lg = log1p(e);
-            const double sp_pos = (u > 0 ? u : 0.0) + lg, sp_neg = (u < 0 ? -u : 0.0) + lg;
-            const double big = 1.0 / (1.0 + e), small = e * big;
-            const double sig = u >= 0 ? big : small, sig_neg = u >= 0 ? small : big;
-            const double v = sig * sig_neg;
-            B = wi * ((r != 0 ? r * sp_pos : 0.0) + (q != 0 ? q * sp_neg : 0.0));
-            dB = wi * (r * sig - q * sig_neg);
-            d2B = wi * (r + q) * v;
-            qf = sig * r + sig_neg * ys;
-            ratio = qf > 0 ? (r - ys) * v / qf : 0.0; /* q_f' / q_f */
-            curve = ratio * (sig_neg - sig);          /* q_f'' / q_f */
-        } else {
-            const double cp = xi < (double)lo ? (double)lo : (xi > (double)hi ? (double)hi : xi);
-            const double one_m = 1.0 - cp;
-            B = -wi * ((q != 0 ? q * log(cp) : 0.0) + (r != 0 ? r * log1p(-cp) : 0.0));
-            dB = -wi * ((q != 0 ? q / cp : 0.0) - (r != 0 ? r / one_m : 0.0));
-            d2B = wi * ((q != 0 ? q / cp / cp : 0.0) + (r != 0 ? r / one_m / one_m : 0.0));
-            qf = cp * r + one_m * ys;
-            ratio = qf > 0 ? (r - ys) / qf : 0.0;
-            curve = 0.0;
+    for (Py_ssize_t start = 0; start < n; start += FX_OPTION_CHUNK) {
+        const Py_ssize_t len = n - start < FX_OPTION_CHUNK ? n - start : FX_OPTION_CHUNK;
+        for (Py_ssize_t i = 0; i < len; ++i) {
+            const FX_T yi = y[start + i];
+            xb[i] = (double)x[start + i];
+            /* y' and 1 - y' each from the side they are small on, in FX_T as fx_bce */
+            ysb[i] = (double)(yi * sa + sb);
+            rb[i] = (double)(((FX_T)1 - yi) * sa + sb);
+            yb[i] = has_ignore && yi == ignore ? 0.0 : 1.0; /* kept */
+            wb[i] = w ? (double)w[w_vec ? start + i : 0] : 1.0;
+            pwb[i] = pw ? (double)pw[pw_vec ? start + i : 0] : 1.0;
         }
-        double F = 1.0, dF_B = 0.0, d2F_B = 0.0, dF = 0.0;
-        if (gamma != 0.0) {
-            F = fx_focal_power(qf, gamma);
-            dF = gamma * F * ratio;
-            const double d2F = gamma * F * ((gamma - 1.0) * ratio * ratio + curve);
-            dF_B = dF != 0.0 ? dF * B : 0.0; /* a zero factor against an infinite loss */
-            d2F_B = d2F != 0.0 ? d2F * B : 0.0;
+        acc += fx_bce_option_core(from_logits, xb, ysb, rb, yb, wb, pwb, len, (double)lo,
+                                  (double)hi, cap, gamma, alpha, lb, gb, hb, (double)gk);
+        for (Py_ssize_t i = 0; i < len; ++i) {
+            if (loss) loss[start + i] = (FX_T)lb[i];
+            if (g) g[start + i] = (FX_T)gb[i];
+            if (h) h[start + i] = (FX_T)hb[i];
         }
-        const double at = alpha < 0 ? 1.0 : alpha * ys + (1.0 - alpha) * r;
-        double li = at * (F != 0.0 ? F * B : 0.0);
-        double gi = at * (dF_B + F * dB);
-        double d2 = at * (d2F_B + 2.0 * dF * dB + F * d2B);
-        if (from_logits && cap > 0) {
-            d2 = d2 * slope * slope - gi * 2.0 * (u / cap) * slope / cap;
-            gi = gi * slope;
-        }
-        li = keep ? li : 0.0;
-        acc += li;
-        if (loss) loss[i] = (FX_T)li;
-        if (h) h[i] = keep ? (FX_T)(gk * d2) : (FX_T)0;
-        if (g) g[i] = keep ? (FX_T)(gk * gi) : (FX_T)0;
     }
     return acc;
 }
