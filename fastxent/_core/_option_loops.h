@@ -43,11 +43,18 @@ static inline double fx_softcap(double z, double c, double *slope) {
     return copysign(c * (-em / d), z);
 }
 
-/* q^gamma for 0 <= q <= 1: exact products for the usual exponents, pow otherwise. */
-static inline double fx_focal_power(double q, double gamma) {
-    if (gamma == 2.0) return q * q;
-    if (gamma == 1.0) return q;
-    return pow(q, gamma);
+/* How q^gamma is formed, a constant of each loop variant (a call inside a branch would keep a
+ * loop from vectorising): no focal term, q * q for gamma = 2, pow otherwise. */
+enum { FX_POWER_NONE = 0, FX_POWER_POW = 1, FX_POWER_SQUARE = 2 };
+
+static inline int fx_power_kind(double gamma) {
+    return gamma == 0.0 ? FX_POWER_NONE : (gamma == 2.0 ? FX_POWER_SQUARE : FX_POWER_POW);
+}
+
+/* q^gamma for 0 <= q <= 1 as `power` says. */
+static inline __attribute__((always_inline)) double fx_focal_power(const int power, double q,
+                                                                   double gamma) {
+    return power == FX_POWER_NONE ? 1.0 : (power == FX_POWER_SQUARE ? q * q : pow(q, gamma));
 }
 
 /* q^(gamma - 1) = F / q, with F = q^gamma, and its limit at q = 0 (0, 1 or inf for gamma
@@ -60,19 +67,68 @@ static inline double fx_focal_power_over(double F, double q, double gamma) {
 /* The focal factors of one class with probability p, q = 1 - p and rho = p (-log p) / q:
  * F = q^gamma, D = F (1 + gamma rho), P = p dD/dp = gamma (F / q) (rho (1 - gamma p) - 2 p)
  * and P q^2 (formed without F / q); gamma == 0 gives 1, 1, 0, 0 (see fx_option_row). */
-static inline __attribute__((always_inline)) void fx_focal_factors(double gamma, double p, double q,
-                                                                   double rho, double *F, double *D,
-                                                                   double *P, double *Pq2) {
-    if (gamma == 0.0) {
+static inline __attribute__((always_inline)) void fx_focal_factors(const int power, double gamma,
+                                                                   double p, double q, double rho,
+                                                                   double *F, double *D, double *P,
+                                                                   double *Pq2) {
+    if (power == FX_POWER_NONE) {
         *F = *D = 1.0;
         *P = *Pq2 = 0.0;
         return;
     }
     const double shape = rho * (1.0 - gamma * p) - 2.0 * p;
-    *F = fx_focal_power(q, gamma);
+    *F = fx_focal_power(power, q, gamma);
     *D = *F * (1.0 + gamma * rho);
     *P = gamma * fx_focal_power_over(*F, q, gamma) * shape;
     *Pq2 = gamma * *F * q * shape;
+}
+
+/* The sums over the classes of a row (but its arg-max km) that fx_option_row's gradient needs. */
+struct fx_focal_sums {
+    double lin;    /* sum_c a_c F_c nl_c, the loss of those classes */
+    double S_rest; /* sum_c a_c D_c */
+    double T_rest; /* sum_c a_c P_c */
+};
+
+/* fx_focal_sums' loop for one way of forming q^gamma: the focal factors of every class with
+ * target weight A[c], probability e[c] inv and -log p = (m - u[c]) + l1p into D, P, Pq2, and
+ * their sums; km's slots get the factors of q = 1, to be rewritten by the caller. */
+static inline __attribute__((always_inline)) struct fx_focal_sums
+fx_focal_sums_loop(const int power, double gamma, const double *A, const double *e, const double *u,
+                   Py_ssize_t n, Py_ssize_t km, double inv, double m, double l1p, double *D,
+                   double *P, double *Pq2) {
+    double lin = 0.0, S_rest = 0.0, T_rest = 0.0;
+#pragma omp simd reduction(+ : lin, S_rest, T_rest)
+    for (Py_ssize_t c = 0; c < n; ++c) {
+        const double a = c == km ? 0.0 : A[c];
+        const double pc = c == km ? 0.0 : e[c] * inv, qc = 1.0 - pc;
+        const double nl = c == km ? 0.0 : (m - u[c]) + l1p;
+        double F, Dc, Pc, Pq2c;
+        fx_focal_factors(power, gamma, pc, qc, pc > 0 ? pc * nl / qc : 0.0, &F, &Dc, &Pc, &Pq2c);
+        D[c] = Dc;
+        P[c] = Pc;
+        Pq2[c] = Pq2c;
+        lin += a != 0.0 ? a * F * nl : 0.0; /* nothing, even against an infinite term */
+        S_rest += a * Dc;
+        T_rest += a * Pc;
+    }
+    const struct fx_focal_sums sums = {lin, S_rest, T_rest};
+    return sums;
+}
+
+/* fx_focal_sums_loop with the way of forming q^gamma as a constant of each loop. */
+static inline struct fx_focal_sums fx_focal_sums(double gamma, const double *A, const double *e,
+                                                 const double *u, Py_ssize_t n, Py_ssize_t km,
+                                                 double inv, double m, double l1p, double *D,
+                                                 double *P, double *Pq2) {
+    switch (fx_power_kind(gamma)) {
+    case FX_POWER_NONE:
+        return fx_focal_sums_loop(FX_POWER_NONE, gamma, A, e, u, n, km, inv, m, l1p, D, P, Pq2);
+    case FX_POWER_SQUARE:
+        return fx_focal_sums_loop(FX_POWER_SQUARE, gamma, A, e, u, n, km, inv, m, l1p, D, P, Pq2);
+    default:
+        return fx_focal_sums_loop(FX_POWER_POW, gamma, A, e, u, n, km, inv, m, l1p, D, P, Pq2);
+    }
 }
 
 /* Elements per chunk of fx_bce_option (stack buffers of doubles). */
@@ -128,7 +184,7 @@ fx_bce_option_loop(const int from_logits, const int capped, const int power, con
         }
         double F = 1.0, dF_B = 0.0, d2F_B = 0.0, dF = 0.0;
         if (power) {
-            F = power == 2 ? qf * qf : pow(qf, gamma);
+            F = fx_focal_power(power, qf, gamma);
             dF = gamma * F * ratio;
             const double d2F = gamma * F * ((gamma - 1.0) * ratio * ratio + curve);
             dF_B = dF != 0.0 ? dF * B : 0.0; /* a zero factor against an infinite loss */
@@ -153,20 +209,23 @@ fx_bce_option_loop(const int from_logits, const int capped, const int power, con
 }
 
 /* fx_bce_option_loop with its variant as constants: a call inside a branch (expm1, pow) would
- * keep the loop from vectorising. power: 0 (no focal term), 2 (gamma = 2) or 1 (pow). */
+ * keep the loop from vectorising. */
 static inline __attribute__((always_inline)) double
 fx_bce_option_power(const int from_logits, const int capped, const double *x, const double *ys,
                     const double *rs, const double *kept, const double *w, const double *pw,
                     Py_ssize_t n, double lo, double hi, double cap, double gamma, double alpha,
                     double *loss, double *g, double *h, double gk) {
-    if (gamma == 0.0)
-        return fx_bce_option_loop(from_logits, capped, 0, x, ys, rs, kept, w, pw, n, lo, hi, cap,
-                                  gamma, alpha, loss, g, h, gk);
-    if (gamma == 2.0)
-        return fx_bce_option_loop(from_logits, capped, 2, x, ys, rs, kept, w, pw, n, lo, hi, cap,
-                                  gamma, alpha, loss, g, h, gk);
-    return fx_bce_option_loop(from_logits, capped, 1, x, ys, rs, kept, w, pw, n, lo, hi, cap, gamma,
-                              alpha, loss, g, h, gk);
+    switch (fx_power_kind(gamma)) {
+    case FX_POWER_NONE:
+        return fx_bce_option_loop(from_logits, capped, FX_POWER_NONE, x, ys, rs, kept, w, pw, n, lo,
+                                  hi, cap, gamma, alpha, loss, g, h, gk);
+    case FX_POWER_SQUARE:
+        return fx_bce_option_loop(from_logits, capped, FX_POWER_SQUARE, x, ys, rs, kept, w, pw, n,
+                                  lo, hi, cap, gamma, alpha, loss, g, h, gk);
+    default:
+        return fx_bce_option_loop(from_logits, capped, FX_POWER_POW, x, ys, rs, kept, w, pw, n, lo,
+                                  hi, cap, gamma, alpha, loss, g, h, gk);
+    }
 }
 
 /* fx_bce_option_loop over n elements: logits with or without a soft-cap, or probabilities. */

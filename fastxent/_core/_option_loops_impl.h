@@ -111,38 +111,27 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
     double loss = 0.0;
     /* the arg-max: its 1 - p and rho from rest, its -log p = log1p(rest) */
     const double a_km = FX_NAME(fx_target_weight)(t, w, km, y, alpha, beta, hard);
+    const int power = fx_power_kind(gamma);
     double F_km = 1.0;
-    fx_focal_factors(gamma, r.inv, q_km, rest > 0 ? l1p / rest : 1.0, &F_km, &D[km], &P[km],
+    fx_focal_factors(power, gamma, r.inv, q_km, rest > 0 ? l1p / rest : 1.0, &F_km, &D[km], &P[km],
                      &Pq2[km]);
     if (label_only) { /* the label is the one other class with a target weight */
         if (y >= 0 && y != km) {
             const double pc = e[y] * r.inv, qc = 1.0 - pc, nl = (m - u[y]) + l1p;
             double F = 1.0;
-            fx_focal_factors(gamma, pc, qc, pc > 0 ? pc * nl / qc : 0.0, &F, &D[y], &P[y], &Pq2[y]);
+            fx_focal_factors(power, gamma, pc, qc, pc > 0 ? pc * nl / qc : 0.0, &F, &D[y], &P[y],
+                             &Pq2[y]);
             loss += hard != 0.0 ? hard * F * nl : 0.0;
             r.S_rest = hard * D[y];
             r.T_rest = hard * P[y];
         }
     } else { /* every class but the arg-max, vectorised */
-        double lin = 0.0, S_rest = 0.0, T_rest = 0.0;
         FX_NAME(fx_target_weights)(t, w, n, y, alpha, beta, hard, A);
-#pragma omp simd reduction(+ : lin, S_rest, T_rest)
-        for (Py_ssize_t c = 0; c < n; ++c) {
-            const double a = c == km ? 0.0 : A[c];
-            /* the arg-max's slot is rewritten below: a q of 1 keeps its factors finite */
-            const double pc = c == km ? 0.0 : e[c] * r.inv, qc = 1.0 - pc;
-            const double nl = c == km ? 0.0 : (m - u[c]) + l1p;
-            double F = 1.0, Dc, Pc, Pq2c;
-            fx_focal_factors(gamma, pc, qc, pc > 0 ? pc * nl / qc : 0.0, &F, &Dc, &Pc, &Pq2c);
-            D[c] = Dc;
-            P[c] = Pc;
-            Pq2[c] = Pq2c;
-            lin += a != 0.0 ? a * F * nl : 0.0; /* nothing, even against an infinite term */
-            S_rest += a * Dc;
-            T_rest += a * Pc;
-        }
-        fx_focal_factors(gamma, r.inv, q_km, rest > 0 ? l1p / rest : 1.0, &F_km, &D[km], &P[km],
-                         &Pq2[km]); /* the loop wrote the arg-max's slots too */
+        const struct fx_focal_sums sums =
+            fx_focal_sums(gamma, A, e, u, n, km, r.inv, m, l1p, D, P, Pq2);
+        fx_focal_factors(power, gamma, r.inv, q_km, rest > 0 ? l1p / rest : 1.0, &F_km, &D[km],
+                         &P[km], &Pq2[km]); /* the loop wrote the arg-max's slots too */
+        const double lin = sums.lin, S_rest = sums.S_rest, T_rest = sums.T_rest;
         loss += lin;
         r.S_rest = S_rest;
         r.T_rest = T_rest;
@@ -196,7 +185,7 @@ static inline double FX_NAME(fx_option_prob_row)(const FX_T *p, const FX_T *t, c
         const double x = (double)p[c]; /* read before g or h (possibly p) is written */
         const double cp = x < lo ? lo : (x > hi ? hi : x);
         const double q = 1.0 - cp, nl = -log(cp);
-        const double F = gamma != 0.0 ? fx_focal_power(q, gamma) : 1.0;
+        const double F = fx_focal_power(fx_power_kind(gamma), q, gamma);
         const double nl_q = q > 0 ? nl / q : 1.0;
         const double F_q = gamma != 0.0 ? fx_focal_power_over(F, q, gamma) : 0.0;
         double dp = 0.0, d2p = 0.0;
