@@ -3,12 +3,15 @@
  * binary elements (fx_bce_option).
  *
  * Rows and elements that use none of these options never come here: they keep the vector
- * loops of _loops.h. These are plain scalar C over one row (or segment), with every per-class
- * quantity in double, written for precision rather than speed: each term is formed from the
- * side on which it is small (1 - p at the arg-max as rest / (1 + rest), and (1 - p)^gamma as
- * pow of that, whose relative error is gamma times 1 - p's rather than gamma |log(1 - p)|
+ * loops of _loops.h. Here every per-class quantity is in double, and each term is formed from
+ * the side on which it is small (1 - p at the arg-max as rest / (1 + rest), and (1 - p)^gamma
+ * as pow of that, whose relative error is gamma times 1 - p's rather than gamma |log(1 - p)|
  * times it as exp(gamma log(1 - p)) would give), so confident rows keep their small losses
- * and derivatives. The templates are included once per type, as _loops.h does.
+ * and derivatives. The loops over a row vectorise: each variant that calls pow or expm1
+ * (libmvec has no masked variants, so such a call must not sit in a branch) is a loop of its
+ * own with constant flags, and the arg-max (and the label) are fixed up after the loop. The
+ * type-independent loops are here; the templates (_option_loops_impl.h) are included once per
+ * type, as _loops.h does.
  */
 #ifndef FASTXENT_OPTION_LOOPS_H
 #define FASTXENT_OPTION_LOOPS_H
