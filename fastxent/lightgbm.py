@@ -6,10 +6,10 @@ feval=softmax_metric())`` trains with fastxent's softmax cross-entropy in place 
 onehot(y)`` and ``K / (K - 1) · p (1 - p) · w`` for K classes (LightGBM's factor), so the
 trees are those of the built-in objective (with ``boost_from_average=False``, as a custom
 objective starts from 0). The options (class weights, label smoothing, ``ignore_index``, focal
-terms, z-loss, soft-capping) are what the built-in objective does not offer; focal terms make
-the loss concave in places, and a Hessian below ``HESS_FLOOR`` is raised to it (LightGBM
-divides by the summed Hessian). ``logistic_objective`` does the same for ``binary`` (Hessian
-``p (1 - p) w``).
+terms, z-loss, soft-capping) are what the built-in objective does not offer; focal terms and
+soft-capping can make the Hessian negative, and a Hessian below ``HESS_FLOOR`` is raised to
+it (LightGBM divides by the summed Hessian). ``logistic_objective`` does the same for
+``binary`` (Hessian ``max(p (1 - p) w, HESS_FLOOR)``).
 
 LightGBM is not imported here: the functions take whatever ``lightgbm.train`` passes (the
 scores and a ``Dataset``); multiclass scores are (rows, num_class) arrays (LightGBM 4).

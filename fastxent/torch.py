@@ -64,14 +64,16 @@ _REDUCTIONS = ("none", "mean", "sum")
 _warned = set()
 
 
-def _fallback(name, reason):
-    """Warn once per (function, reason) that PyTorch's own loss is used."""
-    key = (name, reason)
+def _fallback(name, reason, formula=False):
+    """Warn once per (function, reason) that PyTorch computes the loss: its own function, or
+    with the newer options (`formula`) the defining formula in PyTorch operations."""
+    key = (name, reason, formula)
     if key not in _warned:
         _warned.add(key)
-        warnings.warn(f"fastxent.torch.{name}: {reason}; falling back to "
-                      f"torch.nn.functional.{name} (this warning is shown once)",
-                      RuntimeWarning, stacklevel=3)
+        target = ("the loss's formula in PyTorch operations" if formula
+                  else f"torch.nn.functional.{name}")
+        warnings.warn(f"fastxent.torch.{name}: {reason}; falling back to {target} (this "
+                      f"warning is shown once)", RuntimeWarning, stacklevel=3)
 
 
 def _is_int(value):
@@ -416,7 +418,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         if input.dim() == 0:
             reason = "input is 0-d"
     if reason is not None:
-        _fallback("cross_entropy", reason)
+        _fallback("cross_entropy", reason, with_terms)
         return torch_loss()
     options = _torch_options(input, target, ignore_index, label_smoothing, reduction, terms)
     try:
@@ -593,7 +595,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         if target.dtype != input.dtype:
             reason = f"target has dtype {target.dtype}, input {input.dtype}"
     if reason is not None:
-        _fallback("binary_cross_entropy_with_logits", reason)
+        _fallback("binary_cross_entropy_with_logits", reason, with_terms)
         return torch_loss()
     try:
         if input.requires_grad and torch.is_grad_enabled():

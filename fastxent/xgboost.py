@@ -4,9 +4,10 @@
 trains with fastxent's softmax cross-entropy in place of ``multi:softprob``. Without options
 the gradient and Hessian are XGBoost's own: ``p - onehot(y)`` and ``max(2 p (1 - p) w,
 1e-6)`` (XGBoost's factor 2 and floor), so the trees are those of the built-in objective. The
-options (class weights, label smoothing, ``ignore_index``) are what the built-in objective
-does not offer. ``logistic_objective`` does the same for ``binary:logistic`` (Hessian
-``max(p (1 - p), 1e-16) w``).
+options (class weights, label smoothing, ``ignore_index``, focal terms, z-loss,
+soft-capping) are what the built-in objective does not offer; focal terms and soft-capping
+can make the Hessian negative, and the floor applies to it too. ``logistic_objective`` does
+the same for ``binary:logistic`` (Hessian ``max(p (1 - p), 1e-16) w``).
 
 XGBoost is not imported here: the functions take whatever ``xgboost.train`` passes (the
 scores and a ``DMatrix``).
@@ -32,8 +33,8 @@ def softmax_objective(num_class, **options):
     **options
         ``weight`` (per-class weights), ``label_smoothing``, ``ignore_index``, ``z_loss``,
         ``softcap``, ``focal_gamma``, ``focal_alpha``, ``n_threads`` of
-        :func:`fastxent.cross_entropy_grad_hess` (focal terms can make the Hessian negative:
-        the floor applies to it too). Labels and sample weights come from the
+        :func:`fastxent.cross_entropy_grad_hess` (focal terms and soft-capping can make the
+        Hessian negative: the floor applies to it too). Labels and sample weights come from the
         ``DMatrix``.
 
     Returns
