@@ -40,10 +40,14 @@ struct fx_row_sums {
  * (c > 0). With x = |z| / c and em = expm1(-2x): tanh x = -em / (2 + em), which keeps small
  * logits to the ulp where 1 - exp(-2x) would cancel, and 1 - tanh^2 x = 4 (1 + em) / (2 + em)^2,
  * which does not cancel where tanh is near 1. z = +-inf gives +-c and slope 0; NaN stays NaN. */
-static inline double fx_softcap(double z, double c, double *slope) {
+struct fx_capped {
+    double u, slope;
+};
+
+static inline __attribute__((always_inline)) struct fx_capped fx_softcap(double z, double c) {
     const double em = expm1(-2.0 * (fabs(z) / c)), d = 2.0 + em;
-    *slope = 4.0 * (1.0 + em) / (d * d);
-    return copysign(c * (-em / d), z);
+    const struct fx_capped capped = {copysign(c * (-em / d), z), 4.0 * (1.0 + em) / (d * d)};
+    return capped;
 }
 
 /* How q^gamma is formed, a constant of each loop variant (a call inside a branch would keep a
@@ -159,10 +163,10 @@ fx_bce_option_loop(const int from_logits, const int capped, const int power, con
         const double ysi = ys[i], r = rs[i], wi = w[i], q = pw[i] * ysi, xi = x[i];
         double B, dB, d2B, qf, ratio, curve = 0.0, slope = 1.0, u = xi;
         if (from_logits) {
-            if (capped) { /* fx_softcap's formulas, without the address of a local */
-                const double em = expm1(-2.0 * (fabs(xi) / cap)), d = 2.0 + em;
-                slope = 4.0 * (1.0 + em) / (d * d);
-                u = copysign(cap * (-em / d), xi);
+            if (capped) {
+                const struct fx_capped soft = fx_softcap(xi, cap);
+                u = soft.u;
+                slope = soft.slope;
             }
             const double e = fx_exp2(-fabs(u), 0.0), lg = fx_log1p_unit(e); /* inline: vectorise */
             const double sp_pos = (u > 0 ? u : 0.0) + lg, sp_neg = (u < 0 ? -u : 0.0) + lg;

@@ -89,7 +89,11 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
     }
     if (cap > 0) {
 #pragma omp simd
-        for (Py_ssize_t c = 0; c < n; ++c) u[c] = fx_softcap((double)z[c], cap, &slope[c]);
+        for (Py_ssize_t c = 0; c < n; ++c) {
+            const struct fx_capped soft = fx_softcap((double)z[c], cap);
+            u[c] = soft.u;
+            slope[c] = soft.slope;
+        }
     } else
         for (Py_ssize_t c = 0; c < n; ++c) u[c] = (double)z[c];
     const double m = u[km];
@@ -109,12 +113,8 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
     const double l1p = log1p(rest), q_km = rest * r.inv;
     r.lse = m + l1p;
     double loss = 0.0;
-    /* the arg-max: its 1 - p and rho from rest, its -log p = log1p(rest) */
     const double a_km = FX_NAME(fx_target_weight)(t, w, km, y, alpha, beta, hard);
     const int power = fx_power_kind(gamma);
-    double F_km = 1.0;
-    fx_focal_factors(power, gamma, r.inv, q_km, rest > 0 ? l1p / rest : 1.0, &F_km, &D[km], &P[km],
-                     &Pq2[km]);
     if (label_only) { /* the label is the one other class with a target weight */
         if (y >= 0 && y != km) {
             const double pc = e[y] * r.inv, qc = 1.0 - pc, nl = (m - u[y]) + l1p;
@@ -129,13 +129,15 @@ static inline double FX_NAME(fx_option_row)(const FX_T *z, const FX_T *t, const 
         FX_NAME(fx_target_weights)(t, w, n, y, alpha, beta, hard, A);
         const struct fx_focal_sums sums =
             fx_focal_sums(gamma, A, e, u, n, km, r.inv, m, l1p, D, P, Pq2);
-        fx_focal_factors(power, gamma, r.inv, q_km, rest > 0 ? l1p / rest : 1.0, &F_km, &D[km],
-                         &P[km], &Pq2[km]); /* the loop wrote the arg-max's slots too */
-        const double lin = sums.lin, S_rest = sums.S_rest, T_rest = sums.T_rest;
-        loss += lin;
-        r.S_rest = S_rest;
-        r.T_rest = T_rest;
+        loss += sums.lin;
+        r.S_rest = sums.S_rest;
+        r.T_rest = sums.T_rest;
     }
+    /* the arg-max, after the loop (which wrote its slots too): its 1 - p and rho from rest,
+     * its -log p = log1p(rest) */
+    double F_km;
+    fx_focal_factors(power, gamma, r.inv, q_km, rest > 0 ? l1p / rest : 1.0, &F_km, &D[km], &P[km],
+                     &Pq2[km]);
     loss += a_km != 0.0 ? a_km * F_km * l1p : 0.0;
     r.S = r.S_rest + (a_km != 0.0 ? a_km * D[km] : 0.0);
     r.T = r.T_rest + (a_km != 0.0 ? a_km * P[km] : 0.0);
@@ -211,7 +213,7 @@ static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, cons
                                             int pw_vec, FX_T sa, FX_T sb, int has_ignore,
                                             FX_T ignore, FX_T lo, FX_T hi, double cap, double gamma,
                                             double alpha, FX_T *loss, FX_T *g, FX_T *h, FX_T gk) {
-    double xb[FX_OPTION_CHUNK], yb[FX_OPTION_CHUNK], ysb[FX_OPTION_CHUNK], rb[FX_OPTION_CHUNK];
+    double xb[FX_OPTION_CHUNK], keptb[FX_OPTION_CHUNK], ysb[FX_OPTION_CHUNK], rb[FX_OPTION_CHUNK];
     double wb[FX_OPTION_CHUNK], pwb[FX_OPTION_CHUNK], lb[FX_OPTION_CHUNK], gb[FX_OPTION_CHUNK];
     double hb[FX_OPTION_CHUNK];
     double acc = 0.0;
@@ -223,11 +225,11 @@ static inline double FX_NAME(fx_bce_option)(int from_logits, const FX_T *x, cons
             /* y' and 1 - y' each from the side they are small on, in FX_T as fx_bce */
             ysb[i] = (double)(yi * sa + sb);
             rb[i] = (double)(((FX_T)1 - yi) * sa + sb);
-            yb[i] = has_ignore && yi == ignore ? 0.0 : 1.0; /* kept */
+            keptb[i] = has_ignore && yi == ignore ? 0.0 : 1.0;
             wb[i] = w ? (double)w[w_vec ? start + i : 0] : 1.0;
             pwb[i] = pw ? (double)pw[pw_vec ? start + i : 0] : 1.0;
         }
-        acc += fx_bce_option_core(from_logits, xb, ysb, rb, yb, wb, pwb, len, (double)lo,
+        acc += fx_bce_option_core(from_logits, xb, ysb, rb, keptb, wb, pwb, len, (double)lo,
                                   (double)hi, cap, gamma, alpha, lb, gb, hb, (double)gk);
         for (Py_ssize_t i = 0; i < len; ++i) {
             if (loss) loss[start + i] = (FX_T)lb[i];
