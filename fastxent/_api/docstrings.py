@@ -16,11 +16,6 @@ SOFTCAP = """
         Logit soft-capping (Gemma 2): logits ``z`` become ``softcap * tanh(z / softcap)``
         before everything else. Logits only."""
 
-FOCAL_GAMMA = """
-    focal_gamma : float >= 0, default=0
-        Focal loss: each target's term is scaled by ``(1 - p)**focal_gamma``, ``p`` the
-        predicted probability of that class; 0 is plain cross-entropy."""
-
 RETURN_LSE = """
     return_lse : bool, default=False
         Also return each row's log-sum-exp (of the soft-capped logits), shaped like the

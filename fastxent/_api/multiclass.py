@@ -46,7 +46,10 @@ _OPTIONS_DOC = """
         PaLM's z-loss: adds ``z_loss * lse**2`` to each counted row, ``lse`` its log-sum-exp
         (Liger-Kernel's ``lse_square_scale``). Not scaled by class weights; ``mean`` divides
         it by the counted rows (their summed `sample_weight`), not by the class-weighted
-        denominator. Logits only.""" + docs.SOFTCAP + docs.FOCAL_GAMMA + """
+        denominator. Logits only.""" + docs.SOFTCAP + """
+    focal_gamma : float >= 0, default=0
+        Focal loss: each target's term is scaled by ``(1 - p)**focal_gamma``, ``p`` the
+        predicted probability of that class; 0 is plain cross-entropy.
     focal_alpha : float >= 0 or array_like of shape (C,), optional
         Keras's focal alpha: each class's term is scaled by it (one for every class, or per
         class). Unlike `weight` it does not enter the ``mean``'s denominator.""" + docs.N_THREADS
