@@ -12,6 +12,7 @@ from fastxent._api.binary import (
     binary_cross_entropy_grad_hess,
     binary_cross_entropy_loss_and_grad,
 )
+from fastxent._api.linear import linear_cross_entropy, linear_cross_entropy_loss_and_grad
 from fastxent._api.multiclass import (
     cross_entropy,
     cross_entropy_grad,
@@ -58,6 +59,8 @@ __all__ = [
     "EvaluationResult",
     "Evaluator",
     "get_include",
+    "linear_cross_entropy",
+    "linear_cross_entropy_loss_and_grad",
     "log_softmax",
     "logsumexp",
     "show_config",

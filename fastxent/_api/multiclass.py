@@ -1,5 +1,7 @@
 """Multiclass (softmax) cross-entropy: ``cross_entropy`` and its gradient functions."""
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +62,9 @@ class _Problem:
     """A validated multiclass call, ready for the kernel."""
 
     options: CrossEntropyOptions
-    x: np.ndarray                   # C-contiguous, float32 or float64
+    x: np.ndarray | None            # C-contiguous, float32 or float64 (None: made per chunk)
+    dtype: np.dtype                 # the computation dtype, x's
+    shape: tuple                    # the (logical) input's shape
     n_classes: int
     n_inner: int
     rows_shape: tuple
@@ -70,6 +74,8 @@ class _Problem:
     soft: np.ndarray | None = None          # like x
     sample_weight: np.ndarray | None = None  # float64 (rows,)
     denominator: float = 0.0
+    kernel_weight: np.ndarray | None = None     # see _kernel_weight
+    kernel_z_loss: float = 0.0                  # see _kernel_z_loss
 
     @property
     def class_weight(self):
@@ -101,9 +107,29 @@ def prepare(input, target, options, *, sample_weight=None):
     """
     x = v.float_input(input)
     n_classes, n_inner, rows_shape = v.class_layout(x, options.axis)
-    threads = threads_for(x.size, options.n_threads)
-    p = _Problem(options=options, x=x, n_classes=n_classes, n_inner=n_inner,
-                 rows_shape=rows_shape, eps=options.clip_eps(x.dtype), n_threads=threads)
+    p = _Problem(options=options, x=x, dtype=x.dtype, shape=x.shape, n_classes=n_classes,
+                 n_inner=n_inner, rows_shape=rows_shape, eps=options.clip_eps(x.dtype),
+                 n_threads=threads_for(x.size, options.n_threads))
+    prepare_targets(p, target, sample_weight)
+    if options.validate and not options.from_logits:
+        v.check_unit_interval(x, "input", p.n_threads)
+    if options.validate and options.from_logits:
+        _warn_if_probabilities(x, n_classes, n_inner)
+    return p
+
+
+def prepare_targets(p, target, sample_weight):
+    """Check the target, the class options and `sample_weight` against `p`'s layout, and
+    fill `p`'s labels or soft targets, sample weights, denominator and kernel options.
+
+    Parameters
+    ----------
+    p : _Problem
+        Its dtype, shape, classes and rows are set (its input need not be).
+    target, sample_weight
+        As for ``cross_entropy``.
+    """
+    options, n_classes, threads = p.options, p.n_classes, p.n_threads
     _prepare_target(p, target)
     if p.has_ignore and p.labels is None:
         raise ValueError("ignore_index applies to integer class labels, not soft targets")
@@ -131,15 +157,12 @@ def prepare(input, target, options, *, sample_weight=None):
                              f"index in [0, {n_classes})"
                              + ("" if not p.has_ignore else f" nor ignore_index={p.ignore_index}"))
     else:
-        n_rows = x.size // n_classes
+        n_rows = math.prod(p.rows_shape)
         p.denominator = float(n_rows if p.sample_weight is None else p.sample_weight.sum())
         if options.validate:
             v.check_unit_interval(p.soft, "target", threads)
-    if options.validate and not options.from_logits:
-        v.check_unit_interval(x, "input", threads)
-    if options.validate and options.from_logits:
-        _warn_if_probabilities(x, n_classes, n_inner)
-    return p
+    p.kernel_weight = _kernel_weight(p)
+    p.kernel_z_loss = _kernel_z_loss(p)
 
 
 # Rows sampled (evenly spaced) to tell whether logits look like probabilities.
@@ -172,17 +195,17 @@ def _prepare_target(p, target):
     if t.dtype.kind in "iu":
         if t.shape != p.rows_shape:
             raise ValueError(f"integer class labels must have shape {p.rows_shape} (input "
-                             f"{p.x.shape} without the class axis), got {t.shape}")
+                             f"{p.shape} without the class axis), got {t.shape}")
         if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > v.INT64_MAX:
             t = _clamp_uint64_labels(t, p)
         p.labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
     elif t.dtype.kind == "f":
-        if t.shape != p.x.shape:
+        if t.shape != p.shape:
             hint = (" (integer class labels need an integer dtype)"
                     if t.shape == p.rows_shape else "")
-            raise ValueError(f"soft targets must have the input's shape {p.x.shape}, got "
+            raise ValueError(f"soft targets must have the input's shape {p.shape}, got "
                              f"{t.shape}{hint}")
-        p.soft = np.ascontiguousarray(t, dtype=p.x.dtype)
+        p.soft = np.ascontiguousarray(t, dtype=p.dtype)
     else:
         raise TypeError(f"target must hold integer class labels or float soft targets, got "
                         f"dtype {t.dtype}")
@@ -207,13 +230,13 @@ def _kernel_weight(p):
     weight = np.ones(p.n_classes) if p.class_weight is None else p.class_weight
     product = weight * (1.0 if alpha is None else alpha)
     with np.errstate(over="ignore", under="ignore"):
-        kernel_weight = product.astype(p.x.dtype)
+        kernel_weight = product.astype(p.dtype)
     lost = (~np.isfinite(kernel_weight) & np.isfinite(product)) | ((kernel_weight == 0)
                                                                    & (product != 0))
     if alpha is not None and lost.any():
         c = int(np.argmax(lost))
         raise ValueError(f"weight * focal_alpha = {float(product[c])!r} for class {c} does not "
-                         f"fit in {p.x.dtype}, the dtype the kernel reads the class factors in")
+                         f"fit in {p.dtype}, the dtype the kernel reads the class factors in")
     return kernel_weight
 
 
@@ -231,24 +254,51 @@ def _kernel_z_loss(p):
 def run(p, grad, hess=None, lse=None):
     """Run the kernel; return the reduced loss (or per-row losses) and fill `grad` (and
     `hess`, the Hessian's diagonal, which needs `grad`, and `lse`, each row's log-sum-exp)."""
-    reduction = p.options.reduction
-    row_loss = np.empty(p.x.size // p.n_classes) if reduction == "none" else None
+    row_loss = np.empty(math.prod(p.rows_shape)) if p.options.reduction == "none" else None
+    total = run_rows(p, p.x, grad, row_loss, hess, lse)
+    return reduce(p, total, row_loss)
+
+
+def run_rows(p, x, grad, row_loss=None, hess=None, lse=None):
+    """Run the kernel on `x`, the rows `p`'s targets and sample weights hold (all of the
+    call's, or a chunk of them: see ``rows``); return the summed (weighted) loss.
+
+    `grad` (and `hess`) are scaled as the call's reduction says, with the whole call's
+    denominator; `row_loss` (float64), `lse` and `hess` are filled when given.
+    """
     grad_scale = 1.0
-    if reduction == "mean":
+    if p.options.reduction == "mean":
         grad_scale = 1.0 / p.denominator if p.denominator != 0 else 0.0
-    total = kernels.class_cross_entropy(
-        p.x.reshape(-1), p.n_classes, p.n_inner, p.labels,
-        None if p.soft is None else p.soft.reshape(-1), _kernel_weight(p), p.sample_weight,
+    return kernels.class_cross_entropy(
+        x.reshape(-1), p.n_classes, p.n_inner, p.labels,
+        None if p.soft is None else p.soft.reshape(-1), p.kernel_weight, p.sample_weight,
         p.has_ignore, p.ignore_index, p.options.label_smoothing, p.options.from_logits, p.eps,
         grad_scale, row_loss, None if grad is None else grad.reshape(-1), p.n_threads,
-        None if hess is None else hess.reshape(-1), _kernel_z_loss(p),
+        None if hess is None else hess.reshape(-1), p.kernel_z_loss,
         p.options.softcap or 0.0, p.options.focal_gamma,
         None if lse is None else lse.reshape(-1))
+
+
+def rows(p, start, stop, n_threads):
+    """`p` restricted to the rows ``start:stop`` of a call whose rows are a flat (N,) batch
+    and whose class axis is last: the same options, denominator and kernel options, the
+    targets and sample weights of those rows, no input (``run_rows`` takes it)."""
+    return dataclasses.replace(
+        p, x=None, shape=(stop - start, p.n_classes), rows_shape=(stop - start,),
+        n_threads=n_threads,
+        labels=None if p.labels is None else p.labels[start:stop],
+        soft=None if p.soft is None else p.soft.reshape(-1, p.n_classes)[start:stop],
+        sample_weight=None if p.sample_weight is None else p.sample_weight[start:stop])
+
+
+def reduce(p, total, row_loss):
+    """The call's result from the kernel's summed loss (and per-row losses for "none")."""
+    reduction = p.options.reduction
     if reduction == "none":
-        return row_loss.astype(p.x.dtype).reshape(p.rows_shape)
+        return row_loss.astype(p.dtype).reshape(p.rows_shape)
     if reduction == "sum":
-        return p.x.dtype.type(total)
-    return p.x.dtype.type(total / p.denominator if p.denominator != 0 else np.nan)
+        return p.dtype.type(total)
+    return p.dtype.type(total / p.denominator if p.denominator != 0 else np.nan)
 
 
 def _lse_output(p, return_lse):
@@ -257,7 +307,7 @@ def _lse_output(p, return_lse):
         return None
     if not p.options.from_logits:
         raise ValueError("return_lse needs logits: it is undefined with from_logits=False")
-    return np.empty(p.rows_shape, dtype=p.x.dtype)
+    return np.empty(p.rows_shape, dtype=p.dtype)
 
 
 @docs.doc(f"""Cross-entropy between `input` and `target` over a class axis.

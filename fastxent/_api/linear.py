@@ -1,0 +1,351 @@
+"""A linear layer fused with cross-entropy: the loss and gradients of a language-model head
+from its hidden states, without the N x V logits.
+
+The rows are taken in chunks. Each chunk's logits ``H[chunk] @ W.T + b`` are computed into one
+buffer (a BLAS GEMM), turned into their gradient in place by the cross-entropy kernel while
+they are still in cache, and multiplied back: ``grad_W += G.T @ H[chunk]``,
+``grad_H[chunk] = G @ W``, ``grad_b += G.sum(0)``. Memory beyond the inputs and gradients is
+one chunk of logits. See docs/design.md, "The fused linear layer".
+"""
+
+import glob
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastxent._api import docstrings as docs
+from fastxent._api import multiclass
+from fastxent._api import validation as v
+from fastxent._api.options import CrossEntropyOptions
+from fastxent._core.blas import blas_threads, gemm
+from fastxent._core.threads import effective_n_threads, threads_for
+
+# The default chunk (``chunk_rows_for``). BLAS repacks W for every chunk's GEMMs, a cost
+# proportional to V * d that only a chunk of many rows amortises (measured on Zen 5, N = 4096,
+# d = 512, V = 32000, float32: chunks of 128 rows took 1.3x as long as chunks of 512). So a
+# chunk holds at least a CHUNK_BYTES_MIN of logits (or half the last-level cache, if larger),
+# and at most CHUNK_ROWS_MAX rows, beyond which nothing is gained but memory.
+CHUNK_BYTES_MIN = 64 * 2**20
+CHUNK_ROWS_MAX = 512
+CHUNK_ROWS_MIN = 16
+_FALLBACK_CACHE_BYTES = 8 * 2**20       # when the OS does not say
+
+LINEAR_DOC = """
+    Parameters
+    ----------
+    input : array_like of shape (N, d) or (d,)
+        Hidden states, float32 or float64 (other real dtypes are read as float64).
+    linear_weight : array_like of shape (V, d)
+        The output layer's weight, `input`'s dtype (a mismatch is an error: a large matrix is
+        never converted silently). C- or Fortran-contiguous matrices are used in place;
+        others are copied once.
+    target : array_like
+        Integer class labels of shape (N,) (or a scalar for 1-D `input`), any integer dtype;
+        or soft targets of shape (N, V).
+    linear_bias : array_like of shape (V,), optional
+        The output layer's bias."""
+
+CLASS_OPTIONS_DOC = """
+    weight : array_like of shape (V,), optional
+        Per-class weights (PyTorch semantics, as for ``cross_entropy``).
+    sample_weight : array_like of shape (N,), optional
+        Per-row weights (scikit-learn semantics, as for ``cross_entropy``).
+    ignore_index : int, optional
+        Rows whose label equals it contribute no loss, no gradient and no weight."""
+
+LOSS_OPTIONS_DOC = """
+    label_smoothing : float in [0, 1], default=0
+        PyTorch's label smoothing.
+    reduction : {"mean", "sum", "none"}, default="mean"
+    z_loss, softcap, focal_gamma, focal_alpha
+        As for ``cross_entropy``, on the logits ``input @ linear_weight.T + linear_bias``."""
+
+CHUNK_DOC = """
+    chunk_rows : int >= 1, optional
+        Rows per chunk. None picks it from V and the CPU's last-level cache (see
+        ``chunk_rows_for``); the result does not depend on it beyond rounding.
+    n_threads : int, optional
+        Threads for the kernel and for BLAS: None leaves both at their defaults (the usable
+        cores); an int limits both (negative counts back from the usable cores)."""
+
+
+@dataclass
+class LinearProblem:
+    """A validated fused call: the GEMM operands and the cross-entropy problem of their
+    logits."""
+
+    hidden: np.ndarray              # (N, d), C-contiguous
+    weight: np.ndarray              # (V, d), C- or Fortran-contiguous, hidden's dtype
+    bias: np.ndarray | None         # (V,), hidden's dtype
+    problem: multiclass._Problem    # the logits' targets, options and denominator
+    chunk_rows: int
+    blas_threads: int | None        # None: BLAS's default
+
+    def chunks(self):
+        """The (start, stop) row ranges of the chunks, in order."""
+        n_rows = self.hidden.shape[0]
+        return [(start, min(n_rows, start + self.chunk_rows))
+                for start in range(0, n_rows, self.chunk_rows)]
+
+    def logits(self, start, stop, buffer):
+        """Compute the logits of rows ``start:stop`` into the first rows of `buffer`; return
+        that view."""
+        logits = buffer[:stop - start]
+        gemm(self.hidden[start:stop], self.weight.T, logits)
+        if self.bias is not None:
+            np.add(logits, self.bias, out=logits)
+        return logits
+
+    def chunk_buffer(self):
+        """The logits buffer: ``chunk_rows`` rows (at most N) of V."""
+        rows = min(self.chunk_rows, self.hidden.shape[0])
+        return np.empty((rows, self.weight.shape[0]), dtype=self.hidden.dtype)
+
+    def kernel_threads(self, n_rows):
+        """OpenMP threads for the kernel on a chunk of `n_rows` logits rows: half the call's.
+
+        After each GEMM, BLAS's idle threads spin for milliseconds, each on a core; a kernel
+        thread that shares a core with one runs at half speed, and a static schedule waits
+        for the slowest thread. Measured on 2 cores (Zen 5, N = 4096, V = 32000): the kernel
+        on one thread made the whole call 8 % faster than on two.
+        """
+        threads = threads_for(n_rows * self.weight.shape[0], self.problem.options.n_threads)
+        return max(1, threads // 2)
+
+
+def last_level_cache_bytes():
+    """The size of the CPU's largest cache, in bytes (8 MiB when the OS does not say)."""
+    sizes = []
+    for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size")):
+        try:
+            with open(index) as file:
+                text = file.read().strip()
+            sizes.append(int(text[:-1]) * 1024 if text.endswith("K") else int(text))
+        except (OSError, ValueError):
+            pass
+    return max(sizes, default=_FALLBACK_CACHE_BYTES)
+
+
+def chunk_rows_for(n_classes, itemsize, cache_bytes=None):
+    """The default ``chunk_rows``: the rows of logits that fill ``CHUNK_BYTES_MIN`` or half
+    the last-level cache, whichever is larger, within [CHUNK_ROWS_MIN, CHUNK_ROWS_MAX].
+
+    Parameters
+    ----------
+    n_classes : int
+        V, the logits' row length.
+    itemsize : int
+        Bytes per logit (4 for float32, 8 for float64).
+    cache_bytes : int, optional
+        The cache size; ``last_level_cache_bytes()`` by default.
+
+    Returns
+    -------
+    int
+    """
+    cache = last_level_cache_bytes() if cache_bytes is None else cache_bytes
+    chunk_bytes = max(CHUNK_BYTES_MIN, cache // 2)
+    return min(CHUNK_ROWS_MAX, max(CHUNK_ROWS_MIN, chunk_bytes // (n_classes * itemsize)))
+
+
+def _matrix(value, name, dtype=None):
+    """`value` as a float array of the computation dtype (`dtype` when given: a different
+    one is an error), without copying a C- or Fortran-contiguous array of that dtype."""
+    arr = v.as_array(value, name)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must have a real (integer or floating) dtype, got {arr.dtype}")
+    computed = v.computation_dtype(arr.dtype)
+    if dtype is not None and computed != dtype:
+        raise TypeError(f"{name} is {arr.dtype} but input is {dtype}: both must be float32 or "
+                        f"both float64 (fastxent does not convert a weight matrix silently; "
+                        f"pass {name}.astype(np.{dtype}) or input.astype(np.{computed}))")
+    if arr.dtype == computed and (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        return arr
+    return np.asarray(arr, dtype=computed, order="C")
+
+
+def prepare(input, linear_weight, target, linear_bias, options, *, sample_weight=None,
+            chunk_rows=None):
+    """Validate a fused call (every check before anything is written).
+
+    Parameters
+    ----------
+    input, linear_weight, target, linear_bias, sample_weight, chunk_rows
+        As for ``linear_cross_entropy``.
+    options : CrossEntropyOptions or EvaluationOptions
+        The call's options, from_logits and the last class axis.
+
+    Returns
+    -------
+    LinearProblem
+    """
+    hidden = v.float_input(input, "input")
+    if hidden.ndim not in (1, 2):
+        raise ValueError(f"input must have shape (N, d) or (d,), got {hidden.shape}")
+    weight = _matrix(linear_weight, "linear_weight", hidden.dtype)
+    if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(f"linear_weight must have shape (V, {hidden.shape[-1]}) for input of "
+                         f"shape {hidden.shape} (d = {hidden.shape[-1]}), got {weight.shape}")
+    n_classes = weight.shape[0]
+    if n_classes == 0:
+        raise ValueError("linear_weight has no rows: there are no classes")
+    bias = None
+    if linear_bias is not None:
+        bias = _matrix(linear_bias, "linear_bias", hidden.dtype)
+        if bias.shape != (n_classes,):
+            raise ValueError(f"linear_bias must have shape ({n_classes},) for linear_weight of "
+                             f"shape {weight.shape}, got {bias.shape}")
+    if chunk_rows is None:
+        chunk_rows = chunk_rows_for(n_classes, hidden.itemsize)
+    else:
+        chunk_rows = v.check_int(chunk_rows, "chunk_rows", low=1, must="be None or an int >= 1")
+    rows_shape = hidden.shape[:-1]
+    n_rows = math.prod(rows_shape)
+    problem = multiclass._Problem(
+        options=options, x=None, dtype=hidden.dtype, shape=rows_shape + (n_classes,),
+        n_classes=n_classes, n_inner=1, rows_shape=rows_shape,
+        eps=options.clip_eps(hidden.dtype),
+        n_threads=threads_for(n_rows * n_classes, options.n_threads))
+    multiclass.prepare_targets(problem, target, sample_weight)
+    threads = options.n_threads
+    return LinearProblem(hidden=hidden.reshape(n_rows, -1), weight=weight, bias=bias,
+                         problem=problem, chunk_rows=chunk_rows,
+                         blas_threads=None if threads is None else effective_n_threads(threads))
+
+
+def _gradient_outputs(out, lp):
+    """The three gradient buffers: the caller's (checked) or new ones."""
+    hidden, weight, bias, p = lp.hidden, lp.weight, lp.bias, lp.problem
+    if out is None:
+        out = (None, None, None)
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise TypeError("out must be None or a tuple (grad_input, grad_linear_weight, "
+                        "grad_linear_bias)")
+    if bias is None and out[2] is not None:
+        raise ValueError("out[2] (grad_linear_bias) must be None without linear_bias")
+    read = {"input": hidden, "linear_weight": weight, "linear_bias": bias,
+            "target": p.soft if p.labels is None else p.labels, "weight": p.class_weight, "sample_weight": p.sample_weight}
+    outputs = (("grad_input", p.rows_shape + hidden.shape[1:]),
+               ("grad_linear_weight", weight.shape), ("grad_linear_bias", (weight.shape[0],)))
+    grads = []
+    for index, (given, (name, shape)) in enumerate(zip(out, outputs, strict=True)):
+        if name == "grad_linear_bias" and bias is None:
+            grads.append(None)
+            continue
+        label = f"out[{index}] ({name})"
+        # grad_input may be the input itself: each chunk's rows are read before written.
+        like = hidden.reshape(shape) if index == 0 else np.empty(shape[:0], hidden.dtype)
+        grad = v.output(given, like, (), shape=shape, name=label)
+        if given is not None:
+            for other, array in read.items():
+                if (array is not None and np.may_share_memory(grad, array)
+                        and not (index == 0 and other == "input")):
+                    raise ValueError(f"{label} must not overlap {other}")
+            for other, array in zip(outputs, grads, strict=False):
+                if array is not None and np.may_share_memory(grad, array):
+                    raise ValueError(f"{label} must not overlap {other[0]}")
+        grads.append(grad)
+    return grads
+
+
+def _run(lp, grads=None):
+    """Compute the loss (and, with `grads`, fill the three gradient buffers)."""
+    p = lp.problem
+    n_rows = lp.hidden.shape[0]
+    row_loss = np.empty(n_rows) if p.options.reduction == "none" else None
+    grad_input = grad_weight = grad_bias = bias_sum = None
+    if grads is not None:
+        grad_input, grad_weight, grad_bias = grads
+        grad_input = grad_input.reshape(n_rows, -1)
+        grad_weight.fill(0)
+        if grad_bias is not None:
+            bias_sum = np.zeros(grad_bias.shape)         # float64 across the chunks
+    total = 0.0
+    buffer = lp.chunk_buffer()
+    with blas_threads(lp.blas_threads):
+        for start, stop in lp.chunks():
+            logits = lp.logits(start, stop, buffer)
+            rows = multiclass.rows(p, start, stop, lp.kernel_threads(stop - start))
+            total += multiclass.run_rows(
+                rows, logits, None if grads is None else logits,
+                None if row_loss is None else row_loss[start:stop])
+            if grads is None:
+                continue
+            # grad_W before grad_H: grad_input may be the input, whose chunk is read here.
+            gemm(logits.T, lp.hidden[start:stop], grad_weight, accumulate=True)
+            gemm(logits, lp.weight, grad_input[start:stop])
+            if bias_sum is not None:
+                bias_sum += logits.sum(axis=0)
+    if grad_bias is not None:
+        grad_bias[...] = bias_sum
+    return multiclass.reduce(p, total, row_loss)
+
+
+def _options(weight, ignore_index, label_smoothing, reduction, n_threads, z_loss, softcap,
+             focal_gamma, focal_alpha):
+    return CrossEntropyOptions(
+        weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        reduction=reduction, n_threads=n_threads, z_loss=z_loss, softcap=softcap,
+        focal_gamma=focal_gamma, focal_alpha=focal_alpha)
+
+
+@docs.doc(f"""Cross-entropy of a linear layer's logits, from its inputs, without the logits.
+
+    Equal, to rounding, to ``cross_entropy(input @ linear_weight.T + linear_bias, target,
+    ...)`` (PyTorch's ``F.linear_cross_entropy``), computed in chunks of rows so that memory
+    beyond the inputs is one chunk of logits (``chunk_rows x V``), never ``N x V``.
+{LINEAR_DOC}{CLASS_OPTIONS_DOC}{LOSS_OPTIONS_DOC}{CHUNK_DOC}
+{docs.RETURNS_LOSS}
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> hidden = np.array([[1.0, 0.0], [0.0, 2.0]])
+    >>> weight = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    >>> float(fastxent.linear_cross_entropy(hidden, weight, np.array([0, 1])))  # doctest: +ELLIPSIS
+    0.3878...
+    """)
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
+                         sample_weight=None, ignore_index=None, label_smoothing=0.0,
+                         reduction="mean", chunk_rows=None, n_threads=None, z_loss=0.0,
+                         softcap=None, focal_gamma=0.0, focal_alpha=None):
+    options = _options(weight, ignore_index, label_smoothing, reduction, n_threads, z_loss,
+                       softcap, focal_gamma, focal_alpha)
+    lp = prepare(input, linear_weight, target, linear_bias, options,
+                 sample_weight=sample_weight, chunk_rows=chunk_rows)
+    return _run(lp)
+
+
+@docs.doc(f"""``linear_cross_entropy`` and its gradients with respect to `input`,
+    `linear_weight` and `linear_bias`, in one pass over the rows.
+
+    Each chunk's logits become their gradient in place, then feed two GEMMs:
+    ``grad_linear_weight += G.T @ input[chunk]`` and ``grad_input[chunk] = G @ linear_weight``.
+    For ``reduction="none"`` the gradients are those of the sum of the per-row losses.
+{LINEAR_DOC}{CLASS_OPTIONS_DOC}{LOSS_OPTIONS_DOC}{CHUNK_DOC}
+    out : tuple (grad_input, grad_linear_weight, grad_linear_bias), optional
+        Buffers for the gradients (so that a training loop allocates none): C-contiguous,
+        writeable, shaped like `input`, `linear_weight` and `linear_bias`, of `input`'s
+        computation dtype, overlapping neither each other nor anything read (except
+        ``grad_input``, which may be `input` itself: it is then overwritten). Any may be None
+        (allocated); ``grad_linear_bias`` must be None without `linear_bias`.
+
+    Returns
+    -------
+    loss : scalar, or ndarray of shape (N,) for ``reduction="none"``
+    grad_input : ndarray shaped like `input`
+    grad_linear_weight : ndarray of shape (V, d)
+    grad_linear_bias : ndarray of shape (V,), or None without `linear_bias`
+    """)
+def linear_cross_entropy_loss_and_grad(input, linear_weight, target, *, linear_bias=None,
+                                       weight=None, sample_weight=None, ignore_index=None,
+                                       label_smoothing=0.0, reduction="mean", chunk_rows=None,
+                                       n_threads=None, z_loss=0.0, softcap=None,
+                                       focal_gamma=0.0, focal_alpha=None, out=None):
+    options = _options(weight, ignore_index, label_smoothing, reduction, n_threads, z_loss,
+                       softcap, focal_gamma, focal_alpha)
+    lp = prepare(input, linear_weight, target, linear_bias, options,
+                 sample_weight=sample_weight, chunk_rows=chunk_rows)
+    grads = _gradient_outputs(out, lp)
+    loss = _run(lp, grads)
+    return (loss, *grads)
