@@ -23,7 +23,7 @@ from fastxent._api.softmax import log_softmax, logsumexp, softmax
 from fastxent._core.config import config, show_config
 from fastxent._core.threads import effective_n_threads
 from fastxent._eval.errors import EvalFileError
-from fastxent._eval.evaluate import Evaluator, evaluate
+from fastxent._eval.evaluate import Evaluator, evaluate, evaluate_linear
 from fastxent._eval.files import evaluate_files
 from fastxent._eval.result import CalibrationBins, EvaluationResult
 from fastxent._version import __version__
@@ -56,6 +56,7 @@ __all__ = [
     "EvalFileError",
     "evaluate",
     "evaluate_files",
+    "evaluate_linear",
     "EvaluationResult",
     "Evaluator",
     "get_include",

@@ -130,6 +130,26 @@ def cross_entropy_grad_hess(
     focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
     out: _Array | None = ..., hess_out: _Array | None = ...) -> tuple[_Array, _Array]: ...
 
+# ---- a linear layer fused with cross-entropy ------------------------------------------------
+
+def linear_cross_entropy(
+    input: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
+    linear_bias: ArrayLike | None = ..., weight: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ..., ignore_index: int | None = ...,
+    label_smoothing: float = ..., reduction: _Reduction = ..., chunk_rows: int | None = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...) -> _Float | _Array: ...
+
+def linear_cross_entropy_loss_and_grad(
+    input: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
+    linear_bias: ArrayLike | None = ..., weight: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ..., ignore_index: int | None = ...,
+    label_smoothing: float = ..., reduction: _Reduction = ..., chunk_rows: int | None = ...,
+    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
+    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    out: tuple[_Array | None, _Array | None, _Array | None] | None = ...,
+) -> tuple[_Float | _Array, _Array, _Array, _Array | None]: ...
+
 # ---- binary ---------------------------------------------------------------------------------
 
 @overload
@@ -243,6 +263,9 @@ class Evaluator:
                  n_threads: int | None = ...) -> None: ...
     def update(self, input: ArrayLike, target: ArrayLike,
                sample_weight: ArrayLike | None = ...) -> Evaluator: ...
+    def update_linear(self, input: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
+                      linear_bias: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+                      chunk_rows: int | None = ...) -> Evaluator: ...
     def merge(self, other: Evaluator) -> Evaluator: ...
     def result(self) -> EvaluationResult: ...
     def to_dict(self) -> dict[str, Any]: ...
@@ -254,6 +277,12 @@ def evaluate(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
              sample_weight: ArrayLike | None = ..., ignore_index: int | None = ...,
              eps: float | None = ..., axis: SupportsIndex = ..., validate: bool = ...,
              n_threads: int | None = ...) -> EvaluationResult: ...
+
+def evaluate_linear(input: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
+                    linear_bias: ArrayLike | None = ..., topk: Sequence[int] = ...,
+                    weight: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+                    ignore_index: int | None = ..., chunk_rows: int | None = ...,
+                    n_threads: int | None = ...) -> EvaluationResult: ...
 
 class EvalFileError(ValueError): ...
 

@@ -10,8 +10,10 @@ import math
 import numpy as np
 
 from fastxent._api import docstrings as docs
+from fastxent._api import linear, multiclass
 from fastxent._api.multiclass import prepare
 from fastxent._api.options import EvaluationOptions
+from fastxent._core.blas import blas_threads
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import effective_n_threads
 from fastxent._eval.jsonvalues import (
@@ -99,20 +101,65 @@ class Evaluator:
             self.
         """
         p = prepare(input, target, self.options, sample_weight=sample_weight)
-        kind = "labels" if p.labels is not None else "soft"
-        self._adopt(p.n_classes, kind)
+        self._adopt(p.n_classes, "labels" if p.labels is not None else "soft")
+        self._stats += self._row_sums(p, p.x)
+        return self
+
+    def update_linear(self, input, linear_weight, target, *, linear_bias=None,
+                      sample_weight=None, chunk_rows=None):
+        """Add a chunk of rows given as a linear layer's inputs: the logits ``input @
+        linear_weight.T + linear_bias`` are computed in chunks of rows, never all at once.
+
+        Needs ``from_logits=True`` and the class axis last (the defaults).
+
+        Parameters
+        ----------
+        input : array_like of shape (N, d) or (d,)
+            Hidden states, float32 or float64.
+        linear_weight : array_like of shape (V, d)
+            The output layer's weight, `input`'s dtype.
+        target : array_like
+            Integer class labels (N,) or soft targets (N, V).
+        linear_bias : array_like of shape (V,), optional
+        sample_weight : array_like of shape (N,), optional
+        chunk_rows : int >= 1, optional
+            Rows per chunk of logits (see ``fastxent.linear_cross_entropy``).
+
+        Returns
+        -------
+        Evaluator
+            self.
+        """
+        if not self.options.from_logits or self.options.axis not in (-1, 1):
+            raise ValueError("update_linear computes logits: it needs from_logits=True and "
+                             "the class axis last (axis=-1)")
+        lp = linear.prepare(input, linear_weight, target, linear_bias, self.options,
+                            sample_weight=sample_weight, chunk_rows=chunk_rows)
+        p = lp.problem
+        self._adopt(p.n_classes, "labels" if p.labels is not None else "soft")
+        stats = np.zeros_like(self._stats)
+        buffer = lp.chunk_buffer()
+        with blas_threads(lp.blas_threads):
+            for start, stop in lp.chunks():
+                logits = lp.logits(start, stop, buffer)
+                rows = multiclass.rows(p, start, stop, lp.kernel_threads(stop - start))
+                stats += self._row_sums(rows, logits)
+        self._stats += stats
+        return self
+
+    def _row_sums(self, p, x):
+        """The evaluation kernel's sums over `x`, the rows of the prepared problem `p`."""
         class_weight = p.class_weight
-        if class_weight is None and kind == "soft":
+        if class_weight is None and p.soft is not None:
             class_weight = np.ones(p.n_classes)     # the soft-target loop reads weights
         stats = np.empty_like(self._stats)
         kernels.evaluate_rows(
-            p.x.reshape(-1), p.n_classes, p.n_inner, p.labels,
+            x.reshape(-1), p.n_classes, p.n_inner, p.labels,
             None if p.soft is None else p.soft.reshape(-1),
-            None if class_weight is None else class_weight.astype(p.x.dtype),
+            None if class_weight is None else class_weight.astype(p.dtype),
             p.sample_weight, p.has_ignore, p.ignore_index, self.options.from_logits, p.eps,
             self._kernel_topk, N_BINS, stats, p.n_threads)
-        self._stats += stats
-        return self
+        return stats
 
     def _adopt(self, n_classes, kind):
         if self.n_classes is not None and n_classes != self.n_classes:
@@ -331,3 +378,45 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
                      ignore_index=ignore_index, eps=eps, axis=axis, validate=validate,
                      n_threads=n_threads).update(input, target, sample_weight).result()
 
+
+
+@docs.doc(f"""Every metric of ``evaluate`` from a linear layer's inputs (hidden states), without
+    the N x V logits: how a language model's perplexity is computed from its last hidden
+    states.
+
+    Equal, to rounding, to ``evaluate(input @ linear_weight.T + linear_bias, target, ...)``;
+    the logits are computed in chunks of `chunk_rows` rows.
+
+    Parameters
+    ----------
+    input : array_like of shape (N, d) or (d,)
+        Hidden states, float32 or float64 (other real dtypes are read as float64).
+    linear_weight : array_like of shape (V, d)
+        The output layer's weight, `input`'s dtype (a mismatch is an error).
+    target : array_like
+        Integer class labels (N,) of any integer dtype, or soft targets (N, V).
+    linear_bias : array_like of shape (V,), optional
+    topk, weight, sample_weight, ignore_index
+        As for ``evaluate``.
+    chunk_rows : int >= 1, optional
+        Rows per chunk of logits (see ``linear_cross_entropy``).
+{docs.N_THREADS}
+    Returns
+    -------
+    EvaluationResult
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> hidden = np.array([[1.0, 0.0], [0.0, 2.0]])
+    >>> weight = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    >>> r = fastxent.evaluate_linear(hidden, weight, np.array([0, 1]), topk=(1,))
+    >>> round(r.perplexity, 4), r.accuracy
+    (1.4851, 1.0)
+    """)
+def evaluate_linear(input, linear_weight, target, *, linear_bias=None, topk=(1, 5), weight=None,
+                    sample_weight=None, ignore_index=None, chunk_rows=None, n_threads=None):
+    return Evaluator(topk=topk, weight=weight, ignore_index=ignore_index,
+                     n_threads=n_threads).update_linear(
+        input, linear_weight, target, linear_bias=linear_bias, sample_weight=sample_weight,
+        chunk_rows=chunk_rows).result()
