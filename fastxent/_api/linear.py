@@ -209,7 +209,7 @@ def prepare(input, linear_weight, target, linear_bias, options, *, sample_weight
         n_threads=threads_for(n_rows * n_classes, options.n_threads))
     multiclass.prepare_targets(problem, target, sample_weight)
     threads = options.n_threads
-    return LinearProblem(hidden=hidden.reshape(n_rows, -1), weight=weight, bias=bias,
+    return LinearProblem(hidden=hidden.reshape(n_rows, hidden.shape[-1]), weight=weight, bias=bias,
                          problem=problem, chunk_rows=chunk_rows,
                          blas_threads=None if threads is None else effective_n_threads(threads))
 
@@ -257,7 +257,7 @@ def _run(lp, grads=None):
     grad_input = grad_weight = grad_bias = bias_sum = None
     if grads is not None:
         grad_input, grad_weight, grad_bias = grads
-        grad_input = grad_input.reshape(n_rows, -1)
+        grad_input = grad_input.reshape(lp.hidden.shape)
         grad_weight.fill(0)
         if grad_bias is not None:
             bias_sum = np.zeros(grad_bias.shape)         # float64 across the chunks
