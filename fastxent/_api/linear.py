@@ -225,7 +225,8 @@ def _gradient_outputs(out, lp):
     if bias is None and out[2] is not None:
         raise ValueError("out[2] (grad_linear_bias) must be None without linear_bias")
     read = {"input": hidden, "linear_weight": weight, "linear_bias": bias,
-            "target": p.soft if p.labels is None else p.labels, "weight": p.class_weight, "sample_weight": p.sample_weight}
+            "target": p.soft if p.labels is None else p.labels, "weight": p.class_weight,
+            "sample_weight": p.sample_weight}
     outputs = (("grad_input", p.rows_shape + hidden.shape[1:]),
                ("grad_linear_weight", weight.shape), ("grad_linear_bias", (weight.shape[0],)))
     grads = []

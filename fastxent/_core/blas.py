@@ -11,6 +11,7 @@ import contextlib
 
 import numpy as np
 from scipy.linalg import blas as _scipy_blas
+from threadpoolctl import ThreadpoolController
 
 _GEMM = {np.dtype(np.float32): _scipy_blas.sgemm, np.dtype(np.float64): _scipy_blas.dgemm}
 _controller = None
@@ -65,7 +66,6 @@ def blas_threads(n_threads):
     global _controller
     if n_threads is None:
         return contextlib.nullcontext()
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController   # scans the loaded libraries once
+    if _controller is None:             # made on first use: it scans the loaded libraries
         _controller = ThreadpoolController()
     return _controller.limit(limits=n_threads, user_api="blas")

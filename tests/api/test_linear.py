@@ -4,12 +4,12 @@ them, and against PyTorch's ``F.linear_cross_entropy``; chunk boundaries, buffer
 
 import numpy as np
 import pytest
-from helpers import RTOL, assert_close
-from reference import cross_entropy_ref
 
 import fastxent
 from fastxent._api import linear
 from fastxent._core.blas import blas_threads
+from helpers import RTOL, assert_close
+from reference import cross_entropy_ref
 
 DTYPES = (np.float32, np.float64)
 N_ROWS, N_FEATURES, N_CLASSES = 23, 6, 11

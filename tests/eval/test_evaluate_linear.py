@@ -4,9 +4,9 @@ merged."""
 
 import numpy as np
 import pytest
-from eval_reference import reference_evaluate
 
 import fastxent
+from eval_reference import reference_evaluate
 
 N_ROWS, N_FEATURES, N_CLASSES = 61, 5, 13
 FLOAT_METRICS = ("loss", "perplexity", "accuracy", "entropy", "brier", "ece")
