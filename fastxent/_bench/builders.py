@@ -7,7 +7,8 @@ An implementation module defines:
     that module imports; its ``__version__`` is reported with the results.
 one *builder* per workload kind it supports, named after the kind
     ``softmax_ce``, ``softmax_ce_loss``, ``binary_ce``, ``binary_logloss``,
-    ``softmax_grad_hess``, ``softmax_terms``, ``xgboost_round``; and
+    ``softmax_grad_hess``, ``softmax_terms``, ``xgboost_round``, ``linear_ce``,
+    ``linear_eval``; and
     ``evaluate_metrics``, the builder of the ``"evaluate"`` kind, which returns every metric
     (the timed call returns only the loss). A kind without a builder is not applicable to
     that implementation: it is left out of the kind's results.
@@ -28,6 +29,8 @@ from fastxent._bench.workloads import (
     BINARY_LOGLOSS,
     EVALUATE,
     EVALUATE_METRIC_NAMES,
+    LINEAR_CE,
+    LINEAR_EVAL,
     SOFTMAX_CE,
     SOFTMAX_CE_LOSS,
     SOFTMAX_GRAD_HESS,
@@ -90,7 +93,8 @@ def builders_of(module):
     """
     found = {kind: getattr(module, kind)
              for kind in (SOFTMAX_CE, SOFTMAX_CE_LOSS, BINARY_CE, BINARY_LOGLOSS,
-                          SOFTMAX_GRAD_HESS, SOFTMAX_TERMS, XGBOOST_ROUND)
+                          SOFTMAX_GRAD_HESS, SOFTMAX_TERMS, XGBOOST_ROUND, LINEAR_CE,
+                          LINEAR_EVAL)
              if hasattr(module, kind)}
     if hasattr(module, "evaluate_metrics"):
         found[EVALUATE] = timed_loss(module.evaluate_metrics)

@@ -75,3 +75,19 @@ def xgboost_round(data, threads):
     import fastxent.xgboost
     objective = fastxent.xgboost.softmax_objective(n_classes(data), n_threads=threads)
     return one_xgboost_round(data, threads, objective)
+
+
+def linear_ce(data, threads):
+    """The fused call, writing its gradients into buffers made up front."""
+    out = (np.empty_like(data.inputs), np.empty_like(data.linear_weight), None)
+
+    def run():
+        loss, *_ = fastxent.linear_cross_entropy_loss_and_grad(
+            data.inputs, data.linear_weight, data.targets, n_threads=threads, out=out)
+        return float(loss)
+    return run
+
+
+def linear_eval(data, threads):
+    return lambda: float(fastxent.linear_cross_entropy(
+        data.inputs, data.linear_weight, data.targets, n_threads=threads))

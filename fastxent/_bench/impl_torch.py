@@ -119,3 +119,34 @@ def evaluate_metrics(data, threads):
                            brier, ece)
     return run
 
+
+
+def _linear_tensors(data, threads, requires_grad):
+    hidden, labels = _tensors(data, threads, False, requires_grad)
+    import torch
+    return hidden, torch.from_numpy(data.linear_weight).requires_grad_(requires_grad), labels
+
+
+def linear_ce(data, threads):
+    """``F.linear_cross_entropy``'s reference path (the N x V logits), forward and backward."""
+    import torch.nn.functional as F
+    hidden, weight, labels = _linear_tensors(data, threads, True)
+
+    def run():
+        hidden.grad = weight.grad = None
+        loss = F.linear_cross_entropy(hidden, weight, labels)
+        loss.backward()
+        return loss.item()
+    return run
+
+
+def linear_eval(data, threads):
+    """``F.linear_cross_entropy``'s forward under ``no_grad``."""
+    import torch
+    import torch.nn.functional as F
+    hidden, weight, labels = _linear_tensors(data, threads, False)
+
+    def run():
+        with torch.no_grad():
+            return F.linear_cross_entropy(hidden, weight, labels).item()
+    return run

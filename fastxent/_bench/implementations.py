@@ -12,6 +12,7 @@ from fastxent._bench import (
     impl_numpy,
     impl_sklearn,
     impl_torch,
+    impl_torch_chunked,
     impl_xgboost,
 )
 from fastxent._bench.builders import builders_of
@@ -21,6 +22,7 @@ IMPLEMENTATIONS = {
     "fastxent": impl_fastxent,
     "numpy": impl_numpy,
     "torch": impl_torch,
+    "torch-chunked": impl_torch_chunked,
     "sklearn": impl_sklearn,
     "jax": impl_jax,
     "xgboost": impl_xgboost,

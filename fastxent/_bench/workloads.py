@@ -19,7 +19,12 @@ EVALUATE = "evaluate"
 SOFTMAX_GRAD_HESS = "softmax_grad_hess"
 SOFTMAX_TERMS = "softmax_terms"
 XGBOOST_ROUND = "xgboost_round"
-KINDS_WITH_GRAD = frozenset({SOFTMAX_CE, BINARY_CE, SOFTMAX_TERMS})
+LINEAR_CE = "linear_ce"
+LINEAR_EVAL = "linear_eval"
+KINDS_WITH_GRAD = frozenset({SOFTMAX_CE, BINARY_CE, SOFTMAX_TERMS, LINEAR_CE})
+# The fused linear layer + cross-entropy kinds: the shape is (N, d, V), hidden states (N, d),
+# an output matrix (V, d) and labels (N,).
+LINEAR_KINDS = frozenset({LINEAR_CE, LINEAR_EVAL})
 SOFTMAX_KINDS = frozenset({SOFTMAX_CE, SOFTMAX_CE_LOSS, EVALUATE, SOFTMAX_GRAD_HESS,
                            SOFTMAX_TERMS})
 # The "softmax_terms" workload: cross-entropy with Gemma 2's soft-cap, PaLM's z-loss and a
@@ -39,6 +44,8 @@ FULL_SIZES = {
     SOFTMAX_GRAD_HESS: [(1_000_000, 10)],
     SOFTMAX_TERMS: [(20_000, 1000), (1_000_000, 10)],
     XGBOOST_ROUND: [(1_000_000, 10)],
+    LINEAR_CE: [(4096, 512, 32_000)],
+    LINEAR_EVAL: [(4096, 512, 32_000)],
 }
 QUICK_SIZES = {
     SOFTMAX_CE: [(2000, 100), (64, 1000), (64, 10)],
@@ -49,6 +56,8 @@ QUICK_SIZES = {
     SOFTMAX_GRAD_HESS: [(2000, 10)],
     SOFTMAX_TERMS: [(200, 1000)],
     XGBOOST_ROUND: [(2000, 10)],
+    LINEAR_CE: [(256, 32, 1000)],
+    LINEAR_EVAL: [(256, 32, 1000)],
 }
 DTYPES = ("float32", "float64")
 # Keeps probabilities away from 0 and 1 so that no implementation has to clip them.
@@ -79,7 +88,9 @@ class Workload:
         the soft-cap, z-loss and focal exponent of ``TERMS_OPTIONS``) or
         ``"xgboost_round"`` (one XGBoost boosting
         round of a multiclass model: fastxent's objective against the built-in
-        ``multi:softprob``; the shape is rows x classes).
+        ``multi:softprob``; the shape is rows x classes), ``"linear_ce"`` (a linear layer
+        fused with cross-entropy: the loss and the gradients of the hidden states and of the
+        weight; the shape is N x d x V) or ``"linear_eval"`` (its loss alone).
     dtype : str
         ``"float32"`` or ``"float64"``.
     shape : tuple of int
@@ -108,10 +119,12 @@ class Workload:
 
 @dataclass(frozen=True)
 class Data:
-    """Inputs of one workload: logits or probabilities, and labels or 0/1 targets."""
+    """Inputs of one workload: logits or probabilities (hidden states for the linear kinds),
+    and labels or 0/1 targets; the linear kinds' (V, d) output matrix."""
 
     inputs: np.ndarray
     targets: np.ndarray
+    linear_weight: np.ndarray | None = None
 
     def rows(self):
         """View softmax data as 2-D logits and 1-D labels.
@@ -163,6 +176,8 @@ def make_data(workload, seed=0):
     -------
     Data
         Softmax kinds: standard-normal logits and int64 labels of shape ``shape[:-1]``.
+        Linear kinds: standard-normal hidden states, a weight scaled by ``1/sqrt(d)`` and
+        int64 labels.
         ``"xgboost_round"``: float32 features (at least ``XGBOOST_FEATURES`` per row) and
         labels that the first ``n_classes`` features decide, with noise.
         Binary kinds: standard-normal logits, or probabilities kept at least
@@ -176,6 +191,14 @@ def make_data(workload, seed=0):
         noisy = features[:, :n_classes] + rng.standard_normal((n_rows, n_classes),
                                                               dtype=np.float32)
         return Data(features, np.argmax(noisy, axis=1).astype(np.int64))
+    if workload.kind in LINEAR_KINDS:
+        n_rows, n_features, n_classes = workload.shape
+        hidden = rng.standard_normal((n_rows, n_features), dtype=workload.dtype)
+        # Scaled so that the logits are standard normal, as in the other softmax kinds.
+        weight = rng.standard_normal((n_classes, n_features), dtype=workload.dtype)
+        weight /= np.sqrt(n_features, dtype=workload.dtype)
+        labels = rng.integers(0, n_classes, size=n_rows, dtype=np.int64)
+        return Data(hidden, labels, weight)
     inputs = rng.standard_normal(workload.shape, dtype=workload.dtype)
     if workload.kind in SOFTMAX_KINDS:
         labels = rng.integers(0, workload.shape[-1], size=workload.shape[:-1], dtype=np.int64)
@@ -202,8 +225,11 @@ def bytes_moved(workload, data):
     -------
     int
         The bytes of the inputs and targets, plus those of the gradient when the workload
-        computes one.
+        computes one (the linear kinds: of the weight too, and of both gradients).
     """
+    if workload.kind in LINEAR_KINDS:
+        operands = data.inputs.nbytes + data.linear_weight.nbytes
+        return operands * (2 if workload.with_grad else 1) + data.targets.nbytes
     grad_bytes = data.inputs.nbytes if workload.with_grad else 0
     if workload.kind == SOFTMAX_GRAD_HESS:
         grad_bytes = 2 * data.inputs.nbytes
