@@ -38,11 +38,19 @@ in ``p``: with ``create_graph=True`` the added term is ``h - h.detach()``, ``h``
 of the loss's defining formula written in PyTorch (``_cross_entropy_formula``,
 ``_binary_formula``), which is also the loss of inputs the kernels do not cover.
 
+``linear_cross_entropy`` (``torch.nn.functional.linear_cross_entropy``) takes a linear layer's
+inputs: one ``fastxent.linear_cross_entropy_loss_and_grad`` pass, in chunks of rows without
+the N x V logits, gives the loss and the gradients for ``input``, ``linear_weight`` and
+``linear_bias``, saved and scaled as above. For ``reduction="none"`` backward runs the pass
+with ``grad_output`` as the rows' weights (the weight's gradient mixes the rows, so it cannot
+be scaled afterwards). With ``create_graph=True`` each gradient gets ``h - h.detach()``, ``h``
+its autograd gradient of PyTorch's reference ``cross_entropy(linear(...))``.
+
 Inputs the kernels do not cover -- CUDA or other non-CPU tensors, tensors without storage
 (inside ``torch.func`` transforms such as ``vmap`` and ``grad``), forward-mode dual tensors,
 dtypes other than float32 and float64, targets or weights that require grad, mismatched
-dtypes, weights that do not broadcast to the input -- go to PyTorch's own function, with a
-one-time warning saying why.
+dtypes, weights that do not broadcast to the input, a K-dimensional ``linear_weight`` -- go
+to PyTorch's own function, with a one-time warning saying why.
 """
 
 import warnings
@@ -56,11 +64,13 @@ import fastxent
 from fastxent._api import options as fastxent_options
 from fastxent._api import validation as v
 
-__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_logits",
-           "cross_entropy"]
+__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "LinearCrossEntropyLoss",
+           "binary_cross_entropy_with_logits", "cross_entropy", "linear_cross_entropy"]
 
 _FLOATS = (torch.float32, torch.float64)
 _REDUCTIONS = ("none", "mean", "sum")
+# The tensors that must have the input's dtype (targets are checked by each loss).
+_FLOAT_TENSORS = ("input", "weight", "pos_weight", "linear_weight", "linear_bias")
 _warned = set()
 
 
@@ -90,11 +100,11 @@ def _np(t):
     return t.detach().resolve_conj().resolve_neg().contiguous().numpy()
 
 
-def _unsupported(tensors, dtype):
+def _unsupported(tensors, dtype, differentiable=("input",)):
     """Why the fast path cannot take these tensors (None when it can).
 
-    `tensors` maps a name to a tensor or None; every tensor must be a dense CPU tensor of
-    `dtype` (when given) not requiring grad, except the input itself.
+    `tensors` maps a name to a tensor or None; every tensor must be a dense CPU tensor, the
+    input and weights of `dtype`, and only those named in `differentiable` may require grad.
     """
     for name, t in tensors.items():
         if t is None:
@@ -112,14 +122,22 @@ def _unsupported(tensors, dtype):
             return f"{name} carries a forward-mode tangent (torch.autograd.forward_ad)"
         if t.is_complex():
             return f"{name} is complex"
-        if name != "input" and t.requires_grad:
-            return f"{name} requires grad (fastxent only differentiates the input)"
-        if name in ("input", "weight", "pos_weight") and t.dtype != dtype:
+        if name not in differentiable and t.requires_grad:
+            return (f"{name} requires grad (fastxent only differentiates "
+                    f"{_names(differentiable)})")
+        if name in _FLOAT_TENSORS and t.dtype != dtype:
             return (f"{name} has dtype {t.dtype} (fastxent supports float32 and float64 with "
                     f"weights of the input's dtype)")
     if dtype not in _FLOATS:
         return f"input has dtype {dtype} (fastxent supports float32 and float64)"
     return None
+
+
+def _names(differentiable):
+    """The differentiated tensors in words: "the input", or "input, linear_weight and ..."."""
+    if differentiable == ("input",):
+        return "the input"
+    return ", ".join(differentiable[:-1]) + " and " + differentiable[-1]
 
 
 def _has_storage(t):
@@ -625,3 +643,199 @@ class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
                                                 softcap=self.softcap,
                                                 focal_gamma=self.focal_gamma,
                                                 focal_alpha=self.focal_alpha)
+
+
+# ---- a linear layer fused with cross-entropy ------------------------------------------------
+
+_LINEAR_PARAMETERS = ("input", "linear_weight", "linear_bias")
+
+
+def _lce_kwargs(linear_bias, weight, options):
+    """fastxent's keywords for a fused call (`options`: ignore_index, label_smoothing,
+    reduction)."""
+    return dict(linear_bias=None if linear_bias is None else _np(linear_bias),
+                weight=None if weight is None else _np(weight), **options)
+
+
+def _fused_grads(input, linear_weight, linear_bias, target, weight, options,
+                 sample_weight=None):
+    """The gradients for input, linear_weight and linear_bias (None without a bias) from one
+    fused pass, as new tensors."""
+    _, *grads = fastxent.linear_cross_entropy_loss_and_grad(
+        _np(input), _np(linear_weight), _np(target),
+        sample_weight=None if sample_weight is None else _np(sample_weight),
+        **_lce_kwargs(linear_bias, weight, options))
+    return [None if grad is None else torch.from_numpy(grad) for grad in grads]
+
+
+def _linear_formula(input, linear_weight, linear_bias, target, weight, options):
+    """The fused loss as PyTorch defines it, the cross-entropy of ``F.linear``'s logits: the
+    function whose autograd derivatives the higher-order gradients take."""
+    ignore_index = options["ignore_index"]
+    return F.cross_entropy(F.linear(input, linear_weight, linear_bias), target, weight=weight,
+                           ignore_index=-100 if ignore_index is None else ignore_index,
+                           reduction=options["reduction"],
+                           label_smoothing=options["label_smoothing"])
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, linear_weight, linear_bias, target, weight, options):
+        # Every tensor as PyTorch saves them: editing one in place makes backward raise.
+        ctx.save_for_backward(input, linear_weight, linear_bias, target, weight)
+        ctx.options = options
+        ctx.grads = None
+        arrays = (_np(input), _np(linear_weight), _np(target))
+        kwargs = _lce_kwargs(linear_bias, weight, options)
+        if options["reduction"] == "none":
+            # Each row's loss has its own grad_output: backward runs the fused pass with it.
+            return _as_tensor(fastxent.linear_cross_entropy(*arrays, **kwargs), input)
+        loss, *grads = fastxent.linear_cross_entropy_loss_and_grad(*arrays, **kwargs)
+        ctx.grads = [torch.from_numpy(grad) if grad is not None and needed else None
+                     for grad, needed in zip(grads, ctx.needs_input_grad, strict=False)]
+        return _as_tensor(loss, input)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        saved = ctx.saved_tensors                    # raises if one was edited in place
+        options = ctx.options
+        needed = ctx.needs_input_grad[:3]
+        # grad_output's own derivatives (create_graph) come from the formula's term below.
+        scale = grad_output.detach()
+        if options["reduction"] == "none":
+            # The gradient of sum over rows of grad_output[i] * loss[i]: the fused pass with
+            # grad_output as sample weights, summed.
+            grads = _fused_grads(*saved, dict(options, reduction="sum"), sample_weight=scale)
+        else:
+            # Handed out once, as _take_grad; a later backward (retain_graph) computes them
+            # again, so no gradient a caller was given is ever read again.
+            grads, ctx.grads = ctx.grads, None
+            if grads is None:
+                grads = _fused_grads(*saved, options)
+            grads = [None if grad is None else _scale(grad, scale, options["reduction"], None)
+                     for grad in grads]
+        grads = [grad if need else None for grad, need in zip(grads, needed, strict=True)]
+        if torch.is_grad_enabled():                  # create_graph=True
+            wanted = [index for index in range(3) if needed[index]]
+            exact = torch.autograd.grad(_linear_formula(*saved, options),
+                                        [saved[index] for index in wanted], grad_output,
+                                        create_graph=True)
+            for index, term in zip(wanted, exact, strict=True):
+                grads[index] = grads[index] + (term - term.detach())
+        return *grads, None, None, None
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
+                         reduction="mean", ignore_index=None, label_smoothing=0.0,
+                         options=None):
+    """``torch.nn.functional.linear_cross_entropy`` computed by fastxent on CPU tensors.
+
+    The loss of ``cross_entropy(linear(input, linear_weight, linear_bias), target, ...)``,
+    computed by ``fastxent.linear_cross_entropy_loss_and_grad`` in chunks of rows, without the
+    N x V logits. When `input`, `linear_weight` or `linear_bias` requires grad, the same pass
+    computes the three gradients (for ``reduction="none"``, backward runs it with
+    ``grad_output`` as the rows' weights).
+
+    Parameters
+    ----------
+    input : Tensor of shape (N, d) or (d,)
+        Hidden states: float32 or float64 on the CPU for the fast path.
+    linear_weight : Tensor of shape (V, d)
+        The output layer's weight, of the input's dtype. A weight of shape (V, d1, ..., dK, d)
+        (PyTorch's K-dimensional loss) defers to PyTorch.
+    target : Tensor
+        Class indices (int64) of shape (N,) or (), or class probabilities of shape (N, V) or
+        (V,) and the input's dtype.
+    linear_bias : Tensor of shape (V,), optional
+        The output layer's bias.
+    weight : Tensor of shape (V,), optional
+        Per-class weights.
+    reduction : {"mean", "sum", "none"}, default="mean"
+    ignore_index : int, optional
+        Target value that contributes no loss and no gradient (class indices only; None is
+        -100 for them, as in PyTorch).
+    label_smoothing : float in [0, 1], default=0
+    options : torch.nn.LinearCrossEntropyOptions, optional
+        PyTorch's chunking options, accepted for compatibility: fastxent always computes in
+        chunks of its own size (``fastxent.linear_cross_entropy``'s default ``chunk_rows``),
+        and the result does not depend on them. They are passed on where PyTorch computes
+        the loss.
+
+    Returns
+    -------
+    Tensor
+        The loss: a scalar, or per-sample losses for ``reduction="none"``.
+
+    Notes
+    -----
+    Unlike PyTorch's chunked path, the loss is differentiable to any order (the derivatives
+    of PyTorch's reference formula are added with ``create_graph=True``) and
+    ``retain_graph=True`` works. Inputs the kernels do not cover go to PyTorch's function,
+    with a one-time warning.
+    """
+    if options is not None and not isinstance(options, torch.nn.LinearCrossEntropyOptions):
+        raise TypeError(f"fastxent.torch.linear_cross_entropy: options must be a "
+                        f"torch.nn.LinearCrossEntropyOptions or None, got "
+                        f"{type(options).__name__}")
+
+    def pytorch_loss():
+        return F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
+                                      weight=weight, reduction=reduction,
+                                      ignore_index=ignore_index,
+                                      label_smoothing=label_smoothing, options=options)
+
+    tensors = {"input": input, "linear_weight": linear_weight, "linear_bias": linear_bias,
+               "target": target, "weight": weight}
+    if (reduction not in _REDUCTIONS
+            or not all(isinstance(t, torch.Tensor) for t in (input, linear_weight, target))
+            or (ignore_index is not None and not _is_int(ignore_index))
+            or input.dim() not in (1, 2) or linear_weight.dim() < 2):
+        return pytorch_loss()                    # PyTorch's own error
+    if linear_weight.dim() > 2:
+        reason = "linear_weight has more than 2 dimensions (the K-dimensional loss)"
+    else:
+        reason = _unsupported(tensors, input.dtype, differentiable=_LINEAR_PARAMETERS)
+    soft = target.shape == input.shape[:-1] + linear_weight.shape[:1]
+    if reason is None:
+        if soft:
+            if ignore_index is not None:
+                return pytorch_loss()            # PyTorch refuses it
+            if target.dtype != input.dtype:
+                reason = "probability targets must have the input's dtype"
+        elif target.dtype != torch.int64:
+            reason = f"class-index targets have dtype {target.dtype} (expected int64)"
+    if reason is not None:
+        _fallback("linear_cross_entropy", reason)
+        return pytorch_loss()
+    if input.dim() == 2 and input.shape[0] == 0:
+        return pytorch_loss()      # zero rows: fastxent's fused functions refuse them
+    fused_options = dict(ignore_index=(None if soft else -100 if ignore_index is None
+                                       else v.check_int(ignore_index, "ignore_index")),
+                         label_smoothing=float(label_smoothing), reduction=reduction)
+    try:
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in
+                                           (input, linear_weight, linear_bias)):
+            return _LinearCrossEntropy.apply(input, linear_weight, linear_bias, target, weight,
+                                             fused_options)
+        return _as_tensor(fastxent.linear_cross_entropy(
+            _np(input), _np(linear_weight), _np(target),
+            **_lce_kwargs(linear_bias, weight, fused_options)), input)
+    except (ValueError, TypeError) as exc:
+        loss = pytorch_loss()                    # bad shapes or labels: PyTorch's own error
+        _fallback("linear_cross_entropy", f"fastxent refuses the arguments ({exc})")
+        return loss
+
+
+class LinearCrossEntropyLoss(torch.nn.LinearCrossEntropyLoss):
+    """``torch.nn.LinearCrossEntropyLoss`` computed by
+    :func:`fastxent.torch.linear_cross_entropy` (the same arguments and parameters)."""
+
+    def forward(self, input, target):
+        linear_weight = self.linear.weight.reshape(
+            (self.num_classes, *self.out_features, self.linear.in_features))
+        linear_bias = (None if self.linear.bias is None
+                       else self.linear.bias.reshape((self.num_classes, *self.out_features)))
+        return linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
+                                    weight=self.weight, reduction=self.reduction,
+                                    ignore_index=self.ignore_index,
+                                    label_smoothing=self.label_smoothing, options=self.options)

@@ -20,6 +20,11 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
                                      reduction: str = ..., pos_weight: Tensor | None = ..., *,
                                      softcap: float | None = ..., focal_gamma: float = ...,
                                      focal_alpha: float | None = ...) -> Tensor: ...
+def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *,
+                         linear_bias: Tensor | None = ..., weight: Tensor | None = ...,
+                         reduction: str = ..., ignore_index: int | None = ...,
+                         label_smoothing: float = ...,
+                         options: torch.nn.LinearCrossEntropyOptions | None = ...) -> Tensor: ...
 
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
     z_loss: float
@@ -37,4 +42,7 @@ class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
     focal_alpha: float | None
     def __init__(self, *args: Any, softcap: float | None = ..., focal_gamma: float = ...,
                  focal_alpha: float | None = ..., **kwargs: Any) -> None: ...
+    def forward(self, input: Tensor, target: Tensor) -> Tensor: ...
+
+class LinearCrossEntropyLoss(torch.nn.LinearCrossEntropyLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor: ...
