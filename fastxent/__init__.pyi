@@ -292,7 +292,9 @@ def evaluate_files(logits_path: str | PathLike[str], labels_path: str | PathLike
                    eps: float | None = ..., chunk_rows: int | None = ...,
                    checkpoint: str | PathLike[str] | None = ..., progress: bool | None = ...,
                    n_threads: int | None = ...,
-                   checkpoint_interval: float = ...) -> EvaluationResult: ...
+                   checkpoint_interval: float = ...,
+                   linear_weight: str | PathLike[str] | None = ...,
+                   linear_bias: str | PathLike[str] | None = ...) -> EvaluationResult: ...
 
 # ---- threads and build ----------------------------------------------------------------------
 

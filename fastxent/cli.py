@@ -8,7 +8,8 @@ bench
 eval
     Evaluate logits (or probabilities) and labels stored in ``.npy``/``.npz`` files with
     :func:`fastxent._eval.files.evaluate_files`, in chunks of rows, optionally
-    checkpointed; print a table or JSON.
+    checkpointed; print a table or JSON. With ``--linear-weight`` (and ``--linear-bias``)
+    the first file holds hidden states, whose logits are computed chunk by chunk.
 
 Each subcommand is added by an ``_add_<name>_command(subparsers)`` function that sets a
 ``handler`` default; ``main`` calls the handler of the chosen subcommand.
@@ -265,17 +266,29 @@ def _add_eval_command(subparsers):
         description="Compute the loss, perplexity, accuracy, top-k accuracy, entropy, Brier "
                     "score and calibration error of logits (or probabilities) and labels "
                     "stored in .npy/.npz files, reading them in chunks of rows. "
+                    "With --linear-weight W (and --linear-bias b), LOGITS holds a model's "
+                    "hidden states H instead, and the logits H @ W.T + b are computed one "
+                    "chunk of rows at a time, never all at once (a language model's "
+                    "perplexity from its last hidden states). "
                     "A file is FILE.npy, FILE.npz (holding one array) or FILE.npz:NAME.")
     evaluate.add_argument("logits", metavar="LOGITS",
-                          help="logits (N, C) (classes along the last axis), float32 or float64")
+                          help="logits (N, C) (classes along the last axis), float32 or "
+                               "float64; with --linear-weight, hidden states (N, d)")
     evaluate.add_argument("labels", metavar="LABELS",
                           help="integer class labels (N,), or float soft targets (N, C)")
     evaluate.add_argument("--from-probs", action="store_true",
                           help="LOGITS holds probabilities, not logits")
     evaluate.add_argument("--topk", type=_top_k, nargs="+", default=[1, 5], metavar="K",
                           help="top-k accuracies to report (default: 1 5)")
+    evaluate.add_argument("--linear-weight", metavar="FILE",
+                          help="the output layer's weight W (V, d), of the hidden states' "
+                               "dtype (float32 or float64): LOGITS then holds hidden states")
+    evaluate.add_argument("--linear-bias", metavar="FILE",
+                          help="the output layer's bias b (V,), W's dtype (with "
+                               "--linear-weight)")
     evaluate.add_argument("--chunk-rows", type=_positive_int, metavar="N",
-                          help="rows per chunk (default: about 64 MiB of logits)")
+                          help="rows per chunk (default: about 64 MiB of logits; with "
+                               "--linear-weight, from V and the CPU's cache)")
     evaluate.add_argument("--json", action="store_true",
                           help="print the result as JSON (NaN and infinities as null)")
     evaluate.add_argument("--checkpoint", metavar="STATE",
@@ -304,12 +317,14 @@ def _run_eval(args):
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
+        _check_linear_options(args)
         weight = _read_class_weight(args.weight) if args.weight else None
         result = _files.evaluate_files(
             args.logits, args.labels, from_logits=not args.from_probs, topk=args.topk,
             weight=weight, ignore_index=args.ignore_index, eps=args.eps,
             chunk_rows=args.chunk_rows, checkpoint=args.checkpoint,
-            progress=False if args.no_progress else None, n_threads=args.threads)
+            progress=False if args.no_progress else None, n_threads=args.threads,
+            linear_weight=args.linear_weight, linear_bias=args.linear_bias)
     except KeyboardInterrupt:
         note = (f"; {args.checkpoint} holds the progress: run the same command to resume"
                 if args.checkpoint else "")
@@ -327,6 +342,16 @@ def _run_eval(args):
             print()
             print(format_bins_table(report["ece_bins"]))
     return 0
+
+
+def _check_linear_options(args):
+    """Raise ValueError, naming the options, for ``--linear-*`` options that do not go with
+    the others."""
+    if args.linear_bias is not None and args.linear_weight is None:
+        raise ValueError("--linear-bias needs --linear-weight")
+    if args.linear_weight is not None and args.from_probs:
+        raise ValueError("--from-probs cannot be used with --linear-weight: the linear "
+                         "layer's outputs H @ W.T + b are logits, not probabilities")
 
 
 def _read_class_weight(path):

@@ -1,4 +1,5 @@
-"""Dask adapter: ``evaluate`` and ``cross_entropy`` on Dask arrays, block by block.
+"""Dask adapter: ``evaluate``, ``evaluate_linear`` and ``cross_entropy`` on Dask arrays, block
+by block.
 
 ``import fastxent.dask`` needs Dask (``pip install ".[dask]"`` from a fastxent checkout;
 ``fastxent`` itself never imports it)::
@@ -11,10 +12,16 @@
     result = fastxent.dask.evaluate(logits, labels)
     loss = fastxent.dask.cross_entropy(logits, labels).compute()
 
+    hidden = da.from_zarr("hidden.zarr")          # (N, d), chunked along the rows only
+    result = fastxent.dask.evaluate_linear(hidden, lm_head_weight, labels)
+
 Each block of rows runs through fastxent's kernels on a worker: ``evaluate`` turns it into
 the float64 sums of a ``fastxent.Evaluator`` (shipped as its small ``to_dict()`` state) and
 merges those in a tree with ``Evaluator.merge``, so the result equals ``fastxent.evaluate``
-on the whole array up to float64 rounding; ``cross_entropy`` returns the per-row losses as a
+on the whole array up to float64 rounding. ``evaluate_linear`` does the same from hidden
+states, each block computing its logits ``H @ W.T + b`` in chunks through
+``Evaluator.update_linear``; W and b are sent once to each worker, not with each task.
+``cross_entropy`` returns the per-row losses as a
 Dask array, or adds each block's loss sum (and ``mean``'s denominator) in a tree into a lazy
 0-d Dask array. Any scheduler works: the threaded default, processes, or a
 ``dask.distributed`` cluster. See ``docs/dask.md``.
@@ -24,6 +31,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,11 +45,12 @@ except ImportError as exc:      # pragma: no cover - depends on the environment
                       'pip install ".[dask]" from a fastxent checkout)') from exc
 
 import fastxent
+from fastxent._api import linear as _linear
 from fastxent._api import multiclass as _multiclass
 from fastxent._api import validation as v
 from fastxent._api.options import CrossEntropyOptions, EvaluationOptions
 
-__all__ = ["cross_entropy", "evaluate"]
+__all__ = ["cross_entropy", "evaluate", "evaluate_linear"]
 
 SPLIT_EVERY = 8
 
@@ -281,6 +290,180 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
                                 validate=validate, n_threads=n_threads)
     blocks, options = _align(input, target, sample_weight, options, _evaluated)
     states = [delayed(_evaluate_block, pure=True)(rows, x, t, s, options)
+              for rows, x, t, s in blocks.delayed()]
+    result = _tree(states, _merge_states, _evaluation_result, split_every)
+    return result.compute() if compute else result
+
+
+# --- evaluate_linear -------------------------------------------------------------------
+
+def _linear_evaluated(x, t, s, linear_weight, linear_bias, options, chunk_rows):
+    """An Evaluator with `options` that has seen the rows given as a linear layer's inputs."""
+    return fastxent.Evaluator(**options.keywords()).update_linear(
+        x, linear_weight, t, linear_bias=linear_bias, sample_weight=s, chunk_rows=chunk_rows)
+
+
+def _evaluate_linear_block(rows, x, t, s, linear_weight, linear_bias, options, chunk_rows):
+    """One block of hidden states -> the ``to_dict()`` state of an Evaluator that has seen
+    it."""
+    x, t, s = _block_args(x, t, s, options)
+    with _in_block(rows):
+        return _linear_evaluated(x, t, s, linear_weight, linear_bias, options,
+                                 chunk_rows).to_dict()
+
+
+def _distributed_client():
+    """The ``distributed.Client`` that computes Dask collections now, or None (there is none
+    unless ``distributed`` has been imported)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    client = getattr(dask.base.get_scheduler(), "__self__", None)
+    return client if isinstance(client, distributed.Client) else None
+
+
+def _broadcast(array, name):
+    """`array` as one value that every block task depends on, never copied into the tasks.
+
+    With a ``distributed.Client`` as the scheduler, the array is scattered to every worker
+    (a Future); otherwise it is one key of the graph (a Delayed). Passed as such, Dask sends
+    it once to each worker process; a NumPy array passed as a task's argument would instead
+    be embedded in every task.
+    """
+    if array is None:
+        return None
+    client = _distributed_client()
+    if client is not None:
+        return client.scatter(array, broadcast=True, hash=True)
+    return delayed(array, pure=True, name=f"{name}-{dask.base.tokenize(array)}")
+
+
+def _align_linear(input, target, sample_weight, linear_weight, linear_bias, options,
+                  chunk_rows):
+    """Wrap, check and align the inputs of ``evaluate_linear``.
+
+    Returns the `_Blocks` (hidden states (N, d) in blocks of whole rows; labels and sample
+    weights with an axis of 1 after the rows, soft targets (N, V) in one chunk of classes)
+    and the weight and bias as the kernels take them (``linear.prepare``'s conversion, done
+    once here rather than in every block). Every check of the single-machine call runs here,
+    on zero rows, so that bad shapes, dtypes and options raise when the graph is built.
+    """
+    x = _as_dask_or_numpy(input, "input")
+    if x.ndim != 2:
+        raise ValueError(f"input must be hidden states of shape (N, d), chunked along the "
+                         f"rows, got shape {x.shape}")
+    if isinstance(x, da.Array):
+        if len(x.chunks[1]) > 1:
+            raise ValueError(f"input is chunked along d, its axis 1 (chunks {x.chunks[1]}); "
+                             f"each block must hold whole hidden states: pass "
+                             f"input.rechunk({{1: -1}})")
+    else:
+        x = da.from_array(x, chunks=("auto", -1))
+    rows_chunks = x.chunks[:1]
+
+    target = _as_dask_or_numpy(target, "target")
+    labels = target.dtype.kind in "iu"
+    if not labels and target.dtype.kind != "f":
+        raise TypeError(f"target must hold integer class labels or float soft targets, got "
+                        f"dtype {target.dtype}")
+    if labels and target.shape != x.shape[:1]:
+        raise ValueError(f"integer class labels must have shape {x.shape[:1]} (input "
+                         f"{x.shape}), got {target.shape}")
+    if not labels and (target.ndim != 2 or target.shape[0] != x.shape[0]):
+        raise ValueError(f"soft targets must have shape ({x.shape[0]}, V) (input {x.shape}), "
+                         f"got {target.shape}")
+    t = _dask_like(target, rows_chunks if labels else rows_chunks + (target.shape[1],))
+    s = None
+    if sample_weight is not None:
+        sample_weight = _as_dask_or_numpy(sample_weight, "sample_weight")
+        if sample_weight.shape != x.shape[:1]:
+            raise ValueError(f"sample_weight must have the rows' shape {x.shape[:1]}, got "
+                             f"{sample_weight.shape}")
+        s = _dask_like(sample_weight, rows_chunks)
+
+    prepared = _linear.prepare(
+        np.zeros((0, x.shape[1]), x.dtype), linear_weight,
+        np.zeros((0,) + t.shape[1:], t.dtype), linear_bias, options,
+        sample_weight=None if s is None else np.zeros(0, s.dtype), chunk_rows=chunk_rows)
+    blocks = _Blocks(x=x, t=da.expand_dims(t, 1) if labels else t,
+                     s=None if s is None else da.expand_dims(s, 1), axis=1)
+    return blocks, prepared.weight, prepared.bias
+
+
+def evaluate_linear(input, linear_weight, target, *, linear_bias=None, topk=(1, 5),
+                    weight=None, sample_weight=None, ignore_index=None, chunk_rows=None,
+                    n_threads=None, split_every=None, compute=True):
+    """``fastxent.evaluate_linear`` over hidden states in a Dask array, block by block.
+
+    Each block of rows computes its logits ``input @ linear_weight.T + linear_bias`` in
+    chunks of `chunk_rows` rows (``fastxent.Evaluator.update_linear``, never a block's whole
+    logits) and becomes the float64 sums of an Evaluator on a worker; the sums are merged in
+    a tree, as ``evaluate`` merges them, so the result is that of ``fastxent.evaluate_linear``
+    on the whole array up to float64 rounding.
+
+    Parameters
+    ----------
+    input : dask.array.Array or array_like of shape (N, d)
+        Hidden states, float32 or float64, chunked along the rows only (a block holds whole
+        hidden states: an array chunked along d is refused; ``input.rechunk({1: -1})``).
+        NumPy input is wrapped with ``dask.array.from_array`` (automatic chunks of rows).
+    linear_weight : array_like of shape (V, d)
+        The output layer's weight, `input`'s dtype (a mismatch is an error). It is sent once
+        to each worker, not with each task: scattered to every worker
+        (``Client.scatter(broadcast=True)``) when a ``distributed.Client`` is the scheduler,
+        else one key of the graph that every block task depends on. A Dask array is computed
+        first.
+    target : dask.array.Array or array_like
+        Integer class labels (N,), or float soft targets (N, V); rechunked to the input's
+        blocks of rows.
+    linear_bias : array_like of shape (V,), optional
+        The output layer's bias, sent as `linear_weight` is.
+    sample_weight : dask.array.Array or array_like of shape (N,), optional
+        Per-row weights; rechunked to the input's blocks of rows.
+    topk, weight, ignore_index
+        As for ``fastxent.evaluate``. `weight` is a small array sent with every task.
+    chunk_rows : int >= 1, optional
+        Rows per chunk of logits within a block (see ``fastxent.linear_cross_entropy``).
+    n_threads : int, optional
+        Threads of each block's kernel and BLAS calls, as for ``fastxent.evaluate_linear``:
+        None leaves both at the defaults of the process that runs the task (on a
+        ``dask.distributed`` worker, ``OMP_NUM_THREADS=1``). With Dask's threaded
+        scheduler, which already runs a task per core, pass ``n_threads=1``.
+    split_every : int >= 2, optional
+        How many states each merge task combines (default 8).
+    compute : bool, default=True
+        Compute now and return the result, or return a ``dask.delayed.Delayed``. With a
+        ``distributed.Client`` as the scheduler, that Delayed holds the scattered weight and
+        computes only on that client.
+
+    Returns
+    -------
+    fastxent.EvaluationResult or dask.delayed.Delayed
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad shapes, dtypes and options raise here, as ``fastxent.evaluate_linear`` would;
+        invalid labels raise from the computation.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastxent.dask
+    >>> hidden = da.from_array(np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]), chunks=(2, 2))
+    >>> weight = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    >>> r = fastxent.dask.evaluate_linear(hidden, weight, np.array([0, 1, 2]), topk=(1,))
+    >>> round(r.accuracy, 4), r.count
+    (0.6667, 3)
+    """
+    split_every = _check_split_every(split_every)
+    options = EvaluationOptions(topk=topk, weight=weight, ignore_index=ignore_index,
+                                n_threads=n_threads)
+    blocks, linear_weight, linear_bias = _align_linear(
+        input, target, sample_weight, linear_weight, linear_bias, options, chunk_rows)
+    shared_weight = _broadcast(linear_weight, "linear_weight")
+    shared_bias = _broadcast(linear_bias, "linear_bias")
+    states = [delayed(_evaluate_linear_block, pure=True)(rows, x, t, s, shared_weight,
+                                                         shared_bias, options, chunk_rows)
               for rows, x, t, s in blocks.delayed()]
     result = _tree(states, _merge_states, _evaluation_result, split_every)
     return result.compute() if compute else result

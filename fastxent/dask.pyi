@@ -25,6 +25,22 @@ def evaluate(input: Array | ArrayLike, target: Array | ArrayLike, *, from_logits
              ignore_index: int | None = ..., eps: float | None = ..., axis: int = ...,
              validate: bool = ..., n_threads: int | None = ..., split_every: int | None = ...,
              compute: Literal[False]) -> Delayed: ...
+@overload
+def evaluate_linear(input: Array | ArrayLike, linear_weight: ArrayLike,
+                    target: Array | ArrayLike, *, linear_bias: ArrayLike | None = ...,
+                    topk: Sequence[int] = ..., weight: ArrayLike | None = ...,
+                    sample_weight: Array | ArrayLike | None = ...,
+                    ignore_index: int | None = ..., chunk_rows: int | None = ...,
+                    n_threads: int | None = ..., split_every: int | None = ...,
+                    compute: Literal[True] = ...) -> EvaluationResult: ...
+@overload
+def evaluate_linear(input: Array | ArrayLike, linear_weight: ArrayLike,
+                    target: Array | ArrayLike, *, linear_bias: ArrayLike | None = ...,
+                    topk: Sequence[int] = ..., weight: ArrayLike | None = ...,
+                    sample_weight: Array | ArrayLike | None = ...,
+                    ignore_index: int | None = ..., chunk_rows: int | None = ...,
+                    n_threads: int | None = ..., split_every: int | None = ...,
+                    compute: Literal[False]) -> Delayed: ...
 def cross_entropy(input: Array | ArrayLike, target: Array | ArrayLike, *,
                   from_logits: bool = ..., weight: ArrayLike | None = ...,
                   sample_weight: Array | ArrayLike | None = ..., ignore_index: int | None = ...,

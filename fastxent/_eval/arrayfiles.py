@@ -7,7 +7,7 @@ aligned buffer per source: the memory stays near one chunk, and a file cut short
 read gives a short read, never the ``SIGBUS`` of a memory map. The CRC-32 of an uncompressed
 member is computed as its bytes are read and checked by :meth:`ArraySource.verify`;
 compressed members are decompressed sequentially and checked by :mod:`zipfile`.
-:func:`read_array` loads a small array. Every problem with a file raises
+:func:`read_array` and :func:`whole_array` load a whole array. Every problem with a file raises
 :class:`EvalFileError`, a ``ValueError`` whose message names the file and the problem.
 """
 
@@ -57,13 +57,30 @@ def read_array(spec):
         The whole array, in memory, in native byte order.
     """
     with open_array(spec) as source:
-        source.row_elements = 1
-        flat = source.read(0, math.prod(source.shape))
-        if source.fortran_order:
-            array = flat.reshape(source.shape[::-1]).T.copy()
-        else:
-            array = flat.reshape(source.shape).copy()
-        source.verify()                  # after the copy: it may reuse the buffer of `flat`
+        return whole_array(source)
+
+
+def whole_array(source):
+    """Read every element of an open :class:`ArraySource` (a linear layer's weight, class
+    weights), check its checksum, and return it as a new C-contiguous array in native byte
+    order.
+
+    Parameters
+    ----------
+    source : ArraySource
+        Not read yet.
+
+    Returns
+    -------
+    ndarray
+    """
+    source.row_elements = 1
+    flat = source.read(0, math.prod(source.shape))
+    if source.fortran_order:
+        array = flat.reshape(source.shape[::-1]).T.copy()
+    else:
+        array = flat.reshape(source.shape).copy()
+    source.verify()                  # after the copy: it may reuse the buffer of `flat`
     return array
 
 

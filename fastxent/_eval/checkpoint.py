@@ -2,9 +2,11 @@
 same run.
 
 A checkpoint records the run (the inputs' identities, the options, the chunking and the number
-of rows), the next row to read, whether the run is complete, and the Evaluator's state. A run
-resumes from it only when every recorded field matches; otherwise, and for a checkpoint that is
-damaged, :class:`EvalFileError` says why.
+of rows), the next row to read, whether the run is complete, and the Evaluator's state. The
+inputs are the logits and labels, or for a linear evaluation the hidden states, the labels and
+the layer's weight and bias (null without one). A run resumes from it only when every recorded
+field matches; otherwise, and for a checkpoint that is damaged, :class:`EvalFileError` says
+why.
 """
 
 import contextlib
@@ -112,11 +114,26 @@ def load_checkpoint(path):
     if saved["next_row"] < 0 or saved["rows"] < 0 or saved["chunk_rows"] < 1:
         raise _corrupt(path, f"next_row {saved['next_row']}, rows {saved['rows']}, chunk_rows "
                              f"{saved['chunk_rows']}")
-    for role in ("logits", "labels"):
-        if not isinstance(saved["inputs"].get(role), dict):
-            raise _corrupt(path, f"inputs.{role} must be an object, got "
-                                 f"{saved['inputs'].get(role)!r}")
+    inputs = saved["inputs"]
+    for role in input_roles(inputs):
+        if not isinstance(inputs.get(role), dict):
+            raise _corrupt(path, f"inputs.{role} must be an object, got {inputs.get(role)!r}")
+    if "hidden" in inputs and not isinstance(inputs.get("linear_bias"), (dict, type(None))):
+        raise _corrupt(path, f"inputs.linear_bias must be an object or null, got "
+                             f"{inputs['linear_bias']!r}")
     return saved
+
+
+def input_roles(inputs):
+    """The files a run's `inputs` must name: the logits and labels, or for a linear
+    evaluation the hidden states, labels and weight (the bias is optional)."""
+    if "hidden" in inputs:
+        return ("hidden", "labels", "linear_weight")
+    return ("logits", "labels")
+
+
+def _file_of(identity):
+    return "none" if identity is None else repr(identity.get("path"))
 
 
 def check_same_run(path, saved, run, options):
@@ -129,15 +146,7 @@ def check_same_run(path, saved, run, options):
         saved_options = EvaluationOptions(**saved["options"])
     except (TypeError, ValueError) as exc:
         raise _corrupt(path, f"options: {exc}") from None
-    differences = []
-    for role in ("logits", "labels"):
-        old, new = saved["inputs"][role], run["inputs"][role]
-        for key, value in new.items():
-            if key == "fingerprint" and old.get(key) != value:
-                differences.append(f"{role} content changed since the checkpoint was written "
-                                   f"(its fingerprint differs)")
-            elif old.get(key) != value:
-                differences.append(f"{role} {key} was {old.get(key)!r}, now {value!r}")
+    differences = _input_differences(saved["inputs"], run["inputs"])
     differences += [f"option {name} was {old!r}, now {new!r}"
                     for name, old, new in saved_options.differences(options)]
     for key in ("rows", "chunk_rows"):
@@ -146,6 +155,27 @@ def check_same_run(path, saved, run, options):
     if differences:
         raise EvalFileError(f"{path}: checkpoint of another run ({'; '.join(differences)}); "
                             f"delete it to start over, or run with the same files and options")
+
+
+def _input_differences(saved_inputs, inputs):
+    """What differs between the saved inputs' identities and this run's, as phrases."""
+    linear = "hidden" in inputs
+    if ("hidden" in saved_inputs) != linear:
+        kinds = {True: "hidden states through a linear layer (linear_weight)", False: "logits"}
+        return [f"it evaluated {kinds[not linear]}, this run evaluates {kinds[linear]}"]
+    differences = []
+    for role, identity in inputs.items():
+        old = saved_inputs.get(role)
+        if (old is None) != (identity is None):
+            differences.append(f"{role} was {_file_of(old)}, now {_file_of(identity)}")
+            continue
+        for key, value in (identity or {}).items():
+            if key == "fingerprint" and old.get(key) != value:
+                differences.append(f"{role} content changed since the checkpoint was written "
+                                   f"(its fingerprint differs)")
+            elif old.get(key) != value:
+                differences.append(f"{role} {key} was {old.get(key)!r}, now {value!r}")
+    return differences
 
 
 def saved_evaluator(path, saved, fresh, n_rows, n_classes, soft):

@@ -8,6 +8,10 @@ at a time, so the resident memory stays near one chunk whatever the size of the 
 stopped and started again resumes there and ends with the same numbers, bit for bit, as a run
 that was never stopped.
 
+With ``linear_weight=`` (and ``linear_bias=``) the first file holds a model's hidden states
+instead of logits: each chunk of rows goes through :meth:`fastxent.Evaluator.update_linear`,
+which computes its logits ``H @ W.T + b``; the weight and bias are read whole, once.
+
 Every problem with a file (not a ``.npy``/``.npz``, truncated, wrong dtype or shape, lengths
 that disagree, labels out of range, a checkpoint of another run) raises :class:`EvalFileError`,
 a ``ValueError`` whose message names the file and the problem.
@@ -23,7 +27,8 @@ import time
 import numpy as np
 
 from fastxent._api import validation as v
-from fastxent._eval.arrayfiles import open_array
+from fastxent._api.linear import chunk_rows_for
+from fastxent._eval.arrayfiles import open_array, whole_array
 from fastxent._eval.checkpoint import (
     check_same_run,
     load_checkpoint,
@@ -48,7 +53,8 @@ logger = logging.getLogger("fastxent.eval")
 
 def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), weight=None,
                    ignore_index=None, eps=None, chunk_rows=None, checkpoint=None,
-                   progress=None, n_threads=None, checkpoint_interval=CHECKPOINT_INTERVAL):
+                   progress=None, n_threads=None, checkpoint_interval=CHECKPOINT_INTERVAL,
+                   linear_weight=None, linear_bias=None):
     """Evaluate a classifier's outputs stored in files, in chunks of rows.
 
     Parameters
@@ -59,7 +65,8 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         ``from_logits=False``) of shape ``(N, C)``, or ``(d0, ..., C)`` with the classes along
         the last axis. float32 and float64 are read as they are; float16, other floating
         dtypes and non-native byte orders are converted one chunk at a time. Fortran-ordered
-        arrays are rejected.
+        arrays are rejected. With `linear_weight`: hidden states of shape ``(N, d)`` (or
+        ``(d0, ..., d)``), read the same way.
     labels_path : str or os.PathLike
         Same syntax. Integer class labels of shape ``(N,)`` (the logits' shape without the
         class axis), any integer dtype, or float soft targets of the logits' shape.
@@ -67,13 +74,16 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         As for :func:`fastxent.evaluate`, checked (as :class:`fastxent.Evaluator` checks
         them) before any file is opened.
     chunk_rows : int, optional
-        Rows per chunk; by default about 64 MiB of logits. The result depends on the chunking
-        only through float64 rounding (about 1e-15 relative), and is the same, bit for bit,
-        for the same ``chunk_rows``.
+        Rows per chunk; by default about 64 MiB of logits (with `linear_weight`, the chunk
+        of :func:`fastxent.linear_cross_entropy`, from V and the CPU's cache; each chunk's
+        logits are computed at once). The result depends on the chunking only through
+        float64 rounding (about 1e-15 relative), and is the same, bit for bit, for the same
+        ``chunk_rows``.
     checkpoint : str or os.PathLike, optional
         A JSON file for the state. If it exists and was written by a run over the same files
-        (same resolved paths, sizes, modification times, shapes, dtypes) with the same options
-        and chunking, the evaluation resumes from it; if it belongs to another run,
+        (same resolved paths, sizes, modification times, shapes, dtypes, sampled contents;
+        the weight and bias files included) with the same options and chunking, the
+        evaluation resumes from it; if it belongs to another run,
         :class:`EvalFileError` is raised (delete the file to start over). The state is saved
         atomically about every ``checkpoint_interval`` seconds and at the end, where it is
         marked complete and kept: running again returns the saved result without reading the
@@ -86,11 +96,24 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         Threads for the kernels (results do not depend on it).
     checkpoint_interval : float, optional
         Seconds between two checkpoint saves (0: after every chunk).
+    linear_weight : str or os.PathLike, optional
+        A file (same syntax) holding a linear layer's weight W of shape ``(V, d)``: the first
+        file then holds hidden states H, and the logits ``H @ W.T + b`` are computed one
+        chunk of rows at a time (:meth:`fastxent.Evaluator.update_linear`), never all at
+        once. W must have H's computation dtype (both float32, or both float64; float16 and
+        other floats count as float64): a mismatch is an error naming both files. W is read
+        whole, once, after the checks and only when rows remain to be read. Only a path is
+        taken, so that a checkpoint can recognise the weight (for arrays in memory use
+        :func:`fastxent.evaluate_linear` or :class:`fastxent.Evaluator`). Needs
+        ``from_logits=True``.
+    linear_bias : str or os.PathLike, optional
+        A file holding the layer's bias b of shape ``(V,)``, W's dtype; needs `linear_weight`.
 
     Returns
     -------
     fastxent.EvaluationResult
-        The same metrics as :func:`fastxent.evaluate` on the loaded arrays.
+        The same metrics as :func:`fastxent.evaluate` on the loaded arrays (with
+        `linear_weight`, as :func:`fastxent.evaluate_linear`).
 
     Raises
     ------
@@ -99,7 +122,8 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         the two files disagree, a label is out of range, or the checkpoint cannot be written
         where it is, is corrupt or belongs to another run. The message names the file.
     ValueError, TypeError
-        An option is invalid (raised before any file is opened; the message names it).
+        An option is invalid, or two options do not go together (raised before any file is
+        opened; the message names them).
     FileNotFoundError
         An input file does not exist.
 
@@ -119,6 +143,7 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
     evaluator = Evaluator(from_logits=from_logits, topk=topk, weight=weight,
                           ignore_index=ignore_index, eps=eps, n_threads=n_threads)
     options = evaluator.options             # checked and normalised; the axis is the last
+    _check_linear_options(linear_weight, linear_bias, options)
     if chunk_rows is not None:
         chunk_rows = v.check_int(chunk_rows, "chunk_rows", low=1, must="be a positive int",
                                  type_error=ValueError)
@@ -132,14 +157,28 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
     with contextlib.ExitStack() as stack:
         logits = stack.enter_context(open_array(logits_path))
         labels = stack.enter_context(open_array(labels_path))
-        n_rows, n_classes, soft = _check_pair(logits, labels, options.weight)
+        layer = None
+        if linear_weight is None:
+            n_rows, n_classes, soft = _check_pair(logits, labels, options.weight)
+        else:
+            layer = _LinearLayer(
+                stack.enter_context(open_array(linear_weight)),
+                None if linear_bias is None else stack.enter_context(open_array(linear_bias)))
+            n_rows, n_classes, soft = _check_linear(logits, labels, layer, options.weight)
         saved = None if checkpoint is None else load_checkpoint(checkpoint)
         if chunk_rows is None and saved is not None:
             chunk_rows = saved.get("chunk_rows")       # the run being resumed chose it
-        if chunk_rows is None:
+        if chunk_rows is None and layer is None:
             chunk_rows = max(1, CHUNK_BYTES // (n_classes * logits.dtype.itemsize))
+        elif chunk_rows is None:
+            chunk_rows = chunk_rows_for(n_classes, layer.dtype.itemsize)
+        if layer is None:
+            inputs = {"logits": logits.identity(), "labels": labels.identity()}
+        else:
+            inputs = {"hidden": logits.identity(), "labels": labels.identity(),
+                      **layer.identities()}
         run = {
-            "inputs": {"logits": logits.identity(), "labels": labels.identity()},
+            "inputs": inputs,
             "options": recorded_options(options),
             "chunk_rows": chunk_rows,
             "rows": n_rows,
@@ -154,31 +193,61 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
                 return evaluator.result()
             start = saved["next_row"]
             logger.info("resuming from %s at row %d of %d", checkpoint, start, n_rows)
-        _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk_rows,
-                    options.ignore_index, checkpoint, run, progress, checkpoint_interval)
+        if layer is None:
+            update, sources = evaluator.update, {"input": logits, "target": labels}
+        else:
+            update = layer.updater(evaluator, chunk_rows)
+            sources = {"input": logits, "target": labels, **layer.sources()}
+        _run_chunks(update, sources, start, n_rows, n_classes, soft, chunk_rows,
+                    options.ignore_index, checkpoint, run, evaluator, progress,
+                    checkpoint_interval)
     return evaluator.result()
 
 
-def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk_rows,
-                ignore_index, checkpoint, run, progress, checkpoint_interval):
+def _check_linear_options(linear_weight, linear_bias, options):
+    """Raise TypeError for a linear layer's weight or bias that is not a path, ValueError for
+    ones that do not go with the other options."""
+    for name, path in (("linear_weight", linear_weight), ("linear_bias", linear_bias)):
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{name} must be the path of a .npy/.npz file, got "
+                            f"{type(path).__name__} (for arrays in memory use "
+                            f"fastxent.evaluate_linear or Evaluator.update_linear)")
+    if linear_bias is not None and linear_weight is None:
+        raise ValueError("linear_bias needs linear_weight (the bias of a linear layer whose "
+                         "weight is not given)")
+    if linear_weight is not None and not options.from_logits:
+        raise ValueError("from_logits=False cannot be used with linear_weight: the linear "
+                         "layer's outputs H @ W.T + b are logits, not probabilities")
+
+
+def _run_chunks(update, sources, start, n_rows, n_classes, soft, chunk_rows, ignore_index,
+                checkpoint, run, evaluator, progress, checkpoint_interval):
+    """Feed the rows from `start` on to ``update(x, t)``, a chunk at a time, saving
+    `evaluator` to the checkpoint as it goes.
+
+    `sources` maps the names the kernels' messages start with (``input``, ``target``,
+    ``linear_weight``, ``linear_bias``) to the files they mean; ``sources["input"]`` holds
+    the rows that are fed (logits or hidden states), ``sources["target"]`` their labels.
+    """
+    rows_in, labels = sources["input"], sources["target"]
     delay = float(os.environ.get(_CHUNK_DELAY_ENV) or 0.0)
     if progress is None:
         progress = sys.stderr is not None and sys.stderr.isatty()
-    bar = _progress_bar(progress, n_rows, start, logits.name)
+    bar = _progress_bar(progress, n_rows, start, rows_in.name)
     last_save = time.monotonic()
     try:
         for begin in range(start, n_rows, chunk_rows):
             end = min(begin + chunk_rows, n_rows)
-            x = logits.read(begin, end).reshape(end - begin, n_classes)
+            x = rows_in.read(begin, end).reshape(end - begin, rows_in.row_elements)
             t = labels.read(begin, end)
             if soft:
                 t = t.reshape(end - begin, n_classes)
             else:
                 _check_labels(t, begin, n_classes, ignore_index, labels)
             try:
-                evaluator.update(x, t)
+                update(x, t)
             except ValueError as exc:
-                raise EvalFileError(f"{_culprit(str(exc), logits, labels)}: in rows {begin} to "
+                raise EvalFileError(f"{_culprit(str(exc), sources)}: in rows {begin} to "
                                     f"{end - 1}: {exc}") from None
             del x, t
             if bar is not None:
@@ -190,7 +259,7 @@ def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk
                 if now - last_save >= checkpoint_interval:
                     save_checkpoint(checkpoint, run, evaluator, end, complete=False)
                     last_save = now
-        logits.verify()             # the CRC-32 of a .npz member, before any result is kept
+        rows_in.verify()            # the CRC-32 of a .npz member, before any result is kept
         labels.verify()
         if checkpoint is not None:
             save_checkpoint(checkpoint, run, evaluator, n_rows, complete=True)
@@ -199,13 +268,13 @@ def _run_chunks(evaluator, logits, labels, start, n_rows, n_classes, soft, chunk
             bar.close()
 
 
-def _culprit(message, logits, labels):
-    """The file a kernel's message is about (it names ``input`` or ``target``)."""
-    if message.startswith("target"):
-        return labels.name
-    if message.startswith("input"):
-        return logits.name
-    return f"{logits.name} and {labels.name}"
+def _culprit(message, sources):
+    """The file a kernel's message is about (it starts with the argument's name: ``input``,
+    ``target``, ``linear_weight``, ``linear_bias``), or every file when it names none."""
+    for argument, source in sources.items():
+        if message.startswith(argument):
+            return source.name
+    return " and ".join(source.name for source in sources.values())
 
 
 def _progress_bar(show, total, initial, name):
@@ -238,7 +307,19 @@ def _check_pair(logits, labels, weight):
         raise EvalFileError(
             f"{logits.name}: the array is stored in Fortran order; rows must be contiguous: "
             f"save it with np.save(path, np.ascontiguousarray(a))")
-    rows_shape = shape[:-1]
+    n_rows, soft = _check_targets(labels, logits.name, shape, logits.name, weight)
+    logits.row_elements = n_classes
+    return n_rows, n_classes, soft
+
+
+def _check_targets(labels, rows_name, shape, classes_name, weight):
+    """Check the labels (or soft targets) of rows whose logits have `shape` (classes last);
+    return (rows, soft) or raise EvalFileError naming the file at fault.
+
+    `rows_name` is the file that holds the rows, `classes_name` the one whose shape says the
+    number of classes (the logits, or a linear layer's weight).
+    """
+    rows_shape, n_classes = shape[:-1], shape[-1]
     n_rows = math.prod(rows_shape)
     kind = labels.dtype.kind
     if kind in "iu":
@@ -246,9 +327,9 @@ def _check_pair(logits, labels, weight):
         if labels.shape != rows_shape:
             if len(rows_shape) == 1 and len(labels.shape) == 1:
                 raise EvalFileError(f"{labels.name}: {labels.shape[0]} rows, but "
-                                    f"{logits.name} has {n_rows}")
+                                    f"{rows_name} has {n_rows}")
             raise EvalFileError(
-                f"{labels.name}: shape {labels.shape} does not fit {logits.name} of shape "
+                f"{labels.name}: shape {labels.shape} does not fit {rows_name} of shape "
                 f"{shape}: class labels must have shape {rows_shape}")
     elif kind == "f":
         soft = True
@@ -258,7 +339,7 @@ def _check_pair(logits, labels, weight):
                 hint = f" (class labels must have an integer dtype, not {labels.dtype})"
             raise EvalFileError(
                 f"{labels.name}: {labels.dtype} soft targets of shape {labels.shape} do not "
-                f"fit {logits.name}: they must have the logits' shape {shape}{hint}")
+                f"fit {rows_name}: they must have the logits' shape {shape}{hint}")
     else:
         raise EvalFileError(
             f"{labels.name}: dtype {labels.dtype}: labels must be integers (class labels) or "
@@ -268,10 +349,91 @@ def _check_pair(logits, labels, weight):
             f"{labels.name}: the array is stored in Fortran order; rows must be contiguous: "
             f"save it with np.save(path, np.ascontiguousarray(a))")
     if weight is not None and len(weight) != n_classes:
-        raise EvalFileError(f"weight has {len(weight)} entries, but {logits.name} has "
+        raise EvalFileError(f"weight has {len(weight)} entries, but {classes_name} has "
                             f"{n_classes} classes")
-    logits.row_elements = n_classes
     labels.row_elements = n_classes if soft else 1
+    return n_rows, soft
+
+
+class _LinearLayer:
+    """The weight file (and bias file, or None) of a linear evaluation, checked from their
+    headers and read whole only when rows are evaluated."""
+
+    def __init__(self, weight, bias):
+        self.weight = weight
+        self.bias = bias
+        self.dtype = v.computation_dtype(weight.dtype)
+
+    def identities(self):
+        """What a checkpoint records of the two files (the bias None when there is none)."""
+        return {"linear_weight": self.weight.identity(),
+                "linear_bias": None if self.bias is None else self.bias.identity()}
+
+    def sources(self):
+        """The files by the names the kernels' messages give them."""
+        named = {"linear_weight": self.weight}
+        if self.bias is not None:
+            named["linear_bias"] = self.bias
+        return named
+
+    def updater(self, evaluator, chunk_rows):
+        """Read the weight and bias (converted once to the computation dtype) and return
+        ``update(hidden, target)``, which adds a chunk of hidden states to `evaluator`,
+        computing their logits at once (`chunk_rows` rows)."""
+        weight = np.ascontiguousarray(whole_array(self.weight), dtype=self.dtype)
+        bias = None
+        if self.bias is not None:
+            bias = np.ascontiguousarray(whole_array(self.bias), dtype=self.dtype)
+
+        def update(hidden, target):
+            evaluator.update_linear(hidden, weight, target, linear_bias=bias,
+                                    chunk_rows=chunk_rows)
+        return update
+
+
+def _check_linear(hidden, labels, layer, weight):
+    """:func:`_check_pair` for hidden states, a linear layer's weight and bias, and labels:
+    return (rows, classes, soft) or raise EvalFileError naming the files at fault."""
+    shape, matrix, bias = hidden.shape, layer.weight, layer.bias
+    if len(shape) < 2:
+        raise EvalFileError(
+            f"{hidden.name}: shape {shape}: hidden states must have shape (N, d) (or "
+            f"(d0, ..., d) with the features last)")
+    if hidden.dtype.kind != "f":
+        raise EvalFileError(f"{hidden.name}: dtype {hidden.dtype}: hidden states must be "
+                            f"floating point (float32 or float64)")
+    if hidden.fortran_order:
+        raise EvalFileError(
+            f"{hidden.name}: the array is stored in Fortran order; rows must be contiguous: "
+            f"save it with np.save(path, np.ascontiguousarray(a))")
+    n_features = shape[-1]
+    if len(matrix.shape) != 2 or matrix.shape[1] != n_features:
+        raise EvalFileError(
+            f"{matrix.name}: shape {matrix.shape}: the linear layer's weight must have shape "
+            f"(V, {n_features}) for {hidden.name} of shape {shape} (d = {n_features})")
+    n_classes = matrix.shape[0]
+    if n_classes == 0:
+        raise EvalFileError(f"{matrix.name}: shape {matrix.shape} has no rows: there are no "
+                            f"classes (V = 0)")
+    for source in (matrix, bias):
+        if source is None:
+            continue
+        if source.dtype.kind != "f":
+            raise EvalFileError(f"{source.name}: dtype {source.dtype}: a linear layer's "
+                                f"weight and bias must be floating point (float32 or float64)")
+        if v.computation_dtype(source.dtype) != v.computation_dtype(hidden.dtype):
+            raise EvalFileError(
+                f"{source.name} is {source.dtype} but {hidden.name} is {hidden.dtype}: the "
+                f"hidden states and the linear layer must both be float32 or both float64 "
+                f"(fastxent does not convert a weight matrix silently; save one of them with "
+                f".astype(...))")
+    if bias is not None and bias.shape != (n_classes,):
+        raise EvalFileError(
+            f"{bias.name}: shape {bias.shape}: the linear layer's bias must have shape "
+            f"({n_classes},) for {matrix.name} of shape {matrix.shape} (V = {n_classes})")
+    n_rows, soft = _check_targets(labels, hidden.name, shape[:-1] + (n_classes,),
+                                  matrix.name, weight)
+    hidden.row_elements = n_features
     return n_rows, n_classes, soft
 
 
