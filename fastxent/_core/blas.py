@@ -8,6 +8,7 @@ cannot. One BLAS library serves every product, so one thread pool runs them.
 """
 
 import contextlib
+import threading
 
 import numpy as np
 from scipy.linalg import blas as _scipy_blas
@@ -15,6 +16,9 @@ from threadpoolctl import ThreadpoolController
 
 _GEMM = {np.dtype(np.float32): _scipy_blas.sgemm, np.dtype(np.float64): _scipy_blas.dgemm}
 _controller = None
+# BLAS's thread count is process-wide: calls that limit it take turns, so that one call's
+# restore cannot undo another's limit (or leave BLAS limited after both).
+_limit_lock = threading.Lock()
 
 
 def _column_major(m):
@@ -51,21 +55,24 @@ def gemm(a, b, out, *, accumulate=False):
         out[...] = result.T
 
 
+@contextlib.contextmanager
 def blas_threads(n_threads):
     """A context that runs BLAS on `n_threads` threads (None: BLAS's own default).
+
+    BLAS's thread count is a process-wide setting: a context with a limit holds a lock, so
+    Python threads that each ask for a limit run one after the other.
 
     Parameters
     ----------
     n_threads : int or None
         Resolved threads (at least 1), or None to leave BLAS as it is.
-
-    Returns
-    -------
-    context manager
     """
     global _controller
     if n_threads is None:
-        return contextlib.nullcontext()
-    if _controller is None:             # made on first use: it scans the loaded libraries
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=n_threads, user_api="blas")
+        yield
+        return
+    with _limit_lock:
+        if _controller is None:         # made on first use: it scans the loaded libraries
+            _controller = ThreadpoolController()
+        with _controller.limit(limits=n_threads, user_api="blas"):
+            yield
