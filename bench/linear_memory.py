@@ -7,36 +7,27 @@ For each of ``linear_ce`` (loss and gradients) and ``linear_eval`` (loss alone),
 implementation that has it (fastxent, PyTorch's reference path, PyTorch's chunked path) runs
 in a fresh Python process. The process makes the workload's data (hidden states, weight,
 labels), makes one call on 8 rows (so that one-time allocations, such as BLAS's buffers, are
-not counted), prepares the call on all rows, reads its resident memory, makes two calls, and
-reads its peak resident memory (``ru_maxrss``). The table shows the difference minus the
-bytes of the gradients the call returns (the hidden states' and the weight's): the memory an
-implementation needs beyond its inputs and outputs. It also shows the second call's time.
+not counted), prepares the call on all rows, and measures how far one call raises the peak
+resident memory above the resident memory before it (``fastxent._bench.memory.peak_growth``:
+Linux's ``VmHWM``, reset first). The table shows that growth minus the bytes of the gradients the
+call returns (the hidden states' and the weight's): the memory an implementation needs beyond
+its inputs and outputs. It also shows the time of a second call.
 """
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 
 from fastxent._bench.implementations import import_required_module, prepare, supports
+from fastxent._bench.memory import peak_growth
 from fastxent._bench.timing import cpu_model
 from fastxent._bench.workloads import LINEAR_CE, LINEAR_EVAL, Data, Workload, make_data
 
 IMPLEMENTATIONS = ("fastxent", "torch", "torch-chunked")
 FULL_SHAPE = (4096, 512, 32_000)
 QUICK_SHAPE = (512, 64, 4000)
-
-
-def _peak_bytes():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024     # Linux: KiB
-
-
-def _resident_bytes():
-    """The process's resident memory now (Linux), not its peak so far."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
 
 
 def measure(name, kind, shape, threads):
@@ -48,13 +39,12 @@ def measure(name, kind, shape, threads):
     few = Data(data.inputs[:8], data.targets[:8], data.linear_weight)
     prepare(name, workload, few, threads)()
     run = prepare(name, workload, data, threads)
-    before = _resident_bytes()
-    run()
+    growth = peak_growth(run)
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
     gradients = data.inputs.nbytes + data.linear_weight.nbytes if kind == LINEAR_CE else 0
-    return seconds, _peak_bytes() - before - gradients
+    return seconds, growth - gradients
 
 
 def _in_child(name, kind, shape, threads):

@@ -1,21 +1,22 @@
-"""The fused linear layer's peak memory, measured in a fresh process (``ru_maxrss``): one
-chunk of logits beyond the inputs and gradients, far below the N x V logits."""
+"""The fused linear layer's peak memory, measured in a fresh process (Linux's peak resident
+memory): one chunk of logits beyond the inputs and gradients, far below the N x V logits."""
 
 import subprocess
 import sys
 
 import pytest
 
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="reads the peak resident memory from Linux's /proc")
+
 N_ROWS, N_FEATURES, N_CLASSES = 8192, 16, 32000
 LOGITS_BYTES = N_ROWS * N_CLASSES * 4          # float32: 1 GiB
 
 _MEASURE = f"""
-import resource, sys
+import sys
 import numpy as np
 import fastxent
-
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024    # Linux: KiB
+from fastxent._bench.memory import peak_growth
 
 rng = np.random.default_rng(0)
 hidden = rng.standard_normal(({N_ROWS}, {N_FEATURES}), dtype=np.float32)
@@ -34,9 +35,7 @@ calls = {{
 call = calls[sys.argv[1]]
 chunk_rows = None if sys.argv[2] == "default" else int(sys.argv[2])
 call(8, 8)         # warm up BLAS and the kernels (their buffers and thread pools)
-before = peak()
-call({N_ROWS}, chunk_rows)
-print(peak() - before)
+print(peak_growth(lambda: call({N_ROWS}, chunk_rows)))
 """
 
 
