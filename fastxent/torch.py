@@ -807,8 +807,6 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if reason is not None:
         _fallback("linear_cross_entropy", reason)
         return pytorch_loss()
-    if input.dim() == 2 and input.shape[0] == 0:
-        return pytorch_loss()      # zero rows: fastxent's fused functions refuse them
     fused_options = dict(ignore_index=(None if soft else -100 if ignore_index is None
                                        else v.check_int(ignore_index, "ignore_index")),
                          label_smoothing=float(label_smoothing), reduction=reduction)
