@@ -66,8 +66,9 @@ CHUNK_DOC = """
         Rows per chunk. None picks it from V and the CPU's last-level cache (see
         ``chunk_rows_for``); the result does not depend on it beyond rounding.
     n_threads : int, optional
-        Threads for the kernel and for BLAS: None leaves both at their defaults (the usable
-        cores); an int limits both (negative counts back from the usable cores)."""
+        Threads for BLAS's GEMMs (set through threadpoolctl for the call) and for the label
+        checks: None leaves BLAS at its default; negative counts back from the usable cores.
+        The cross-entropy kernel runs on the calling thread, between the GEMMs."""
 
 
 @dataclass
@@ -102,16 +103,16 @@ class LinearProblem:
         rows = min(self.chunk_rows, self.hidden.shape[0])
         return np.empty((rows, self.weight.shape[0]), dtype=self.hidden.dtype)
 
-    def kernel_threads(self, n_rows):
-        """OpenMP threads for the kernel on a chunk of `n_rows` logits rows: half the call's.
+    def chunk_problem(self, start, stop):
+        """The cross-entropy problem of rows ``start:stop``, for the kernel on their logits.
 
-        After each GEMM, BLAS's idle threads spin for milliseconds, each on a core; a kernel
-        thread that shares a core with one runs at half speed, and a static schedule waits
-        for the slowest thread. Measured on 2 cores (Zen 5, N = 4096, V = 32000): the kernel
-        on one thread made the whole call 8 % faster than on two.
+        The kernel runs on the calling thread. It is about 2 % of a call, and OpenMP threads
+        woken right after a GEMM wait for BLAS's idle threads, which keep spinning on every
+        other core: measured on 2 cores (Zen 5, N = 4096, V = 32000), a kernel on 2 threads
+        stalled about 10 ms per chunk, and cost 0.37 s with chunks of 128 rows against 0.06 s
+        on one thread.
         """
-        threads = threads_for(n_rows * self.weight.shape[0], self.problem.options.n_threads)
-        return max(1, threads // 2)
+        return multiclass.rows(self.problem, start, stop, n_threads=1)
 
 
 def last_level_cache_bytes():
@@ -267,9 +268,8 @@ def _run(lp, grads=None):
     with blas_threads(lp.blas_threads):
         for start, stop in lp.chunks():
             logits = lp.logits(start, stop, buffer)
-            rows = multiclass.rows(p, start, stop, lp.kernel_threads(stop - start))
             total += multiclass.run_rows(
-                rows, logits, None if grads is None else logits,
+                lp.chunk_problem(start, stop), logits, None if grads is None else logits,
                 None if row_loss is None else row_loss[start:stop])
             if grads is None:
                 continue

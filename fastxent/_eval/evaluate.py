@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from fastxent._api import docstrings as docs
-from fastxent._api import linear, multiclass
+from fastxent._api import linear
 from fastxent._api.multiclass import prepare
 from fastxent._api.options import EvaluationOptions
 from fastxent._core.blas import blas_threads
@@ -142,8 +142,7 @@ class Evaluator:
         with blas_threads(lp.blas_threads):
             for start, stop in lp.chunks():
                 logits = lp.logits(start, stop, buffer)
-                rows = multiclass.rows(p, start, stop, lp.kernel_threads(stop - start))
-                stats += self._row_sums(rows, logits)
+                stats += self._row_sums(lp.chunk_problem(start, stop), logits)
         self._stats += stats
         return self
 
@@ -397,10 +396,8 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
         Integer class labels (N,) of any integer dtype, or soft targets (N, V).
     linear_bias : array_like of shape (V,), optional
     topk, weight, sample_weight, ignore_index
-        As for ``evaluate``.
-    chunk_rows : int >= 1, optional
-        Rows per chunk of logits (see ``linear_cross_entropy``).
-{docs.N_THREADS}
+        As for ``evaluate``.{linear.CHUNK_DOC}
+
     Returns
     -------
     EvaluationResult
