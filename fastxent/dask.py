@@ -381,6 +381,15 @@ def _align_linear(input, target, sample_weight, linear_weight, linear_bias, opti
                              f"{sample_weight.shape}")
         s = _dask_like(sample_weight, rows_chunks)
 
+    # The shapes the zero-row check below cannot name: the user's, not its own.
+    weight_shape = np.shape(linear_weight)
+    if len(weight_shape) != 2 or weight_shape[1] != x.shape[1]:
+        raise ValueError(f"linear_weight must have shape (V, {x.shape[1]}) for input of shape "
+                         f"{x.shape}, got {weight_shape}")
+    if not labels and target.shape[1] != weight_shape[0]:
+        raise ValueError(f"soft targets must have shape {(x.shape[0], weight_shape[0])} "
+                         f"(input {x.shape}, linear_weight {weight_shape}), got "
+                         f"{target.shape}")
     prepared = _linear.prepare(
         np.zeros((0, x.shape[1]), x.dtype), linear_weight,
         np.zeros((0,) + t.shape[1:], t.dtype), linear_bias, options,

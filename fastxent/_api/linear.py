@@ -37,14 +37,15 @@ LINEAR_DOC = """
     input : array_like of shape (N, d) or (d,)
         Hidden states, float32 or float64 (other real dtypes are read as float64).
     linear_weight : array_like of shape (V, d)
-        The output layer's weight, `input`'s dtype (a mismatch is an error: a large matrix is
-        never converted silently). C- or Fortran-contiguous matrices are used in place;
-        others are copied once.
+        The output layer's weight: float32 or float64, `input`'s computation dtype (another
+        dtype, or a mismatch, is an error: a large matrix is never converted silently). C- or
+        Fortran-contiguous matrices are used in place; others (strided, another byte order)
+        are copied once.
     target : array_like
         Integer class labels of shape (N,) (or a scalar for 1-D `input`), any integer dtype;
         or soft targets of shape (N, V).
     linear_bias : array_like of shape (V,), optional
-        The output layer's bias."""
+        The output layer's bias, `linear_weight`'s dtype."""
 
 CLASS_OPTIONS_DOC = """
     weight : array_like of shape (V,), optional
@@ -68,7 +69,9 @@ CHUNK_DOC = """
     n_threads : int, optional
         Threads for BLAS's GEMMs (set through threadpoolctl for the call) and for the label
         checks: None leaves BLAS at its default; negative counts back from the usable cores.
-        The cross-entropy kernel runs on the calling thread, between the GEMMs."""
+        The cross-entropy kernel runs on the calling thread, between the GEMMs. BLAS's
+        rounding can depend on its thread count: results agree across counts to rounding,
+        not bit for bit."""
 
 
 @dataclass
@@ -150,20 +153,23 @@ def chunk_rows_for(n_classes, itemsize, cache_bytes=None):
     return min(CHUNK_ROWS_MAX, max(CHUNK_ROWS_MIN, chunk_bytes // (n_classes * itemsize)))
 
 
-def _matrix(value, name, dtype=None):
-    """`value` as a float array of the computation dtype (`dtype` when given: a different
-    one is an error), without copying a C- or Fortran-contiguous array of that dtype."""
+def _layer_array(value, name, input_dtype, dtype):
+    """`value`, a float32 or float64 array of `dtype` (the input's computation dtype), as the
+    GEMMs read it: a C- or Fortran-contiguous array of that dtype as it is, others copied
+    once (a strided view, a non-native byte order). Any other dtype is an error: a weight
+    matrix is never converted to another precision silently."""
     arr = v.as_array(value, name)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must have a real (integer or floating) dtype, got {arr.dtype}")
-    computed = v.computation_dtype(arr.dtype)
-    if dtype is not None and computed != dtype:
-        raise TypeError(f"{name} is {arr.dtype} but input is {dtype}: both must be float32 or "
-                        f"both float64 (fastxent does not convert a weight matrix silently; "
-                        f"pass {name}.astype(np.{dtype}) or input.astype(np.{computed}))")
-    if arr.dtype == computed and (arr.flags.c_contiguous or arr.flags.f_contiguous):
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
+        raise TypeError(f"{name} must be float32 or float64 (the GEMMs' dtype), got "
+                        f"{arr.dtype}: convert it once, e.g. {name}.astype(np.{dtype})")
+    if v.computation_dtype(arr.dtype) != dtype:
+        computed = "" if input_dtype == dtype else f" (computed in {dtype})"
+        raise TypeError(f"{name} is {arr.dtype.name} but input is {input_dtype.name}{computed}: "
+                        f"both must be float32 or both float64 (fastxent does not convert a "
+                        f"weight matrix silently; convert one of them once)")
+    if arr.dtype == dtype and (arr.flags.c_contiguous or arr.flags.f_contiguous):
         return arr
-    return np.asarray(arr, dtype=computed, order="C")
+    return np.asarray(arr, dtype=dtype, order="C")
 
 
 def prepare(input, linear_weight, target, linear_bias, options, *, sample_weight=None,
@@ -181,10 +187,11 @@ def prepare(input, linear_weight, target, linear_bias, options, *, sample_weight
     -------
     LinearProblem
     """
+    input_dtype = v.as_array(input, "input").dtype
     hidden = v.float_input(input, "input")
     if hidden.ndim not in (1, 2):
         raise ValueError(f"input must have shape (N, d) or (d,), got {hidden.shape}")
-    weight = _matrix(linear_weight, "linear_weight", hidden.dtype)
+    weight = _layer_array(linear_weight, "linear_weight", input_dtype, hidden.dtype)
     if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1]:
         raise ValueError(f"linear_weight must have shape (V, {hidden.shape[-1]}) for input of "
                          f"shape {hidden.shape} (d = {hidden.shape[-1]}), got {weight.shape}")
@@ -193,7 +200,7 @@ def prepare(input, linear_weight, target, linear_bias, options, *, sample_weight
         raise ValueError("linear_weight has no rows: there are no classes")
     bias = None
     if linear_bias is not None:
-        bias = _matrix(linear_bias, "linear_bias", hidden.dtype)
+        bias = _layer_array(linear_bias, "linear_bias", input_dtype, hidden.dtype)
         if bias.shape != (n_classes,):
             raise ValueError(f"linear_bias must have shape ({n_classes},) for linear_weight of "
                              f"shape {weight.shape}, got {bias.shape}")
@@ -216,39 +223,37 @@ def prepare(input, linear_weight, target, linear_bias, options, *, sample_weight
 
 
 def _gradient_outputs(out, lp):
-    """The three gradient buffers: the caller's (checked) or new ones."""
-    hidden, weight, bias, p = lp.hidden, lp.weight, lp.bias, lp.problem
+    """The three gradient buffers: the caller's (checked, before anything is written) or new
+    ones; None for the bias's without a bias."""
+    p = lp.problem
     if out is None:
         out = (None, None, None)
     if not isinstance(out, tuple) or len(out) != 3:
         raise TypeError("out must be None or a tuple (grad_input, grad_linear_weight, "
                         "grad_linear_bias)")
-    if bias is None and out[2] is not None:
+    if lp.bias is None and out[2] is not None:
         raise ValueError("out[2] (grad_linear_bias) must be None without linear_bias")
-    read = {"input": hidden, "linear_weight": weight, "linear_bias": bias,
+    # The input, shaped as the caller gave it: v.output lets grad_input be the input itself
+    # (each chunk's rows are read before they are written) and refuses any other overlap.
+    input_view = lp.hidden.reshape(p.rows_shape + lp.hidden.shape[1:])
+    read = {"linear_weight": lp.weight, "linear_bias": lp.bias,
             "target": p.soft if p.labels is None else p.labels, "weight": p.class_weight,
             "sample_weight": p.sample_weight}
-    outputs = (("grad_input", p.rows_shape + hidden.shape[1:]),
-               ("grad_linear_weight", weight.shape), ("grad_linear_bias", (weight.shape[0],)))
-    grads = []
-    for index, (given, (name, shape)) in enumerate(zip(out, outputs, strict=True)):
-        if name == "grad_linear_bias" and bias is None:
-            grads.append(None)
+    shapes = {"grad_input": input_view.shape, "grad_linear_weight": lp.weight.shape,
+              "grad_linear_bias": None if lp.bias is None else lp.bias.shape}
+    grads = {}
+    for index, (given, (name, shape)) in enumerate(zip(out, shapes.items(), strict=True)):
+        if shape is None:
+            grads[name] = None
             continue
         label = f"out[{index}] ({name})"
-        # grad_input may be the input itself: each chunk's rows are read before written.
-        like = hidden.reshape(shape) if index == 0 else np.empty(shape[:0], hidden.dtype)
-        grad = v.output(given, like, (), shape=shape, name=label)
-        if given is not None:
-            for other, array in read.items():
-                if (array is not None and np.may_share_memory(grad, array)
-                        and not (index == 0 and other == "input")):
-                    raise ValueError(f"{label} must not overlap {other}")
-            for other, array in zip(outputs, grads, strict=False):
-                if array is not None and np.may_share_memory(grad, array):
-                    raise ValueError(f"{label} must not overlap {other[0]}")
-        grads.append(grad)
-    return grads
+        grads[name] = v.output(given, input_view, (), shape=shape, name=label)
+        if given is None:
+            continue
+        for other, array in {**read, **grads}.items():
+            if other != name and array is not None and np.may_share_memory(given, array):
+                raise ValueError(f"{label} must not overlap {other}")
+    return list(grads.values())
 
 
 def _run(lp, grads=None):
@@ -256,15 +261,15 @@ def _run(lp, grads=None):
     p = lp.problem
     n_rows = lp.hidden.shape[0]
     row_loss = np.empty(n_rows) if p.options.reduction == "none" else None
+    buffer = lp.chunk_buffer()              # allocated before any output is written
     grad_input = grad_weight = grad_bias = bias_sum = None
     if grads is not None:
         grad_input, grad_weight, grad_bias = grads
         grad_input = grad_input.reshape(lp.hidden.shape)
-        grad_weight.fill(0)
         if grad_bias is not None:
             bias_sum = np.zeros(grad_bias.shape)         # float64 across the chunks
+        grad_weight.fill(0)
     total = 0.0
-    buffer = lp.chunk_buffer()
     with blas_threads(lp.blas_threads):
         for start, stop in lp.chunks():
             logits = lp.logits(start, stop, buffer)

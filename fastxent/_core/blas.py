@@ -8,6 +8,7 @@ cannot. One BLAS library serves every product, so one thread pool runs them.
 """
 
 import contextlib
+import os
 import threading
 
 import numpy as np
@@ -16,9 +17,22 @@ from threadpoolctl import ThreadpoolController
 
 _GEMM = {np.dtype(np.float32): _scipy_blas.sgemm, np.dtype(np.float64): _scipy_blas.dgemm}
 _controller = None
-# BLAS's thread count is process-wide: calls that limit it take turns, so that one call's
-# restore cannot undo another's limit (or leave BLAS limited after both).
-_limit_lock = threading.Lock()
+# BLAS's thread count is process-wide. The first call that asks for a limit sets it and the
+# last one to finish restores what was there; calls in between run with the limit in place
+# (results do not depend on it beyond rounding). _limits counts them, under _limits_lock.
+_limits_lock = threading.Lock()
+_limits = {"active": 0, "limiter": None}
+
+
+def _forget_limits_in_child():
+    """A child forked while another thread held the lock or a limit starts afresh."""
+    global _limits_lock
+    _limits_lock = threading.Lock()
+    _limits.update(active=0, limiter=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_limits_in_child)
 
 
 def _column_major(m):
@@ -57,22 +71,36 @@ def gemm(a, b, out, *, accumulate=False):
 
 @contextlib.contextmanager
 def blas_threads(n_threads):
-    """A context that runs BLAS on `n_threads` threads (None: BLAS's own default).
+    """A context in which BLAS runs on `n_threads` threads (None: as it is).
 
-    BLAS's thread count is a process-wide setting: a context with a limit holds a lock, so
-    Python threads that each ask for a limit run one after the other.
+    BLAS's thread count is process-wide: while contexts of several Python threads overlap, the
+    first one's limit holds for all of them, and the last one out restores the count that was
+    there before. The lock is held only while the count changes, never during the work. The
+    limit is set through threadpoolctl, which lets only one Python thread (the first to set
+    one, while it lives) change a pthreads OpenBLAS's count: from other threads it is left as
+    it is.
 
     Parameters
     ----------
     n_threads : int or None
         Resolved threads (at least 1), or None to leave BLAS as it is.
     """
-    global _controller
     if n_threads is None:
         yield
         return
-    with _limit_lock:
-        if _controller is None:         # made on first use: it scans the loaded libraries
-            _controller = ThreadpoolController()
-        with _controller.limit(limits=n_threads, user_api="blas"):
-            yield
+    global _controller
+    with _limits_lock:
+        if _limits["active"] == 0:
+            if _controller is None:     # made on first use: it scans the loaded libraries
+                _controller = ThreadpoolController()
+            _limits["limiter"] = _controller.limit(limits=n_threads, user_api="blas")
+        _limits["active"] += 1
+    try:
+        yield
+    finally:
+        with _limits_lock:
+            # max: a child forked inside a context has forgotten it
+            _limits["active"] = max(0, _limits["active"] - 1)
+            if _limits["active"] == 0 and _limits["limiter"] is not None:
+                _limits["limiter"].restore_original_limits()
+                _limits["limiter"] = None

@@ -11,6 +11,7 @@ import numpy as np
 
 from fastxent._api import docstrings as docs
 from fastxent._api import linear
+from fastxent._api import validation as v
 from fastxent._api.multiclass import prepare
 from fastxent._api.options import EvaluationOptions
 from fastxent._core.blas import blas_threads
@@ -115,9 +116,9 @@ class Evaluator:
         Parameters
         ----------
         input : array_like of shape (N, d) or (d,)
-            Hidden states, float32 or float64.
+            Hidden states, float32 or float64 (other real dtypes are read as float64).
         linear_weight : array_like of shape (V, d)
-            The output layer's weight, `input`'s dtype.
+            The output layer's weight, float32 or float64: `input`'s computation dtype.
         target : array_like
             Integer class labels (N,) or soft targets (N, V).
         linear_bias : array_like of shape (V,), optional
@@ -130,12 +131,15 @@ class Evaluator:
         Evaluator
             self.
         """
-        if not self.options.from_logits or self.options.axis not in (-1, 1):
-            raise ValueError("update_linear computes logits: it needs from_logits=True and "
-                             "the class axis last (axis=-1)")
+        needs = ("update_linear computes logits: it needs from_logits=True and the class axis "
+                 "last (axis=-1)")
+        if not self.options.from_logits:
+            raise ValueError(needs)
         lp = linear.prepare(input, linear_weight, target, linear_bias, self.options,
                             sample_weight=sample_weight, chunk_rows=chunk_rows)
         p = lp.problem
+        if v.check_axis(self.options.axis, p.shape) != len(p.shape) - 1:
+            raise ValueError(needs)
         self._adopt(p.n_classes, "labels" if p.labels is not None else "soft")
         stats = np.zeros_like(self._stats)
         buffer = lp.chunk_buffer()
@@ -378,7 +382,6 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
                      n_threads=n_threads).update(input, target, sample_weight).result()
 
 
-
 @docs.doc(f"""Every metric of ``evaluate`` from a linear layer's inputs (hidden states), without
     the N x V logits: how a language model's perplexity is computed from its last hidden
     states.
@@ -391,7 +394,8 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
     input : array_like of shape (N, d) or (d,)
         Hidden states, float32 or float64 (other real dtypes are read as float64).
     linear_weight : array_like of shape (V, d)
-        The output layer's weight, `input`'s dtype (a mismatch is an error).
+        The output layer's weight: float32 or float64, `input`'s computation dtype (another
+        dtype, or a mismatch, is an error).
     target : array_like
         Integer class labels (N,) of any integer dtype, or soft targets (N, V).
     linear_bias : array_like of shape (V,), optional

@@ -78,7 +78,8 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         of :func:`fastxent.linear_cross_entropy`, from V and the CPU's cache; each chunk's
         logits are computed at once). The result depends on the chunking only through
         float64 rounding (about 1e-15 relative), and is the same, bit for bit, for the same
-        ``chunk_rows``.
+        ``chunk_rows`` (with `linear_weight`, and the same `n_threads`: BLAS's rounding of the
+        logits can depend on its thread count).
     checkpoint : str or os.PathLike, optional
         A JSON file for the state. If it exists and was written by a run over the same files
         (same resolved paths, sizes, modification times, shapes, dtypes, sampled contents;

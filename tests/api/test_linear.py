@@ -2,8 +2,15 @@
 against an independent float64 reference on the explicit logits, against ``cross_entropy`` on
 them, and against PyTorch's ``F.linear_cross_entropy``; chunk boundaries, buffers and errors."""
 
+import os
+import signal
+import threading
+import time
+import warnings
+
 import numpy as np
 import pytest
+import threadpoolctl
 
 import fastxent
 from fastxent._api import linear
@@ -189,7 +196,8 @@ def test_fortran_and_read_only_operands(dtype):
     weight_f = np.asfortranarray(weight)
     for array in (hidden, weight_f, b):
         array.flags.writeable = False
-    assert linear._matrix(weight_f, "linear_weight", np.dtype(dtype)) is weight_f
+    assert linear._layer_array(weight_f, "linear_weight", np.dtype(dtype),
+                               np.dtype(dtype)) is weight_f
     got = fastxent.linear_cross_entropy_loss_and_grad(hidden, weight_f, labels, linear_bias=b,
                                                       chunk_rows=7)
     assert_all_close(got, reference(hidden, weight, b, labels), dtype)
@@ -319,11 +327,37 @@ def test_bad_operands():
         ((hidden, weight[:0], labels), ValueError, "no classes"),
         ((hidden, weight, labels[1:]), ValueError, "integer class labels must have shape"),
         ((hidden, weight, labels + N_CLASSES), ValueError, "is not a class index"),
-        ((hidden, weight.astype(complex), labels), TypeError, "real"),
+        ((hidden, weight.astype(complex), labels), TypeError,
+         "linear_weight must be float32 or float64"),
+        ((hidden, weight.astype(np.int64), labels), TypeError,
+         r"linear_weight must be float32 or float64 \(the GEMMs. dtype\), got int64"),
+        ((hidden, weight.astype(np.float16), labels), TypeError,
+         r"linear_weight must be float32 or float64 \(the GEMMs. dtype\), got float16"),
+        ((hidden.astype(np.float16), weight.astype(np.float32), labels), TypeError,
+         r"linear_weight is float32 but input is float16 \(computed in float64\)"),
+        ((hidden.astype(np.int32), weight, labels), None, None),
     ]
     for args, error, match in cases:
+        if error is None:               # integer hidden states are read as float64
+            assert np.isfinite(fastxent.linear_cross_entropy(*args))
+            continue
         with pytest.raises(error, match=match):
             fastxent.linear_cross_entropy(*args)
+
+
+def test_failed_allocation_writes_no_output(monkeypatch):
+    """An error while the chunk buffer is made leaves every out buffer as it was."""
+    hidden, weight, b, labels = make_case(np.float64)
+    out = (np.full_like(hidden, 7), np.full_like(weight, 7), np.full_like(b, 7))
+
+    def no_memory(self):
+        raise MemoryError("no chunk")
+
+    monkeypatch.setattr(linear.LinearProblem, "chunk_buffer", no_memory)
+    with pytest.raises(MemoryError):
+        fastxent.linear_cross_entropy_loss_and_grad(hidden, weight, labels, linear_bias=b,
+                                                    out=out)
+    assert all((o == 7).all() for o in out)
 
 
 def test_chunk_rows_rule():
@@ -337,17 +371,73 @@ def test_chunk_rows_rule():
     assert linear.last_level_cache_bytes() > 0
 
 
+def _blas_counts():
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+            if lib["user_api"] == "blas"]
+
+
 def test_n_threads_limits_blas():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-
-    def blas_counts():
-        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                if lib["user_api"] == "blas"]
-
-    before = blas_counts()
+    before = _blas_counts()
     with blas_threads(1):
-        assert set(blas_counts()) == {1}
-    assert blas_counts() == before
+        assert set(_blas_counts()) == {1}
+    assert _blas_counts() == before
+
+
+def test_overlapping_limits_restore_blas_and_do_not_wait():
+    """A call in another thread while this one is inside a limit does not wait for it, runs
+    under that limit, and the last one out restores BLAS's thread count."""
+    before = _blas_counts()
+    hidden, weight, b, labels = make_case(np.float64)
+    seen = []
+
+    def other_call():
+        fastxent.linear_cross_entropy(hidden, weight, labels, n_threads=2)
+        seen.append(_blas_counts())
+
+    with blas_threads(1):
+        caller = threading.Thread(target=other_call)
+        caller.start()
+        caller.join(10)
+        assert not caller.is_alive()            # it did not wait for this context to end
+        assert seen == [[1] * len(before)]      # the first limit stays while both run
+    assert _blas_counts() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_child_forked_inside_a_limit_runs():
+    """A child forked while another thread is inside a BLAS limit does not deadlock."""
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with blas_threads(1):
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(10)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)    # fork with threads
+            pid = os.fork()
+        if pid == 0:                                                # the child
+            hidden, weight, b, labels = make_case(np.float64)
+            fastxent.linear_cross_entropy(hidden, weight, labels, n_threads=1)
+            os._exit(0)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        holder.join(10)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -114,6 +114,15 @@ def test_update_linear_needs_logits_on_the_last_axis(options):
         fastxent.Evaluator(**options).update_linear(hidden, weight, labels)
 
 
+def test_update_linear_axis_is_checked_against_the_logits():
+    """axis=1 is the last axis of (N, V) logits, and out of bounds for one row's (V,)."""
+    hidden, weight, bias, labels = make_case(np.float64)
+    rows = fastxent.Evaluator(axis=1).update_linear(hidden, weight, labels).result()
+    assert rows.count == N_ROWS
+    with pytest.raises(ValueError, match="axis 1 is out of bounds"):
+        fastxent.Evaluator(axis=1).update_linear(hidden[0], weight, labels[0])
+
+
 def test_language_model_perplexity_example():
     """The README's worked example: the perplexity of a uniform model is V."""
     hidden = np.zeros((100, 8), np.float32)
