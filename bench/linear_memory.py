@@ -6,12 +6,13 @@ process.
 For each of ``linear_ce`` (loss and gradients) and ``linear_eval`` (loss alone), each
 implementation that has it (fastxent, PyTorch's reference path, PyTorch's chunked path) runs
 in a fresh Python process. The process makes the workload's data (hidden states, weight,
-labels), makes one call on 8 rows (so that one-time allocations, such as BLAS's buffers, are
-not counted), prepares the call on all rows, and measures how far one call raises the peak
-resident memory above the resident memory before it (``fastxent._bench.memory.peak_growth``:
-Linux's ``VmHWM``, reset first). The table shows that growth minus the bytes of the gradients the
-call returns (the hidden states' and the weight's): the memory an implementation needs beyond
-its inputs and outputs. It also shows the time of a second call.
+labels), makes one call on its first rows (so that one-time allocations, such as BLAS's
+buffers, are not counted), prepares the call on all rows, and measures how far one call
+raises the peak resident memory above the resident memory before it
+(``fastxent._bench.memory.peak_growth``: Linux's ``VmHWM``, reset first). The table shows
+that growth minus the bytes of the gradients the call returns (the hidden states' and the
+weight's): the memory an implementation needs beyond its inputs and outputs. It also shows
+the time of a second call.
 """
 
 import argparse
@@ -28,15 +29,18 @@ from fastxent._bench.workloads import LINEAR_CE, LINEAR_EVAL, Data, Workload, ma
 IMPLEMENTATIONS = ("fastxent", "torch", "torch-chunked")
 FULL_SHAPE = (4096, 512, 32_000)
 QUICK_SHAPE = (512, 64, 4000)
+# The warm-up call's rows: enough for BLAS to run its GEMMs on every thread (each thread's
+# buffers are made on its first GEMM), few enough to stay far below the call measured.
+WARM_UP_ROWS = 256
 
 
 def measure(name, kind, shape, threads):
     """In this process: (seconds of the second call, peak growth beyond the gradients)."""
     workload = Workload(kind, "float32", shape)
     data = make_data(workload)
-    # One call on a few rows first: one-time allocations (BLAS buffers, thread pools) are not
-    # the call's memory.
-    few = Data(data.inputs[:8], data.targets[:8], data.linear_weight)
+    # One call on a few rows first: one-time allocations (BLAS's buffers and thread pools) are
+    # not the call's memory.
+    few = Data(data.inputs[:WARM_UP_ROWS], data.targets[:WARM_UP_ROWS], data.linear_weight)
     prepare(name, workload, few, threads)()
     run = prepare(name, workload, data, threads)
     growth = peak_growth(run)
