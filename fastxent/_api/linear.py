@@ -64,8 +64,9 @@ LOSS_OPTIONS_DOC = """
 
 CHUNK_DOC = """
     chunk_rows : int >= 1, optional
-        Rows per chunk. None picks it from V and the CPU's last-level cache (see
-        ``chunk_rows_for``); the result does not depend on it beyond rounding.
+        Rows per chunk. None: the rows of 64 MiB of logits or of half the last-level cache,
+        whichever is larger, within 16 to 512 rows. The result does not depend on it beyond
+        rounding.
     n_threads : int, optional
         Threads for BLAS's GEMMs (set through threadpoolctl for the call) and for the label
         checks: None leaves BLAS at its default; negative counts back from the usable cores.

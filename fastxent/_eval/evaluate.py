@@ -388,17 +388,7 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
 
     Equal, to rounding, to ``evaluate(input @ linear_weight.T + linear_bias, target, ...)``;
     the logits are computed in chunks of `chunk_rows` rows.
-
-    Parameters
-    ----------
-    input : array_like of shape (N, d) or (d,)
-        Hidden states, float32 or float64 (other real dtypes are read as float64).
-    linear_weight : array_like of shape (V, d)
-        The output layer's weight: float32 or float64, `input`'s computation dtype (another
-        dtype, or a mismatch, is an error).
-    target : array_like
-        Integer class labels (N,) of any integer dtype, or soft targets (N, V).
-    linear_bias : array_like of shape (V,), optional
+{linear.LINEAR_DOC}
     topk, weight, sample_weight, ignore_index
         As for ``evaluate``.{linear.CHUNK_DOC}
 
