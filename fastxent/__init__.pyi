@@ -148,7 +148,8 @@ def linear_cross_entropy_loss_and_grad(
     n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
     focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
     out: tuple[_Array | None, _Array | None, _Array | None] | None = ...,
-) -> tuple[_Float | _Array, _Array, _Array, _Array | None]: ...
+    wrt: str | Sequence[str] = ...,
+) -> tuple[_Float | _Array, _Array | None, _Array | None, _Array | None]: ...
 
 # ---- binary ---------------------------------------------------------------------------------
 

@@ -657,14 +657,19 @@ def _lce_kwargs(linear_bias, weight, options):
                 weight=None if weight is None else _np(weight), **options)
 
 
-def _fused_grads(input, linear_weight, linear_bias, target, weight, options,
+def _wrt(needed):
+    """The fused pass's `wrt`: the parameters whose gradient autograd needs."""
+    return tuple(name for name, need in zip(_LINEAR_PARAMETERS, needed, strict=True) if need)
+
+
+def _fused_grads(input, linear_weight, linear_bias, target, weight, options, needed,
                  sample_weight=None):
-    """The gradients for input, linear_weight and linear_bias (None without a bias) from one
-    fused pass, as new tensors."""
+    """The gradients for input, linear_weight and linear_bias that `needed` asks for (None
+    for the others, and for the bias without one) from one fused pass, as new tensors."""
     _, *grads = fastxent.linear_cross_entropy_loss_and_grad(
         _np(input), _np(linear_weight), _np(target),
         sample_weight=None if sample_weight is None else _np(sample_weight),
-        **_lce_kwargs(linear_bias, weight, options))
+        wrt=_wrt(needed), **_lce_kwargs(linear_bias, weight, options))
     return [None if grad is None else torch.from_numpy(grad) for grad in grads]
 
 
@@ -690,9 +695,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if options["reduction"] == "none":
             # Each row's loss has its own grad_output: backward runs the fused pass with it.
             return _as_tensor(fastxent.linear_cross_entropy(*arrays, **kwargs), input)
-        loss, *grads = fastxent.linear_cross_entropy_loss_and_grad(*arrays, **kwargs)
-        ctx.grads = [torch.from_numpy(grad) if grad is not None and needed else None
-                     for grad, needed in zip(grads, ctx.needs_input_grad, strict=False)]
+        loss, *grads = fastxent.linear_cross_entropy_loss_and_grad(
+            *arrays, wrt=_wrt(ctx.needs_input_grad[:3]), **kwargs)
+        ctx.grads = [None if grad is None else torch.from_numpy(grad) for grad in grads]
         return _as_tensor(loss, input)
 
     @staticmethod
@@ -705,13 +710,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if options["reduction"] == "none":
             # The gradient of sum over rows of grad_output[i] * loss[i]: the fused pass with
             # grad_output as sample weights, summed.
-            grads = _fused_grads(*saved, dict(options, reduction="sum"), sample_weight=scale)
+            grads = _fused_grads(*saved, dict(options, reduction="sum"), needed,
+                                 sample_weight=scale)
         else:
             # Handed out once, as _take_grad; a later backward (retain_graph) computes them
             # again, so no gradient a caller was given is ever read again.
             grads, ctx.grads = ctx.grads, None
             if grads is None:
-                grads = _fused_grads(*saved, options)
+                grads = _fused_grads(*saved, options, needed)
             grads = [None if grad is None else _scale(grad, scale, options["reduction"], None)
                      for grad in grads]
         grads = [grad if need else None for grad, need in zip(grads, needed, strict=True)]

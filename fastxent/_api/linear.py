@@ -223,10 +223,29 @@ def prepare(input, linear_weight, target, linear_bias, options, *, sample_weight
                          blas_threads=None if threads is None else effective_n_threads(threads))
 
 
-def _gradient_outputs(out, lp):
+GRADIENTS = ("input", "linear_weight", "linear_bias")
+
+
+def _wanted_gradients(wrt):
+    """The names of `wrt` (a name or a sequence of them, each of ``GRADIENTS``), as a set."""
+    names = (wrt,) if isinstance(wrt, str) else wrt
+    try:
+        names = set(names)
+    except TypeError:
+        raise TypeError(f"wrt must be a name or a sequence of names among {GRADIENTS}, got "
+                        f"{wrt!r}") from None
+    unknown = [name for name in names if name not in GRADIENTS]
+    if unknown:
+        raise ValueError(f"wrt names {unknown[0]!r}: the gradients are with respect to "
+                         f"{', '.join(GRADIENTS)}")
+    return names
+
+
+def _gradient_outputs(out, lp, wrt):
     """The three gradient buffers: the caller's (checked, before anything is written) or new
-    ones; None for the bias's without a bias."""
+    ones; None for those not in `wrt`, and for the bias's without a bias."""
     p = lp.problem
+    wanted = _wanted_gradients(wrt)
     if out is None:
         out = (None, None, None)
     if not isinstance(out, tuple) or len(out) != 3:
@@ -234,6 +253,10 @@ def _gradient_outputs(out, lp):
                         "grad_linear_bias)")
     if lp.bias is None and out[2] is not None:
         raise ValueError("out[2] (grad_linear_bias) must be None without linear_bias")
+    for index, name in enumerate(GRADIENTS):
+        if out[index] is not None and name not in wanted:
+            raise ValueError(f"out[{index}] (grad_{name}) is given but wrt does not name "
+                             f"{name!r}")
     # The input, shaped as the caller gave it: v.output lets grad_input be the input itself
     # (each chunk's rows are read before they are written) and refuses any other overlap.
     input_view = lp.hidden.reshape(p.rows_shape + lp.hidden.shape[1:])
@@ -244,7 +267,7 @@ def _gradient_outputs(out, lp):
               "grad_linear_bias": None if lp.bias is None else lp.bias.shape}
     grads = {}
     for index, (given, (name, shape)) in enumerate(zip(out, shapes.items(), strict=True)):
-        if shape is None:
+        if shape is None or GRADIENTS[index] not in wanted:
             grads[name] = None
             continue
         label = f"out[{index}] ({name})"
@@ -257,31 +280,33 @@ def _gradient_outputs(out, lp):
     return list(grads.values())
 
 
-def _run(lp, grads=None):
-    """Compute the loss (and, with `grads`, fill the three gradient buffers)."""
+def _run(lp, grads=(None, None, None)):
+    """Compute the loss, and fill the gradient buffers of `grads` that are not None."""
     p = lp.problem
     n_rows = lp.hidden.shape[0]
     row_loss = np.empty(n_rows) if p.options.reduction == "none" else None
     buffer = lp.chunk_buffer()              # allocated before any output is written
-    grad_input = grad_weight = grad_bias = bias_sum = None
-    if grads is not None:
-        grad_input, grad_weight, grad_bias = grads
+    grad_input, grad_weight, grad_bias = grads
+    any_grad = any(grad is not None for grad in grads)
+    bias_sum = None
+    if grad_input is not None:
         grad_input = grad_input.reshape(lp.hidden.shape)
-        if grad_bias is not None:
-            bias_sum = np.zeros(grad_bias.shape)         # float64 across the chunks
+    if grad_bias is not None:
+        bias_sum = np.zeros(grad_bias.shape)             # float64 across the chunks
+    if grad_weight is not None:
         grad_weight.fill(0)
     total = 0.0
     with blas_threads(lp.blas_threads):
         for start, stop in lp.chunks():
             logits = lp.logits(start, stop, buffer)
             total += multiclass.run_rows(
-                lp.chunk_problem(start, stop), logits, None if grads is None else logits,
+                lp.chunk_problem(start, stop), logits, logits if any_grad else None,
                 None if row_loss is None else row_loss[start:stop])
-            if grads is None:
-                continue
             # grad_W before grad_H: grad_input may be the input, whose chunk is read here.
-            gemm(logits.T, lp.hidden[start:stop], grad_weight, accumulate=True)
-            gemm(logits, lp.weight, grad_input[start:stop])
+            if grad_weight is not None:
+                gemm(logits.T, lp.hidden[start:stop], grad_weight, accumulate=True)
+            if grad_input is not None:
+                gemm(logits, lp.weight, grad_input[start:stop])
             if bias_sum is not None:
                 bias_sum += logits.sum(axis=0)
     if grad_bias is not None:
@@ -336,23 +361,28 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         computation dtype, overlapping neither each other nor anything read (except
         ``grad_input``, which may be `input` itself: it is then overwritten). Any may be None
         (allocated); ``grad_linear_bias`` must be None without `linear_bias`.
+    wrt : str or sequence of str, default=("input", "linear_weight", "linear_bias")
+        The gradients to compute; the others are returned as None and cost nothing (a frozen
+        output layer, ``wrt="input"``, saves one of the three GEMMs).
 
     Returns
     -------
     loss : scalar, or ndarray of shape (N,) for ``reduction="none"``
-    grad_input : ndarray shaped like `input`
-    grad_linear_weight : ndarray of shape (V, d)
-    grad_linear_bias : ndarray of shape (V,), or None without `linear_bias`
+    grad_input : ndarray shaped like `input`, or None if `wrt` does not name it
+    grad_linear_weight : ndarray of shape (V, d), or None if `wrt` does not name it
+    grad_linear_bias : ndarray of shape (V,), or None without `linear_bias` or if `wrt` does
+        not name it
     """)
 def linear_cross_entropy_loss_and_grad(input, linear_weight, target, *, linear_bias=None,
                                        weight=None, sample_weight=None, ignore_index=None,
                                        label_smoothing=0.0, reduction="mean", chunk_rows=None,
                                        n_threads=None, z_loss=0.0, softcap=None,
-                                       focal_gamma=0.0, focal_alpha=None, out=None):
+                                       focal_gamma=0.0, focal_alpha=None, out=None,
+                                       wrt=GRADIENTS):
     options = _options(weight, ignore_index, label_smoothing, reduction, n_threads, z_loss,
                        softcap, focal_gamma, focal_alpha)
     lp = prepare(input, linear_weight, target, linear_bias, options,
                  sample_weight=sample_weight, chunk_rows=chunk_rows)
-    grads = _gradient_outputs(out, lp)
+    grads = _gradient_outputs(out, lp, wrt)
     loss = _run(lp, grads)
     return (loss, *grads)

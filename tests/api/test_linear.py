@@ -227,6 +227,35 @@ def test_out_buffers_are_filled_and_returned(dtype):
     assert_all_close(partly, reference(hidden, weight, b, labels), dtype)
 
 
+@pytest.mark.parametrize("wrt", ("input", ("linear_weight",), ["linear_bias", "input"], ()))
+def test_wrt_computes_only_the_gradients_named(wrt):
+    hidden, weight, b, labels = make_case(np.float32)
+    full = fastxent.linear_cross_entropy_loss_and_grad(hidden, weight, labels, linear_bias=b,
+                                                       chunk_rows=4)
+    got = fastxent.linear_cross_entropy_loss_and_grad(hidden, weight, labels, linear_bias=b,
+                                                      chunk_rows=4, wrt=wrt)
+    named = {wrt} if isinstance(wrt, str) else set(wrt)
+    assert got[0] == full[0]
+    for name, g, f in zip(linear.GRADIENTS, got[1:], full[1:], strict=True):
+        if name in named:
+            np.testing.assert_array_equal(g, f, err_msg=name)
+        else:
+            assert g is None, name
+
+
+@pytest.mark.parametrize(("wrt", "out", "error", "match"), [
+    ("weight", None, ValueError, "wrt names 'weight'"),
+    (3, None, TypeError, "wrt must be a name or a sequence"),
+    ("input", (None, np.zeros((N_CLASSES, N_FEATURES)), None), ValueError,
+     r"out\[1\] \(grad_linear_weight\) is given but wrt does not name 'linear_weight'"),
+])
+def test_bad_wrt(wrt, out, error, match):
+    hidden, weight, b, labels = make_case(np.float64)
+    with pytest.raises(error, match=match):
+        fastxent.linear_cross_entropy_loss_and_grad(hidden, weight, labels, linear_bias=b,
+                                                    wrt=wrt, out=out)
+
+
 def test_grad_input_in_place():
     """out[0] may be the input itself: each chunk's rows are used before they are replaced."""
     hidden, weight, b, labels = make_case(np.float64)
