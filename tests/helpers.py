@@ -1,9 +1,19 @@
-"""Data generators and assertions shared by the fastxent tests."""
+"""Data generators, assertions and runners shared by the fastxent tests."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
 
 import numpy as np
 import pytest
 
 import fastxent
+from fastxent import cli
 from fastxent._core.threads import SERIAL_BELOW
 
 REDUCTIONS = ("none", "sum", "mean")
@@ -191,3 +201,121 @@ def multiclass_case(rng, shape, axis, dtype, from_logits, spec):
         if "ignore_index" in kw:
             target.reshape(-1)[::4] = kw["ignore_index"]
     return x.astype(dtype), target, kw
+
+
+# --------------------------------------------------------------------------------------------
+# fastxent.torch
+
+
+def torch_generator(*key):
+    """A ``torch.Generator`` seeded from `key`: the same key draws the same numbers in every
+    run, whatever ran before."""
+    import torch
+    return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
+
+
+# --------------------------------------------------------------------------------------------
+# EvaluationResult comparisons, and fastxent.dask's blocks of rows
+
+# 20 uneven blocks of rows (some tiny, one empty): with split_every=3 the tree has 3 levels
+DASK_CHUNKS = (7, 300, 1, 150, 0, 420, 33, 250, 64, 500, 2, 301, 99, 180, 45, 260, 12, 333, 77,
+               120)
+
+
+def dask_block_of_row(row):
+    """The block of DASK_CHUNKS that holds `row`, as a Dask error names it: ``"start:stop"``."""
+    index = int(np.searchsorted(np.cumsum(DASK_CHUNKS), row, side="right"))
+    return f"{sum(DASK_CHUNKS[:index])}:{sum(DASK_CHUNKS[:index + 1])}"
+
+
+def same(a, b):
+    """Bitwise-equal results (NaN equals NaN), compared through to_dict()."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple, np.ndarray)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == b and type(a) is type(b)
+
+
+def _assert_close_nested(got, want, rtol, atol, where):
+    """Equal up to `rtol` and `atol`: nested dicts/lists of numbers (NaN equals NaN), None,
+    ints; `where` names the entry that differs."""
+    if isinstance(want, dict):
+        assert got.keys() == want.keys(), where
+        for key in want:
+            _assert_close_nested(got[key], want[key], rtol, atol, f"{where}[{key!r}]")
+    elif want is None:
+        assert got is None, where
+    else:
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True,
+                                   err_msg=where)
+
+
+def assert_same_evaluation(got, want, rtol, atol=0.0):
+    """`got` is an EvaluationResult counting the rows `want` counts, its to_dict() equal to
+    `want`'s up to `rtol` and `atol` (NaN equals NaN)."""
+    assert isinstance(got, fastxent.EvaluationResult)
+    assert got.count == want.count
+    _assert_close_nested(got.to_dict(), want.to_dict(), rtol, atol, "result")
+
+
+# --------------------------------------------------------------------------------------------
+# ``fastxent eval``, in this process and in another
+
+
+def eval_main(capsys, *argv):
+    """Run ``fastxent eval`` with `argv` in this process; return (status, stdout, stderr)."""
+    status = cli.main(["eval", *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _reject_constant(name):
+    raise AssertionError(f"non-strict JSON constant {name}")
+
+
+def strict_loads(text):
+    """``json.loads`` that fails on NaN and Infinity, which strict JSON has not."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def eval_command(*argv):
+    """The command line that runs ``fastxent eval`` with `argv` in a new Python process."""
+    return [sys.executable, "-m", "fastxent.cli", "eval", *argv]
+
+
+def without_chunk_delay():
+    """``os.environ`` without the delay a chunk of ``fastxent eval`` may have been given."""
+    from fastxent._eval import files as _files
+    return {key: value for key, value in os.environ.items() if key != _files._CHUNK_DELAY_ENV}
+
+
+def run_eval_command(command, timeout):
+    """Run an eval_command() to its end at full speed; return its CompletedProcess (text)."""
+    return subprocess.run(command, capture_output=True, text=True, env=without_chunk_delay(),
+                          timeout=timeout)
+
+
+def kill_at_first_checkpoint(command, state, rows, timeout):
+    """Start `command`, an eval_command() that checkpoints to the path `state`, slowed down to
+    20 ms a chunk, and SIGKILL it as soon as the checkpoint appears; return the checkpoint.
+
+    The killed process has printed nothing, and its checkpoint is incomplete, at a row within
+    the `rows`. Of 200 chunks (about 4 s) the first checkpoint comes after about 1 s.
+    """
+    from fastxent._eval import files as _files
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**without_chunk_delay(), _files._CHUNK_DELAY_ENV: "0.02"})
+    deadline = time.monotonic() + timeout
+    while not state.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == -signal.SIGKILL and out == b""
+    saved = json.loads(state.read_text())
+    assert saved["complete"] is False and 0 < saved["next_row"] < rows
+    return saved

@@ -17,11 +17,12 @@ from dask.utils import key_split  # noqa: E402
 
 import fastxent  # noqa: E402
 import fastxent.dask as fxd  # noqa: E402
+from helpers import DASK_CHUNKS as CHUNKS  # noqa: E402
+from helpers import assert_same_evaluation as _assert_same_evaluation  # noqa: E402
+from helpers import dask_block_of_row  # noqa: E402
 
 RTOL = 1e-12            # the merge is exact up to float64 rounding, for float32 input too
 C = 10
-# 20 uneven blocks of rows (some tiny, one empty): with split_every=3 the tree has 3 levels
-CHUNKS = (7, 300, 1, 150, 0, 420, 33, 250, 64, 500, 2, 301, 99, 180, 45, 260, 12, 333, 77, 120)
 N = sum(CHUNKS)
 
 
@@ -38,38 +39,9 @@ def soft_targets(rng, shape, dtype):
     return (t / t.sum(axis=-1, keepdims=True)).astype(dtype)
 
 
-def assert_close(got, want, rtol=RTOL, where="result"):
-    """Equal up to `rtol`: nested dicts/lists of numbers (NaN equals NaN), None, ints."""
-    if isinstance(want, dict):
-        assert got.keys() == want.keys(), where
-        for key in want:
-            assert_close(got[key], want[key], rtol, f"{where}[{key!r}]")
-    elif want is None:
-        assert got is None, where
-    else:
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=0, equal_nan=True, err_msg=where)
-
-
-def assert_same_evaluation(got, want, rtol=RTOL):
-    assert isinstance(got, fastxent.EvaluationResult)
-    assert got.count == want.count
-    assert_close(got.to_dict(), want.to_dict(), rtol)
-
-
-@pytest.fixture(scope="module")
-def client():
-    """A two-process LocalCluster on 127.0.0.1 (no dashboard), made the scheduler only inside
-    the tests that ask for it."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster, set_as_default=False) as client:
-        yield client
-
-
-@pytest.fixture
-def on_cluster(client):
-    with dask.config.set(scheduler=client):
-        yield client
+def assert_same_evaluation(got, want):
+    """Equal up to RTOL."""
+    _assert_same_evaluation(got, want, RTOL)
 
 
 # --- on the cluster --------------------------------------------------------------------
@@ -143,8 +115,7 @@ def test_bad_label_raises_from_the_workers(on_cluster):
     y = np.where(y < 0, 0, y)
     y[1000] = C
     zd = da.from_array(z, chunks=(CHUNKS, C))
-    start = int(np.searchsorted(np.cumsum(CHUNKS), 1000, side="right"))
-    block = f"{sum(CHUNKS[:start])}:{sum(CHUNKS[:start + 1])}"
+    block = dask_block_of_row(1000)
     with pytest.raises(ValueError, match=rf"is not a class index .*block of rows \[{block}\]"):
         fxd.evaluate(zd, y)
     with pytest.raises(ValueError, match=rf"is not a class index .*block of rows \[{block}\]"):

@@ -16,10 +16,11 @@ from dask.utils import key_split  # noqa: E402
 
 import fastxent  # noqa: E402
 import fastxent.dask as fxd  # noqa: E402
+from helpers import DASK_CHUNKS as CHUNKS  # noqa: E402
+from helpers import assert_same_evaluation as _assert_same_evaluation  # noqa: E402
+from helpers import dask_block_of_row  # noqa: E402
 
 D, V = 12, 30
-# 20 uneven blocks of rows (some tiny, one empty): with split_every=3 the tree has 3 levels
-CHUNKS = (7, 300, 1, 150, 0, 420, 33, 250, 64, 500, 2, 301, 99, 180, 45, 260, 12, 333, 77, 120)
 N = sum(CHUNKS)
 # The merge adds float64 sums exactly; a float32 row's logits may round differently in another
 # chunk of rows (a different GEMM), float64 ones only in the last bits.
@@ -37,43 +38,13 @@ def make_data(dtype, seed=0):
     return h, w, b, y, rng.random(V) + 0.5, rng.random(N)
 
 
-def assert_close(got, want, rtol, where="result"):
-    """Equal up to `rtol`: nested dicts/lists of numbers (NaN equals NaN), None, ints."""
-    if isinstance(want, dict):
-        assert got.keys() == want.keys(), where
-        for key in want:
-            assert_close(got[key], want[key], rtol, f"{where}[{key!r}]")
-    elif want is None:
-        assert got is None, where
-    else:
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-12, equal_nan=True,
-                                   err_msg=where)
-
-
 def assert_same_evaluation(got, want, rtol):
-    assert isinstance(got, fastxent.EvaluationResult)
-    assert got.count == want.count
-    assert_close(got.to_dict(), want.to_dict(), rtol)
+    """Equal up to `rtol`, and to 1e-12 near 0 (where a float64 logit's last bits count)."""
+    _assert_same_evaluation(got, want, rtol, atol=1e-12)
 
 
 def logits_of(h, w, b):
     return (h.astype(np.float64) @ w.T.astype(np.float64) + b).astype(h.dtype)
-
-
-@pytest.fixture(scope="module")
-def client():
-    """A two-process LocalCluster on 127.0.0.1 (no dashboard), made the scheduler only inside
-    the tests that ask for it."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster, set_as_default=False) as client:
-        yield client
-
-
-@pytest.fixture
-def on_cluster(client):
-    with dask.config.set(scheduler=client):
-        yield client
 
 
 # --- on the cluster --------------------------------------------------------------------
@@ -132,8 +103,7 @@ def test_bad_label_raises_from_the_workers(on_cluster):
     y = np.where(y < 0, 0, y)
     y[1000] = V
     hd = da.from_array(h, chunks=(CHUNKS, D))
-    start = int(np.searchsorted(np.cumsum(CHUNKS), 1000, side="right"))
-    block = f"{sum(CHUNKS[:start])}:{sum(CHUNKS[:start + 1])}"
+    block = dask_block_of_row(1000)
     with pytest.raises(ValueError, match=rf"is not a class index .*block of rows \[{block}\]"):
         fxd.evaluate_linear(hd, w, y, linear_bias=b)
 

@@ -2,10 +2,11 @@
 
 import itertools
 import warnings
-import zlib
 
 import numpy as np
 import pytest
+
+from helpers import torch_generator
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -15,16 +16,12 @@ REDUCTIONS = ("mean", "sum", "none")
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-14), torch.float32: dict(rtol=2e-6, atol=1e-7)}
 
 
-def _gen(*key):
-    return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
-
-
 def _loss_and_grad(fn, x, args, kwargs, grad_output=None):
     x = x.detach().clone().requires_grad_(True)
     loss = fn(x, *args, **kwargs)
     if grad_output is None:
         grad_output = torch.randn(loss.shape, dtype=torch.float64,
-                                  generator=_gen("go", loss.shape)).to(loss.dtype)
+                                  generator=torch_generator("go", loss.shape)).to(loss.dtype)
     (loss * grad_output).sum().backward()
     return loss.detach(), x.grad
 
@@ -61,7 +58,7 @@ CE_CASES = list(_cases_ce())
 @pytest.mark.parametrize("weight, ignore, smoothing, target, layout", CE_CASES,
                          ids=[f"w{int(w)}-ign{i}-ls{s}-{t}-{lay}" for w, i, s, t, lay in CE_CASES])
 def test_cross_entropy_matches_torch(weight, ignore, smoothing, target, layout, dtype):
-    g = _gen(weight, ignore, smoothing, target, layout)
+    g = torch_generator(weight, ignore, smoothing, target, layout)
     n_classes = 5
     shape = {"C": (n_classes,), "NC": (13, n_classes), "NCHW": (4, n_classes, 3, 2)}[layout]
     x = (3 * torch.randn(shape, generator=g, dtype=torch.float64)).to(dtype)
@@ -102,7 +99,7 @@ def _bce_weight(kind, shape, g, dtype):
 @pytest.mark.parametrize("weight, pos_weight, layout", BCE_CASES,
                          ids=[f"w{w}-pw{p}-{lay}" for w, p, lay in BCE_CASES])
 def test_bce_with_logits_matches_torch(weight, pos_weight, layout, dtype):
-    g = _gen(weight, pos_weight, layout)
+    g = torch_generator(weight, pos_weight, layout)
     shape = {"1d": (17,), "2d": (9, 6), "3d": (3, 4, 5)}[layout]
     x = (4 * torch.randn(shape, generator=g, dtype=torch.float64)).to(dtype)
     t = torch.rand(shape, generator=g, dtype=torch.float64).to(dtype)
@@ -119,7 +116,7 @@ def test_bce_with_logits_matches_torch(weight, pos_weight, layout, dtype):
 
 
 def test_defaults_and_modules_match_torch():
-    g = _gen("modules")
+    g = torch_generator("modules")
     x = torch.randn(8, 4, 3, generator=g, dtype=torch.float64)
     t = torch.randint(0, 4, (8, 3), generator=g)
     t[0, 0] = -100                       # PyTorch's default ignore_index
@@ -141,7 +138,7 @@ def test_defaults_and_modules_match_torch():
 
 
 def test_gradcheck_float64():
-    g = _gen("gradcheck")
+    g = torch_generator("gradcheck")
     x = torch.randn(4, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
     t = torch.tensor([[0, 2], [1, -100], [2, 2], [0, 1]])
     w = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
@@ -159,7 +156,7 @@ def test_gradcheck_float64():
 
 
 def test_reduction_none_arbitrary_grad_output_and_retain_graph():
-    g = _gen("none")
+    g = torch_generator("none")
     x = torch.randn(5, 6, 3, generator=g, dtype=torch.float64, requires_grad=True)
     t = torch.randint(0, 6, (5, 3), generator=g)
     go = torch.randn(5, 3, generator=g, dtype=torch.float64)
@@ -189,7 +186,7 @@ def test_loss_without_grad_and_in_no_grad():
 
 
 def _train(loss_fn, steps=30):
-    g = _gen("train")
+    g = torch_generator("train")
     X = torch.randn(64, 10, generator=g, dtype=torch.float64)
     y = torch.randint(0, 4, (64,), generator=g)
     torch.manual_seed(0)
@@ -216,7 +213,7 @@ def test_training_loop_converges_identically():
 
 def test_bce_training_loop_converges_identically():
     def train(loss_fn):
-        g = _gen("train-bce")
+        g = torch_generator("train-bce")
         X = torch.randn(50, 6, generator=g, dtype=torch.float64)
         Y = (torch.rand(50, 3, generator=g, dtype=torch.float64) > 0.5).double()
         torch.manual_seed(1)
@@ -238,7 +235,7 @@ def test_bce_training_loop_converges_identically():
                                   "weight_grad", "mixed_dtype_prob"])
 def test_fallback_warns_and_matches(case, monkeypatch):
     monkeypatch.setattr(fxt, "_warned", set())
-    g = _gen("fallback", case)
+    g = torch_generator("fallback", case)
     x = torch.randn(6, 4, generator=g, dtype=torch.float64)
     t = torch.randint(0, 4, (6,), generator=g)
     kw = {}

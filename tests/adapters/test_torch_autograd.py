@@ -3,35 +3,23 @@ later backward reuses, in-place edits of saved tensors, torch.func and forward-m
 
 import itertools
 import warnings
-import zlib
 
 import pytest
+
+from helpers import torch_generator
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 fxt = pytest.importorskip("fastxent.torch")
+pytestmark = pytest.mark.usefixtures("torch_single_threaded")
 
 REDUCTIONS = ("mean", "sum", "none")
 CLOSE = dict(rtol=1e-12, atol=1e-14)          # float64, against PyTorch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_single_threaded():
-    """These tensors are tiny: PyTorch's thread pool only adds waits (seconds per gradgradcheck
-    on a busy machine)."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
-def _gen(*key):
-    return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
-
-
 def _ce_case(weight, ignore, smoothing, target, layout):
     """A float64 input, target and keyword arguments for cross_entropy."""
-    g = _gen("ce", weight, ignore, smoothing, target, layout)
+    g = torch_generator("ce", weight, ignore, smoothing, target, layout)
     n_classes = 4
     shape = {"C": (n_classes,), "NC": (3, n_classes), "NCHW": (2, n_classes, 2, 1)}[layout]
     x = 2 * torch.randn(shape, generator=g, dtype=torch.float64)
@@ -59,7 +47,7 @@ CE_IDS = [f"w{int(w)}-ign{i}-ls{s}-{t}-{lay}" for w, i, s, t, lay in CE_CASES]
 
 
 def _bce_case(weight, pos_weight, layout):
-    g = _gen("bce", weight, pos_weight, layout)
+    g = torch_generator("bce", weight, pos_weight, layout)
     shape = {"1d": (5,), "3d": (2, 3, 2)}[layout]
     x = 3 * torch.randn(shape, generator=g, dtype=torch.float64)
     t = torch.rand(shape, generator=g, dtype=torch.float64)
@@ -86,7 +74,7 @@ def _weighted_loss(fn, target, kwargs, grad_output):
 
 def _check_second_order(ours, theirs, x, target, kwargs):
     """gradgradcheck, the Hessian against PyTorch's and the gradient under create_graph."""
-    go = torch.randn(ours(x, target, **kwargs).shape, generator=_gen("go", x.shape),
+    go = torch.randn(ours(x, target, **kwargs).shape, generator=torch_generator("go", x.shape),
                      dtype=torch.float64)
     x = x.detach().requires_grad_(True)
     with warnings.catch_warnings():
@@ -139,7 +127,7 @@ def test_all_rows_ignored_has_zero_derivatives_like_torch():
 
 def _third_derivative(fn, x, target, kwargs):
     """Third derivative of the summed loss along random directions u, v: d/dx <H(x) u, v>."""
-    u, v = torch.randn((2,) + x.shape, generator=_gen("uv"), dtype=torch.float64)
+    u, v = torch.randn((2,) + x.shape, generator=torch_generator("uv"), dtype=torch.float64)
     x = x.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(fn(x, target, **kwargs).sum(), x, create_graph=True)
     (hu,) = torch.autograd.grad((g * u).sum(), x, create_graph=True)
@@ -167,7 +155,7 @@ def test_third_order_is_exact(loss):
 def _gradient_penalty_training(make_loss, n_outputs, binary, steps=3, lam=0.5):
     """A linear model trained on loss + lam * ||dloss/dW||^2: the weights after `steps`
     SGD steps and each step's penalised loss."""
-    g = _gen("penalty", binary)
+    g = torch_generator("penalty", binary)
     X = torch.randn(32, 6, generator=g, dtype=torch.float64)
     if binary:
         y = (torch.rand(32, n_outputs, generator=g, dtype=torch.float64) > 0.5).double()
@@ -210,7 +198,7 @@ def test_gradient_penalty_step_matches_torch(loss):
 # ---- item 2: a gradient handed out is the caller's --------------------------------------
 
 def _losses():
-    g = _gen("losses")
+    g = torch_generator("losses")
     x = torch.randn(5, 4, generator=g, dtype=torch.float64)
     t = torch.randint(0, 4, (5,), generator=g)
     tb = torch.rand(5, 4, generator=g, dtype=torch.float64)
@@ -300,9 +288,9 @@ def test_saved_tensors_edited_in_place_raise(loss, edited):
 # ---- torch.func, batched gradients, forward-mode AD -------------------------------------
 
 def _transforms():
-    x = torch.randn(4, 3, generator=_gen("func"), dtype=torch.float64)
+    x = torch.randn(4, 3, generator=torch_generator("func"), dtype=torch.float64)
     t = torch.tensor([0, 1, 2, 0])
-    tb = torch.rand(4, 3, generator=_gen("func-bce"), dtype=torch.float64)
+    tb = torch.rand(4, 3, generator=torch_generator("func-bce"), dtype=torch.float64)
     eye = torch.eye(4, dtype=torch.float64)
     return {
         "func.grad": lambda ce, bce: torch.func.grad(lambda z: ce(z, t))(x),

@@ -6,39 +6,27 @@ fallback to PyTorch and its errors, gradients edited in place."""
 import inspect
 import itertools
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 
 import fastxent
 from fastxent._api.linear import CHUNK_ROWS_MAX
+from helpers import torch_generator
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 fxt = pytest.importorskip("fastxent.torch")
+pytestmark = pytest.mark.usefixtures("torch_single_threaded")
 
 REDUCTIONS = ("mean", "sum", "none")
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-13), torch.float32: dict(rtol=1e-5, atol=1e-6)}
 N_ROWS, N_FEATURES, N_CLASSES = 7, 4, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_single_threaded():
-    """These tensors are tiny: PyTorch's thread pool only adds waits."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
-def _gen(*key):
-    return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
-
-
 def _problem(case, bias, dtype=torch.float64, n_rows=N_ROWS):
     """Hidden states, weight, bias (or None), target and keyword arguments for `case`."""
-    g = _gen(case, bias, n_rows)
+    g = torch_generator(case, bias, n_rows)
     shape = (N_FEATURES,) if case.startswith("1d") else (n_rows, N_FEATURES)
     x = torch.randn(shape, generator=g, dtype=torch.float64)
     w = torch.randn(N_CLASSES, N_FEATURES, generator=g, dtype=torch.float64)
@@ -69,7 +57,7 @@ def _loss_and_grads(fn, x, w, b, target, kwargs, grad_output=None):
               **kwargs)
     if grad_output is None:
         grad_output = torch.randn(loss.shape, dtype=torch.float64,
-                                  generator=_gen("go", loss.shape)).to(loss.dtype)
+                                  generator=torch_generator("go", loss.shape)).to(loss.dtype)
     loss.backward(grad_output)
     return [loss.detach()] + [p.grad for p in params]
 
@@ -127,7 +115,7 @@ def test_values_are_the_fused_pass(case, reduction):
     the fused pass with grad_output as sample weights)."""
     x, w, b, target, kwargs = _problem(case, True)
     grad_output = torch.randn(() if case == "1d" else (N_ROWS,), dtype=torch.float64,
-                              generator=_gen("fused", case))
+                              generator=torch_generator("fused", case))
     if reduction != "none":
         grad_output = torch.tensor(1.0, dtype=torch.float64)
     ours = _loss_and_grads(fxt.linear_cross_entropy, x, w, b, target,
@@ -192,7 +180,7 @@ def test_create_graph_keeps_the_fused_values_and_gives_pytorchs_hessian():
                                                            linear_bias=params[2], **kwargs),
                                     params, create_graph=True)
     # Hessian-vector products (a gradient penalty) against PyTorch's
-    vectors = [torch.randn(p.shape, dtype=torch.float64, generator=_gen("hvp", i))
+    vectors = [torch.randn(p.shape, dtype=torch.float64, generator=torch_generator("hvp", i))
                for i, p in enumerate(params)]
     ours = torch.autograd.grad(sum((g * v).sum() for g, v in zip(graph, vectors, strict=True)),
                                params)
@@ -212,6 +200,38 @@ def test_only_the_parameters_that_require_grad_get_one():
     assert b.grad is None
     torch.testing.assert_close(x.grad, xr.grad, rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(w.grad, wr.grad, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("trained", [("input",), ("linear_weight", "linear_bias")])
+def test_the_fused_pass_computes_only_the_gradients_needed(trained, reduction, monkeypatch):
+    """A frozen output layer (only the input trained) costs no weight gradient, and the other
+    way round."""
+    x, w, b, target, _ = _problem("plain", True)
+    params = dict(zip(("input", "linear_weight", "linear_bias"), (x, w, b), strict=True))
+    params = {name: p.clone().requires_grad_(name in trained) for name, p in params.items()}
+    asked = []
+    fused = fastxent.linear_cross_entropy_loss_and_grad
+
+    def recording(*args, wrt, **kwargs):
+        asked.append(set(wrt))
+        return fused(*args, wrt=wrt, **kwargs)
+
+    monkeypatch.setattr(fastxent, "linear_cross_entropy_loss_and_grad", recording)
+    loss = fxt.linear_cross_entropy(params["input"], params["linear_weight"], target,
+                                    linear_bias=params["linear_bias"], reduction=reduction)
+    loss.sum().backward()
+    assert asked == [set(trained)]
+    reference = {name: p.detach().clone().requires_grad_(name in trained)
+                 for name, p in params.items()}
+    F.linear_cross_entropy(reference["input"], reference["linear_weight"], target,
+                           linear_bias=reference["linear_bias"],
+                           reduction=reduction).sum().backward()
+    for name, p in params.items():
+        if name in trained:
+            torch.testing.assert_close(p.grad, reference[name].grad, rtol=1e-12, atol=1e-13)
+        else:
+            assert p.grad is None
 
 
 def test_without_grad_and_in_no_grad():
@@ -280,7 +300,7 @@ def test_options_are_accepted_and_change_nothing():
 
 def _train(loss_fn, steps=5):
     """A tiny model (a hidden layer, then the loss's linear head) after a few SGD steps."""
-    g = _gen("train")
+    g = torch_generator("train")
     X = torch.randn(32, 5, generator=g, dtype=torch.float64)
     y = torch.randint(0, 4, (32,), generator=g)
     y[::7] = -100
@@ -311,7 +331,7 @@ def test_module_matches_pytorchs():
     assert issubclass(fxt.LinearCrossEntropyLoss, torch.nn.LinearCrossEntropyLoss)
     assert (inspect.signature(fxt.LinearCrossEntropyLoss)
             == inspect.signature(torch.nn.LinearCrossEntropyLoss))
-    g = _gen("module")
+    g = torch_generator("module")
     x = torch.randn(9, 5, generator=g, dtype=torch.float64)
     target = torch.randint(0, 4, (9,), generator=g)
     class_weight = torch.rand(4, generator=g, dtype=torch.float64) + .5
@@ -336,8 +356,8 @@ def test_module_matches_pytorchs():
 
 def test_module_with_k_dimensional_loss_falls_back(monkeypatch):
     monkeypatch.setattr(fxt, "_warned", set())
-    x = torch.randn(2, 5, generator=_gen("kdim"))
-    target = torch.randint(0, 4, (2, 3), generator=_gen("kdim"))
+    x = torch.randn(2, 5, generator=torch_generator("kdim"))
+    target = torch.randint(0, 4, (2, 3), generator=torch_generator("kdim"))
     torch.manual_seed(4)
     ours = fxt.LinearCrossEntropyLoss(5, 4, out_features=(3,))
     torch.manual_seed(4)
@@ -437,7 +457,8 @@ def test_arguments_fastxent_refuses_but_pytorch_takes_fall_back(monkeypatch):
     do): PyTorch's loss, with the one-time warning."""
     monkeypatch.setattr(fxt, "_warned", set())
     x, w, b, _, _ = _problem("plain", True)
-    target = torch.randn(N_ROWS, N_CLASSES, dtype=torch.float64, generator=_gen("outside"))
+    target = torch.randn(N_ROWS, N_CLASSES, dtype=torch.float64,
+                         generator=torch_generator("outside"))
     with pytest.warns(RuntimeWarning, match=r"fastxent refuses the arguments \(target must lie"):
         ours = _loss_and_grads(fxt.linear_cross_entropy, x, w, b, target, {})
     theirs = _loss_and_grads(F.linear_cross_entropy, x, w, b, target, {})

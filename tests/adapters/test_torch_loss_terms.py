@@ -5,13 +5,13 @@ modules, and torchvision's published sigmoid focal loss."""
 
 import itertools
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 from option_reference import autograd_terms, cross_entropy_terms
 
 import fastxent
+from helpers import torch_generator
 
 torch = pytest.importorskip("torch")
 fxt = pytest.importorskip("fastxent.torch")
@@ -23,13 +23,9 @@ TERMS = [{"z_loss": 0.01}, {"softcap": 3.0}, {"focal_gamma": 2.0},
 LAYOUTS = {"C": (5,), "NC": (6, 5), "NCHW": (3, 5, 2, 2)}
 
 
-def _gen(*key):
-    return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
-
-
 def _case(layout, target_kind, ignore, dtype=torch.float64):
     shape = LAYOUTS[layout]
-    g = _gen(layout, target_kind, ignore)
+    g = torch_generator(layout, target_kind, ignore)
     x = torch.randn(shape, dtype=torch.float64, generator=g).mul(3).to(dtype)
     axis = 1 if len(shape) > 1 else 0
     rows = shape[:axis] + shape[axis + 1:]
@@ -103,7 +99,7 @@ def test_cross_entropy_derivatives_of_every_order(layout, target_kind, terms, re
 @pytest.mark.parametrize("terms", [{"softcap": 2.0}, {"focal_gamma": 2.0, "focal_alpha": 0.25},
                                    {"softcap": 3.0, "focal_gamma": 0.7, "focal_alpha": 0.6}])
 def test_binary_is_fastxent_and_has_derivatives_of_every_order(terms, reduction):
-    g = _gen("binary", repr(terms), reduction)
+    g = torch_generator("binary", repr(terms), reduction)
     x = torch.randn(4, 3, dtype=torch.float64, generator=g).mul(3)
     y = torch.rand(4, 3, dtype=torch.float64, generator=g)
     pos_weight = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
@@ -144,7 +140,7 @@ def _torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0):
 @pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (-1.0, 2.0), (0.75, 0.5)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_torchvision_sigmoid_focal_loss(alpha, gamma, dtype):
-    g = _gen("torchvision", alpha, gamma)
+    g = torch_generator("torchvision", alpha, gamma)
     x = torch.randn(8, 4, dtype=torch.float64, generator=g).mul(2)
     y = (torch.rand(8, 4, dtype=torch.float64, generator=g) > 0.5).to(torch.float64)
     expected = _torchvision_sigmoid_focal_loss(x, y, alpha, gamma)
@@ -236,7 +232,8 @@ def test_retain_graph_and_in_place_edits_of_returned_gradients():
 
 def test_scalar_focal_alpha_in_every_path(monkeypatch):
     monkeypatch.setattr(fxt, "_warned", set())
-    x = torch.randn(4, 3, dtype=torch.float64, generator=_gen("alpha")).requires_grad_(True)
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch_generator("alpha"))
+    x.requires_grad_(True)
     y = torch.tensor([0, 1, 2, 0])
     loss = fxt.cross_entropy(x, y, focal_alpha=0.25, focal_gamma=1.0)
     (first,) = torch.autograd.grad(loss, x, create_graph=True)
@@ -281,7 +278,8 @@ def test_pytorch_errors_stay_errors_with_the_terms():
 def test_every_row_ignored_with_the_terms():
     """mean over no counted row: NaN, with a zero gradient at every order (as without the
     newer options), on the fast path and the fallback."""
-    x = torch.randn(2, 3, dtype=torch.float64, generator=_gen("ignored")).requires_grad_(True)
+    x = torch.randn(2, 3, dtype=torch.float64, generator=torch_generator("ignored"))
+    x.requires_grad_(True)
     y = torch.tensor([-100, -100])
     loss = fxt.cross_entropy(x, y, z_loss=0.1, focal_gamma=2.0)
     assert torch.isnan(loss)
@@ -295,7 +293,7 @@ def test_focal_alpha_that_requires_grad_is_differentiated(monkeypatch):
     the fallback warning), as a weight that requires grad does."""
     monkeypatch.setattr(fxt, "_warned", set())
     alpha = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64, requires_grad=True)
-    x = torch.randn(2, 3, dtype=torch.float64, generator=_gen("alpha grad"))
+    x = torch.randn(2, 3, dtype=torch.float64, generator=torch_generator("alpha grad"))
     with pytest.warns(RuntimeWarning, match="focal_alpha requires grad"):
         fxt.cross_entropy(x, torch.tensor([0, 1]), focal_alpha=alpha).backward()
     expected = -torch.log_softmax(x, 1)[[0, 1], [0, 1]] / 2

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,7 +12,14 @@ import pytest
 import fastxent
 from fastxent import cli
 from fastxent._eval import files as _files
-from helpers import write_eval_files
+from helpers import (
+    eval_command,
+    eval_main,
+    kill_at_first_checkpoint,
+    run_eval_command,
+    strict_loads,
+    write_eval_files,
+)
 
 N, C = 1000, 10
 
@@ -23,23 +29,9 @@ def files(tmp_path, monkeypatch):
     return write_eval_files(tmp_path, monkeypatch, N, C)
 
 
-def run_main(capsys, *argv):
-    status = cli.main(["eval", *argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def _reject_constant(name):
-    raise AssertionError(f"non-strict JSON constant {name}")
-
-
-def strict_loads(text):
-    return json.loads(text, parse_constant=_reject_constant)
-
-
 def test_json_has_the_keys_and_values_of_to_dict(files, capsys):
-    status, out, err = run_main(capsys, "logits.npy", "labels.npy", "--json", "--topk", "1",
-                                "3", "--chunk-rows", "64")
+    status, out, err = eval_main(capsys, "logits.npy", "labels.npy", "--json", "--topk", "1",
+                                 "3", "--chunk-rows", "64")
     assert status == 0 and err == ""
     report = strict_loads(out)
     expected = _files.evaluate_files("logits.npy", "labels.npy", topk=(1, 3),
@@ -55,8 +47,8 @@ def test_json_has_the_keys_and_values_of_to_dict(files, capsys):
 
 def test_json_maps_nan_to_null(files, capsys):
     np.save("ignored.npy", np.full(N, -100))
-    status, out, _ = run_main(capsys, "logits.npy", "ignored.npy", "--json",
-                              "--ignore-index", "-100")
+    status, out, _ = eval_main(capsys, "logits.npy", "ignored.npy", "--json",
+                               "--ignore-index", "-100")
     assert status == 0
     report = strict_loads(out)
     assert report["count"] == 0 and report["loss"] is None and report["accuracy"] is None
@@ -65,7 +57,7 @@ def test_json_maps_nan_to_null(files, capsys):
 
 def test_table(files, capsys):
     x, y = files
-    status, out, _ = run_main(capsys, "logits.npy", "labels.npy", "--no-progress")
+    status, out, _ = eval_main(capsys, "logits.npy", "labels.npy", "--no-progress")
     assert status == 0
     result = fastxent.evaluate(x, y)
     lines = out.splitlines()
@@ -82,12 +74,12 @@ def test_table(files, capsys):
 
 def test_bins_table_and_soft_targets(files, capsys):
     x, _ = files
-    status, out, _ = run_main(capsys, "logits.npy", "labels.npy", "--bins")
+    status, out, _ = eval_main(capsys, "logits.npy", "labels.npy", "--bins")
     assert status == 0
     assert "confidence bin" in out and "(0.933, 1.000]" in out
     soft = np.full((N, C), 1.0 / C)
     np.save("soft.npy", soft)
-    status, out, _ = run_main(capsys, "logits.npy", "soft.npy", "--bins")
+    status, out, _ = eval_main(capsys, "logits.npy", "soft.npy", "--bins")
     assert status == 0
     cells = dict(line.split() for line in out.splitlines()[2:])
     assert cells["accuracy"] == "-" and cells["ece"] == "-" and "top-5" not in cells
@@ -101,8 +93,8 @@ def test_options(files, capsys):
     np.save("probs.npy", p)
     weight = np.linspace(0.5, 2.0, C)
     np.savez("weights.npz", w=weight)
-    _, out, _ = run_main(capsys, "probs.npy", "labels.npy", "--from-probs", "--json",
-                         "--weight", "weights.npz:w", "--eps", "1e-9", "--threads", "1")
+    _, out, _ = eval_main(capsys, "probs.npy", "labels.npy", "--from-probs", "--json",
+                          "--weight", "weights.npz:w", "--eps", "1e-9", "--threads", "1")
     expected = fastxent.evaluate(p, y, from_logits=False, weight=weight, eps=1e-9)
     assert strict_loads(out)["loss"] == expected.loss
 
@@ -126,19 +118,15 @@ def test_errors_are_one_line(files, capsys, argv, message):
     bad = y.copy()
     bad[3] = C
     np.save("bad.npy", bad)
-    status, out, err = run_main(capsys, *argv)
+    status, out, err = eval_main(capsys, *argv)
     assert status == 2 and out == ""
     assert err == f"fastxent eval: error: {err.split('error: ', 1)[1]}"
     assert message in err and err.count("\n") == 1
 
 
-def _command(*argv):
-    return [sys.executable, "-m", "fastxent.cli", "eval", *argv]
-
-
 def test_error_exit_status_in_a_process(files):
     np.save("short.npy", np.zeros(5, np.int64))
-    done = subprocess.run(_command("logits.npy", "short.npy"), capture_output=True, text=True,
+    done = subprocess.run(eval_command("logits.npy", "short.npy"), capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 2
     assert done.stderr == "fastxent eval: error: short.npy: 5 rows, but logits.npy has 1000\n"
@@ -153,38 +141,23 @@ def test_kill_and_resume(tmp_path, monkeypatch):
     np.save("logits.npy", rng.standard_normal((rows, classes)).astype(np.float32))
     np.save("labels.npy", rng.integers(0, classes, rows).astype(np.int32))
     state = tmp_path / "state.json"
-    command = _command("logits.npy", "labels.npy", "--json", "--no-progress", "--chunk-rows",
-                       str(chunk), "--checkpoint", str(state))
-    env = {key: value for key, value in os.environ.items() if key != _files._CHUNK_DELAY_ENV}
-    reference = subprocess.run(command[:-2], capture_output=True, text=True, env=env,
-                               timeout=30)
+    command = eval_command("logits.npy", "labels.npy", "--json", "--no-progress", "--chunk-rows",
+                           str(chunk), "--checkpoint", str(state))
+    reference = run_eval_command(command[:-2], timeout=30)
     assert reference.returncode == 0, reference.stderr
 
-    # 200 chunks at 20 ms each: about 4 s; the first checkpoint comes after about 1 s.
-    slow = {**env, _files._CHUNK_DELAY_ENV: "0.02"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=slow)
-    deadline = time.monotonic() + 30
-    while not state.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    out, _ = process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGKILL and out == b""
-    saved = json.loads(state.read_text())
-    assert saved["complete"] is False
-    assert 0 < saved["next_row"] < rows and saved["next_row"] % chunk == 0
+    saved = kill_at_first_checkpoint(command, state, rows, timeout=30)
+    assert saved["next_row"] % chunk == 0
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
-    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
+    resumed = run_eval_command(command, timeout=30)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {state} at row {saved['next_row']} of {rows}" in resumed.stderr
     assert resumed.stdout == reference.stdout                       # bitwise, as text
     assert strict_loads(resumed.stdout) == strict_loads(reference.stdout)
     assert json.loads(state.read_text())["complete"] is True
 
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
+    again = run_eval_command(command, timeout=30)
     assert again.stdout == reference.stdout and "is complete" in again.stderr
 
 
@@ -193,8 +166,8 @@ def test_interrupt_keeps_the_checkpoint(tmp_path, monkeypatch):
     np.save("logits.npy", np.zeros((20_000, 4), np.float32))
     np.save("labels.npy", np.zeros(20_000, np.int64))
     state = tmp_path / "state.json"
-    command = _command("logits.npy", "labels.npy", "--no-progress", "--chunk-rows", "100",
-                       "--checkpoint", str(state))
+    command = eval_command("logits.npy", "labels.npy", "--no-progress", "--chunk-rows", "100",
+                           "--checkpoint", str(state))
     # A job started in the background by a non-interactive shell (as CI may start us) ignores
     # SIGINT, and so would the child: give it the default disposition, as a terminal would.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -220,7 +193,7 @@ def test_progress_bar_on_a_terminal_only(files):
     import struct
     import termios
 
-    command = _command("logits.npy", "labels.npy", "--chunk-rows", "100")
+    command = eval_command("logits.npy", "labels.npy", "--chunk-rows", "100")
     pid, fd = pty.fork()
     if pid == 0:                                 # the child: a 100-column terminal
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
@@ -340,7 +313,7 @@ def test_hand_edited_checkpoint_is_one_line(files, capsys, edit, message):
 
 def test_bad_options_in_a_process(files):
     """Through the real entry point: the one line, status 2, no traceback."""
-    done = subprocess.run(_command("logits.npy", "labels.npy", "--eps", "nan"),
+    done = subprocess.run(eval_command("logits.npy", "labels.npy", "--eps", "nan"),
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("fastxent eval: error: argument --eps: eps must be a number in "
@@ -361,7 +334,7 @@ def test_closed_pipe_ends_quietly(files):
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        done = subprocess.run(_command("logits.npy", "labels.npy", "--bins"), stdout=write_end,
+        done = subprocess.run(eval_command("logits.npy", "labels.npy", "--bins"), stdout=write_end,
                               stderr=subprocess.PIPE, text=True, timeout=30)
     finally:
         os.close(write_end)

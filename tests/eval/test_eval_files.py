@@ -14,20 +14,9 @@ from fastxent import EvalFileError, evaluate_files
 from fastxent._eval import arrayfiles as _arrayfiles
 from fastxent._eval import checkpoint as _checkpoint
 from fastxent._eval import files as _files
-from helpers import StopRun, stop_after
+from helpers import StopRun, same, stop_after, strict_loads
 
 N, C = 1000, 10
-
-
-def same(a, b):
-    """Bitwise-equal results (NaN equals NaN), compared through to_dict()."""
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple, np.ndarray)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return a == b and type(a) is type(b)
 
 
 def close(a, b, rtol=1e-12):
@@ -439,14 +428,6 @@ def test_progress_bar_on_request(data, capsys):
 # Options and checkpoints at the edges
 
 
-def _reject_constant(name):
-    raise AssertionError(f"non-strict JSON constant {name}")
-
-
-def _strict_json(text):
-    return json.loads(text, parse_constant=_reject_constant)
-
-
 def _no_file_opened(monkeypatch):
     def refuse(spec):
         raise AssertionError(f"{spec} was opened before the options were checked")
@@ -478,13 +459,13 @@ def test_numpy_scalar_options_checkpoint_and_resume(data, monkeypatch):
         with pytest.raises(StopRun):
             evaluate_files(*args, chunk_rows=64, checkpoint=state, checkpoint_interval=0,
                            **numpy_options)
-    saved = _strict_json(state.read_text())
+    saved = strict_loads(state.read_text())
     assert saved["next_row"] == 192 and saved["evaluator"]["sums"]["loss"] == "NaN"
     assert saved["options"] == {"from_logits": True, "topk": [1, 3], "weight": weight.tolist(),
                                 "ignore_index": -1, "eps": float(np.float32(1e-6))}
     resumed = evaluate_files(*args, chunk_rows=64, checkpoint=state, **python_options)
     assert same(resumed.to_dict(), plain.to_dict()) and math.isnan(resumed.loss)
-    assert _strict_json(state.read_text())["complete"] is True
+    assert strict_loads(state.read_text())["complete"] is True
 
 
 @pytest.mark.parametrize("options, error, message", [

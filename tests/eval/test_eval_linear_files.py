@@ -4,10 +4,7 @@ weight and bias in files, against fastxent.evaluate_linear; checkpoints; errors.
 import json
 import math
 import os
-import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,20 +12,18 @@ import pytest
 import fastxent
 from fastxent import EvalFileError, cli, evaluate_files
 from fastxent._eval import files as _files
-from helpers import StopRun, stop_after
+from helpers import (
+    StopRun,
+    eval_command,
+    eval_main,
+    kill_at_first_checkpoint,
+    run_eval_command,
+    same,
+    stop_after,
+    strict_loads,
+)
 
 N, D, V = 1000, 16, 50
-
-
-def same(a, b):
-    """Bitwise-equal results (NaN equals NaN), compared through to_dict()."""
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple, np.ndarray)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return a == b and type(a) is type(b)
 
 
 def close(a, b, rtol):
@@ -221,30 +216,19 @@ def test_options_that_do_not_go_together_raise_before_any_file_is_opened(layer, 
 # The command line
 
 
-def run_main(capsys, *argv):
-    status = cli.main(["eval", *argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def _reject_constant(name):
-    raise AssertionError(f"non-strict JSON constant {name}")
-
-
 LINEAR = ("--linear-weight", "w.npy", "--linear-bias", "b.npy", "hidden.npy", "labels.npy",
           "--ignore-index", "-100")
 
 
 def test_cli_json_and_table_equal_evaluate_linear(layer, capsys):
     h, w, b, y = layer
-    status, out, err = run_main(capsys, *LINEAR, "--json", "--topk", "1", "3",
-                                "--chunk-rows", "64")
+    status, out, err = eval_main(capsys, *LINEAR, "--json", "--topk", "1", "3",
+                                 "--chunk-rows", "64")
     assert status == 0 and err == ""
     want = fastxent.evaluate_linear(h, w, y, linear_bias=b, ignore_index=-100, topk=(1, 3),
                                     chunk_rows=64)
-    assert json.loads(out, parse_constant=_reject_constant) == \
-        json.loads(json.dumps(cli.strict_json(want.to_dict())))
-    status, out, _ = run_main(capsys, *LINEAR, "--no-progress")
+    assert strict_loads(out) == json.loads(json.dumps(cli.strict_json(want.to_dict())))
+    status, out, _ = eval_main(capsys, *LINEAR, "--no-progress")
     assert status == 0
     want = fastxent.evaluate_linear(h, w, y, linear_bias=b, ignore_index=-100)
     cells = dict(line.split() for line in out.splitlines()[2:])
@@ -312,20 +296,16 @@ def _bad_files(h, w, b, y):
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_cli_errors_are_one_line_with_status_2(layer, capsys, argv, message):
     _bad_files(*layer)
-    status, out, err = run_main(capsys, *argv)
+    status, out, err = eval_main(capsys, *argv)
     assert status == 2 and out == ""
     assert err.startswith("fastxent eval: error: ") and err.count("\n") == 1, err
     assert message in err
     assert "Traceback" not in err
 
 
-def _command(*argv):
-    return [sys.executable, "-m", "fastxent.cli", "eval", *argv]
-
-
 def test_cli_error_in_a_process_has_no_traceback(layer):
     _bad_files(*layer)
-    done = subprocess.run(_command("--linear-weight", "w64.npy", "hidden.npy", "labels.npy"),
+    done = subprocess.run(eval_command("--linear-weight", "w64.npy", "hidden.npy", "labels.npy"),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("fastxent eval: error: w64.npy is float64 but hidden.npy is "
@@ -335,11 +315,11 @@ def test_cli_error_in_a_process_has_no_traceback(layer):
 
 def test_cli_resume_with_another_weight_is_refused(layer, capsys):
     h, w, b, y = layer
-    assert run_main(capsys, *LINEAR, "--checkpoint", "state.json")[0] == 0
+    assert eval_main(capsys, *LINEAR, "--checkpoint", "state.json")[0] == 0
     np.save("w2.npy", w)
-    status, out, err = run_main(capsys, "--linear-weight", "w2.npy", "--linear-bias", "b.npy",
-                                "hidden.npy", "labels.npy", "--ignore-index", "-100",
-                                "--checkpoint", "state.json")
+    status, out, err = eval_main(capsys, "--linear-weight", "w2.npy", "--linear-bias", "b.npy",
+                                 "hidden.npy", "labels.npy", "--ignore-index", "-100",
+                                 "--checkpoint", "state.json")
     assert status == 2 and out == "" and err.count("\n") == 1
     assert "state.json: checkpoint of another run (linear_weight path was" in err
 
@@ -355,29 +335,15 @@ def test_cli_kill_and_resume(tmp_path, monkeypatch):
     np.save("b.npy", rng.standard_normal(classes).astype(np.float32))
     np.save("labels.npy", rng.integers(0, classes, rows).astype(np.int32))
     state = tmp_path / "state.json"
-    command = _command("--linear-weight", "w.npy", "--linear-bias", "b.npy", "hidden.npy",
-                       "labels.npy", "--json", "--no-progress", "--chunk-rows", str(chunk),
-                       "--checkpoint", str(state))
-    env = {key: value for key, value in os.environ.items() if key != _files._CHUNK_DELAY_ENV}
-    reference = subprocess.run(command[:-2], capture_output=True, text=True, env=env,
-                               timeout=60)
+    command = eval_command("--linear-weight", "w.npy", "--linear-bias", "b.npy", "hidden.npy",
+                           "labels.npy", "--json", "--no-progress", "--chunk-rows", str(chunk),
+                           "--checkpoint", str(state))
+    reference = run_eval_command(command[:-2], timeout=60)
     assert reference.returncode == 0, reference.stderr
 
-    # 200 chunks at 20 ms each: about 4 s; the first checkpoint comes after about 1 s.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env={**env, _files._CHUNK_DELAY_ENV: "0.02"})
-    deadline = time.monotonic() + 60
-    while not state.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    out, _ = process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL and out == b""
-    saved = json.loads(state.read_text())
-    assert saved["complete"] is False and 0 < saved["next_row"] < rows
+    saved = kill_at_first_checkpoint(command, state, rows, timeout=60)
 
-    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    resumed = run_eval_command(command, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {state} at row {saved['next_row']} of {rows}" in resumed.stderr
     assert resumed.stdout == reference.stdout                       # bitwise, as text
