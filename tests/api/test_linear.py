@@ -4,13 +4,14 @@ them, and against PyTorch's ``F.linear_cross_entropy``; chunk boundaries, buffer
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
 
 import numpy as np
 import pytest
-import threadpoolctl
 
 import fastxent
 from fastxent._api import linear
@@ -400,36 +401,50 @@ def test_chunk_rows_rule():
     assert linear.last_level_cache_bytes() > 0
 
 
-def _blas_counts():
+# In a fresh process: threadpoolctl lets only one Python thread (the first to set a limit,
+# while it lives) change OpenBLAS's thread count, and earlier tests may have been that thread.
+_BLAS_LIMITS = """
+import threading
+import numpy as np
+import threadpoolctl
+import fastxent
+from fastxent._core.blas import blas_threads
+
+def counts():
     return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
             if lib["user_api"] == "blas"]
 
+before = counts()
+assert before and set(before) != {1}, before
+with blas_threads(1):
+    assert set(counts()) == {1}, counts()
+assert counts() == before, counts()
 
-def test_n_threads_limits_blas():
-    before = _blas_counts()
-    with blas_threads(1):
-        assert set(_blas_counts()) == {1}
-    assert _blas_counts() == before
+# A call in another thread while this one is inside a limit does not wait for it, runs
+# under that limit, and the last one out restores BLAS's thread count.
+rng = np.random.default_rng(0)
+seen = []
+
+def other_call():
+    fastxent.linear_cross_entropy(rng.standard_normal((9, 4)), rng.standard_normal((5, 4)),
+                                  np.arange(9) % 5, n_threads=2)
+    seen.append(counts())
+
+with blas_threads(1):
+    caller = threading.Thread(target=other_call)
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), "the call waited for the other context"
+    assert seen == [[1] * len(before)], seen
+assert counts() == before, counts()
+"""
 
 
-def test_overlapping_limits_restore_blas_and_do_not_wait():
-    """A call in another thread while this one is inside a limit does not wait for it, runs
-    under that limit, and the last one out restores BLAS's thread count."""
-    before = _blas_counts()
-    hidden, weight, b, labels = make_case(np.float64)
-    seen = []
-
-    def other_call():
-        fastxent.linear_cross_entropy(hidden, weight, labels, n_threads=2)
-        seen.append(_blas_counts())
-
-    with blas_threads(1):
-        caller = threading.Thread(target=other_call)
-        caller.start()
-        caller.join(10)
-        assert not caller.is_alive()            # it did not wait for this context to end
-        assert seen == [[1] * len(before)]      # the first limit stays while both run
-    assert _blas_counts() == before
+def test_blas_limits_apply_overlap_and_restore():
+    run = subprocess.run([sys.executable, "-c", _BLAS_LIMITS], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "OMP_NUM_THREADS": "2",
+                                          "OPENBLAS_NUM_THREADS": "2"})
+    assert run.returncode == 0, run.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
