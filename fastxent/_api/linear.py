@@ -2,8 +2,8 @@
 from its hidden states, without the N x V logits.
 
 The rows are taken in chunks. Each chunk's logits ``H[chunk] @ W.T + b`` are computed into one
-buffer (a BLAS GEMM), turned into their gradient in place by the cross-entropy kernel while
-they are still in cache, and multiplied back: ``grad_W += G.T @ H[chunk]``,
+buffer (a BLAS GEMM), turned into their gradient in place by the cross-entropy kernel, and
+multiplied back: ``grad_W += G.T @ H[chunk]``,
 ``grad_H[chunk] = G @ W``, ``grad_b += G.sum(0)``. Memory beyond the inputs and gradients is
 one chunk of logits. See docs/design.md, "The fused linear layer".
 """
@@ -23,7 +23,7 @@ from fastxent._core.threads import effective_n_threads, threads_for
 
 # The default chunk (``chunk_rows_for``). BLAS repacks W for every chunk's GEMMs, a cost
 # proportional to V * d that only a chunk of many rows amortises (measured on Zen 5, N = 4096,
-# d = 512, V = 32000, float32: chunks of 128 rows took 1.3x as long as chunks of 512). So a
+# d = 512, V = 32000, float32: chunks of 128 rows took 1.4x as long as chunks of 512). So a
 # chunk holds at least a CHUNK_BYTES_MIN of logits (or half the last-level cache, if larger),
 # and at most CHUNK_ROWS_MAX rows, beyond which nothing is gained but memory.
 CHUNK_BYTES_MIN = 64 * 2**20
