@@ -170,9 +170,10 @@ def _input_differences(saved_inputs, inputs):
             differences.append(f"{role} was {_file_of(old)}, now {_file_of(identity)}")
             continue
         for key, value in (identity or {}).items():
-            if key == "fingerprint" and old.get(key) != value:
+            if key in ("fingerprint", "contents") and old.get(key) != value:
                 differences.append(f"{role} content changed since the checkpoint was written "
-                                   f"(its fingerprint differs)")
+                                   f"(its {'fingerprint' if key == 'fingerprint' else 'digest'} "
+                                   f"differs)")
             elif old.get(key) != value:
                 differences.append(f"{role} {key} was {old.get(key)!r}, now {value!r}")
     return differences

@@ -18,6 +18,7 @@ a ``ValueError`` whose message names the file and the problem.
 """
 
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -83,7 +84,7 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
     checkpoint : str or os.PathLike, optional
         A JSON file for the state. If it exists and was written by a run over the same files
         (same resolved paths, sizes, modification times, shapes, dtypes, sampled contents;
-        the weight and bias files included) with the same options and chunking, the
+        the weight and bias files included, with a digest of all their values) with the same options and chunking, the
         evaluation resumes from it; if it belongs to another run,
         :class:`EvalFileError` is raised (delete the file to start over). The state is saved
         atomically about every ``checkpoint_interval`` seconds and at the end, where it is
@@ -103,7 +104,8 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         chunk of rows at a time (:meth:`fastxent.Evaluator.update_linear`), never all at
         once. W must have H's computation dtype (both float32, or both float64; float16 and
         other floats count as float64): a mismatch is an error naming both files. W is read
-        whole, once, after the checks and only when rows remain to be read. Only a path is
+        whole, once, after the checks, when rows remain to be read or `checkpoint` is given
+        (the checkpoint records a digest of all its values). Only a path is
         taken, so that a checkpoint can recognise the weight (for arrays in memory use
         :func:`fastxent.evaluate_linear` or :class:`fastxent.Evaluator`). Needs
         ``from_logits=True``.
@@ -177,7 +179,7 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
             inputs = {"logits": logits.identity(), "labels": labels.identity()}
         else:
             inputs = {"hidden": logits.identity(), "labels": labels.identity(),
-                      **layer.identities()}
+                      **layer.identities(with_contents=checkpoint is not None)}
         run = {
             "inputs": inputs,
             "options": recorded_options(options),
@@ -358,17 +360,41 @@ def _check_targets(labels, rows_name, shape, classes_name, weight):
 
 class _LinearLayer:
     """The weight file (and bias file, or None) of a linear evaluation, checked from their
-    headers and read whole only when rows are evaluated."""
+    headers and read whole, once: when rows are evaluated, or when a checkpoint needs to know
+    their contents."""
 
     def __init__(self, weight, bias):
         self.weight = weight
         self.bias = bias
         self.dtype = v.computation_dtype(weight.dtype)
+        self._arrays = None
 
-    def identities(self):
-        """What a checkpoint records of the two files (the bias None when there is none)."""
-        return {"linear_weight": self.weight.identity(),
-                "linear_bias": None if self.bias is None else self.bias.identity()}
+    def _read(self):
+        """The weight and bias as the kernels take them (the computation dtype, C order),
+        read on the first call."""
+        if self._arrays is None:
+            self._arrays = tuple(
+                None if source is None
+                else np.ascontiguousarray(whole_array(source), dtype=self.dtype)
+                for source in (self.weight, self.bias))
+        return self._arrays
+
+    def identities(self, with_contents):
+        """What a checkpoint records of the two files (the bias None when there is none).
+
+        With `with_contents`, each also records ``contents``, a BLAKE2b digest of all its
+        values (the files are read for it): a rewrite that keeps the size, the modification
+        time and the sampled fingerprint is still recognised, since W is read whole anyway.
+        """
+        identities = {}
+        arrays = self._read() if with_contents else (None, None)
+        for role, source, array in zip(("linear_weight", "linear_bias"),
+                                       (self.weight, self.bias), arrays, strict=True):
+            identities[role] = None if source is None else source.identity()
+            if source is not None and with_contents:
+                identities[role]["contents"] = hashlib.blake2b(
+                    array.data, digest_size=16).hexdigest()
+        return identities
 
     def sources(self):
         """The files by the names the kernels' messages give them."""
@@ -378,13 +404,10 @@ class _LinearLayer:
         return named
 
     def updater(self, evaluator, chunk_rows):
-        """Read the weight and bias (converted once to the computation dtype) and return
-        ``update(hidden, target)``, which adds a chunk of hidden states to `evaluator`,
-        computing their logits at once (`chunk_rows` rows)."""
-        weight = np.ascontiguousarray(whole_array(self.weight), dtype=self.dtype)
-        bias = None
-        if self.bias is not None:
-            bias = np.ascontiguousarray(whole_array(self.bias), dtype=self.dtype)
+        """Read the weight and bias (if not read yet) and return ``update(hidden, target)``,
+        which adds a chunk of hidden states to `evaluator`, computing their logits at once
+        (`chunk_rows` rows)."""
+        weight, bias = self._read()
 
         def update(hidden, target):
             evaluator.update_linear(hidden, weight, target, linear_bias=bias,

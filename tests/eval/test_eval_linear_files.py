@@ -12,6 +12,7 @@ import pytest
 import fastxent
 from fastxent import EvalFileError, cli, evaluate_files
 from fastxent._eval import files as _files
+from fastxent._eval.arrayfiles import fingerprint_regions
 from helpers import (
     StopRun,
     eval_command,
@@ -133,13 +134,15 @@ def test_resume_is_bitwise_identical(layer, monkeypatch, n_chunks):
     assert same(resumed.to_dict(), plain.to_dict())
     assert json.loads(open("state.json").read())["complete"] is True
 
-    def no_reading(*_):
-        raise AssertionError("a complete checkpoint must not read the weight")
-
-    monkeypatch.setattr(_files, "whole_array", no_reading)
+    # A complete checkpoint gives its result back; W and b are read once, for their digests.
+    reads = []
+    monkeypatch.setattr(_files, "whole_array",
+                        lambda source, read=_files.whole_array: reads.append(source) or
+                        read(source))
     again = evaluate_files(*args, checkpoint="state.json",
                            **{k: v for k, v in kw.items() if k != "chunk_rows"})
     assert same(again.to_dict(), plain.to_dict())
+    assert sorted(os.path.basename(source.name) for source in reads) == ["b.npy", "w.npy"]
 
 
 def test_checkpoint_of_another_weight_is_refused(layer):
@@ -163,6 +166,34 @@ def test_checkpoint_of_another_weight_is_refused(layer):
     os.utime("w.npy", ns=(1, 1))
     with pytest.raises(EvalFileError, match="linear_weight mtime_ns was"):
         evaluate_files(*args, linear_weight="w.npy", linear_bias="b.npy", **kw)
+
+
+def test_weight_rewritten_outside_the_sampled_fingerprint_is_refused(tmp_path, monkeypatch):
+    """A weight changed where the sampled fingerprint does not look, with its size and
+    modification time kept, is still another weight: the checkpoint records a digest of all
+    its values."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(5)
+    hidden = rng.standard_normal((300, 64)).astype(np.float32)
+    weight = rng.standard_normal((4000, 64)).astype(np.float32)
+    np.save("hidden.npy", hidden)
+    np.save("labels.npy", rng.integers(0, 4000, 300))
+    np.save("w.npy", weight)
+    kw = dict(linear_weight="w.npy", checkpoint="state.json", chunk_rows=100)
+    evaluate_files("hidden.npy", "labels.npy", **kw)
+    size, stat = os.path.getsize("w.npy"), os.stat("w.npy")
+    sampled = np.zeros(size, bool)
+    for offset, length in fingerprint_regions(size):
+        sampled[offset:offset + length] = True
+    header = size - weight.nbytes
+    unsampled = next(offset for offset in range(header, size, 4)
+                     if not sampled[offset:offset + 4].any())
+    weight.reshape(-1)[(unsampled - header) // 4] += 1
+    np.save("w.npy", weight)
+    os.utime("w.npy", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(EvalFileError, match=r"linear_weight content changed since the "
+                                            r"checkpoint was written \(its digest differs\)"):
+        evaluate_files("hidden.npy", "labels.npy", **kw)
 
 
 def test_checkpoint_of_logits_is_refused_for_a_linear_run(layer):
