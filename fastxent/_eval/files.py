@@ -84,8 +84,8 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
     checkpoint : str or os.PathLike, optional
         A JSON file for the state. If it exists and was written by a run over the same files
         (same resolved paths, sizes, modification times, shapes, dtypes, sampled contents;
-        the weight and bias files included, with a digest of all their values) with the same options and chunking, the
-        evaluation resumes from it; if it belongs to another run,
+        the weight and bias files included, with a digest of all their values) with the same
+        options and chunking, the evaluation resumes from it; if it belongs to another run,
         :class:`EvalFileError` is raised (delete the file to start over). The state is saved
         atomically about every ``checkpoint_interval`` seconds and at the end, where it is
         marked complete and kept: running again returns the saved result without reading the
