@@ -136,17 +136,19 @@ def linear_cross_entropy(
     input: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
     linear_bias: ArrayLike | None = ..., weight: ArrayLike | None = ...,
     sample_weight: ArrayLike | None = ..., ignore_index: int | None = ...,
-    label_smoothing: float = ..., reduction: _Reduction = ..., chunk_rows: int | None = ...,
-    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
-    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...) -> _Float | _Array: ...
+    label_smoothing: float = ..., reduction: _Reduction = ..., validate: bool = ...,
+    chunk_rows: int | None = ..., n_threads: int | None = ..., z_loss: float = ...,
+    softcap: float | None = ..., focal_gamma: float = ...,
+    focal_alpha: float | ArrayLike | None = ...) -> _Float | _Array: ...
 
 def linear_cross_entropy_loss_and_grad(
     input: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
     linear_bias: ArrayLike | None = ..., weight: ArrayLike | None = ...,
     sample_weight: ArrayLike | None = ..., ignore_index: int | None = ...,
-    label_smoothing: float = ..., reduction: _Reduction = ..., chunk_rows: int | None = ...,
-    n_threads: int | None = ..., z_loss: float = ..., softcap: float | None = ...,
-    focal_gamma: float = ..., focal_alpha: float | ArrayLike | None = ...,
+    label_smoothing: float = ..., reduction: _Reduction = ..., validate: bool = ...,
+    chunk_rows: int | None = ..., n_threads: int | None = ..., z_loss: float = ...,
+    softcap: float | None = ..., focal_gamma: float = ...,
+    focal_alpha: float | ArrayLike | None = ...,
     out: tuple[_Array | None, _Array | None, _Array | None] | None = ...,
     wrt: str | Sequence[str] = ...,
 ) -> tuple[_Float | _Array, _Array | None, _Array | None, _Array | None]: ...

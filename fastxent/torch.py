@@ -815,7 +815,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         return pytorch_loss()
     fused_options = dict(ignore_index=(None if soft else -100 if ignore_index is None
                                        else v.check_int(ignore_index, "ignore_index")),
-                         label_smoothing=float(label_smoothing), reduction=reduction)
+                         label_smoothing=float(label_smoothing), reduction=reduction,
+                         validate=False)        # PyTorch takes soft targets of any value
     try:
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in
                                            (input, linear_weight, linear_bias)):

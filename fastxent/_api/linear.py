@@ -59,6 +59,8 @@ LOSS_OPTIONS_DOC = """
     label_smoothing : float in [0, 1], default=0
         PyTorch's label smoothing.
     reduction : {"mean", "sum", "none"}, default="mean"
+    validate : bool, default=True
+        Check that soft targets lie in [0, 1] (labels are always checked).
     z_loss, softcap, focal_gamma, focal_alpha
         As for ``cross_entropy``, on the logits ``input @ linear_weight.T + linear_bias``."""
 
@@ -314,12 +316,12 @@ def _run(lp, grads=(None, None, None)):
     return multiclass.reduce(p, total, row_loss)
 
 
-def _options(weight, ignore_index, label_smoothing, reduction, n_threads, z_loss, softcap,
-             focal_gamma, focal_alpha):
+def _options(weight, ignore_index, label_smoothing, reduction, validate, n_threads, z_loss,
+             softcap, focal_gamma, focal_alpha):
     return CrossEntropyOptions(
         weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
-        reduction=reduction, n_threads=n_threads, z_loss=z_loss, softcap=softcap,
-        focal_gamma=focal_gamma, focal_alpha=focal_alpha)
+        reduction=reduction, validate=validate, n_threads=n_threads, z_loss=z_loss,
+        softcap=softcap, focal_gamma=focal_gamma, focal_alpha=focal_alpha)
 
 
 @docs.doc(f"""Cross-entropy of a linear layer's logits, from its inputs, without the logits.
@@ -339,10 +341,10 @@ def _options(weight, ignore_index, label_smoothing, reduction, n_threads, z_loss
     """)
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
                          sample_weight=None, ignore_index=None, label_smoothing=0.0,
-                         reduction="mean", chunk_rows=None, n_threads=None, z_loss=0.0,
-                         softcap=None, focal_gamma=0.0, focal_alpha=None):
-    options = _options(weight, ignore_index, label_smoothing, reduction, n_threads, z_loss,
-                       softcap, focal_gamma, focal_alpha)
+                         reduction="mean", validate=True, chunk_rows=None, n_threads=None,
+                         z_loss=0.0, softcap=None, focal_gamma=0.0, focal_alpha=None):
+    options = _options(weight, ignore_index, label_smoothing, reduction, validate, n_threads,
+                       z_loss, softcap, focal_gamma, focal_alpha)
     lp = prepare(input, linear_weight, target, linear_bias, options,
                  sample_weight=sample_weight, chunk_rows=chunk_rows)
     return _run(lp)
@@ -375,12 +377,12 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     """)
 def linear_cross_entropy_loss_and_grad(input, linear_weight, target, *, linear_bias=None,
                                        weight=None, sample_weight=None, ignore_index=None,
-                                       label_smoothing=0.0, reduction="mean", chunk_rows=None,
-                                       n_threads=None, z_loss=0.0, softcap=None,
+                                       label_smoothing=0.0, reduction="mean", validate=True,
+                                       chunk_rows=None, n_threads=None, z_loss=0.0, softcap=None,
                                        focal_gamma=0.0, focal_alpha=None, out=None,
                                        wrt=GRADIENTS):
-    options = _options(weight, ignore_index, label_smoothing, reduction, n_threads, z_loss,
-                       softcap, focal_gamma, focal_alpha)
+    options = _options(weight, ignore_index, label_smoothing, reduction, validate, n_threads,
+                       z_loss, softcap, focal_gamma, focal_alpha)
     lp = prepare(input, linear_weight, target, linear_bias, options,
                  sample_weight=sample_weight, chunk_rows=chunk_rows)
     grads = _gradient_outputs(out, lp, wrt)

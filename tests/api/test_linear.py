@@ -134,6 +134,18 @@ def test_soft_targets(dtype):
     assert_all_close(got, reference(hidden, weight, b, soft.astype(dtype)), dtype)
 
 
+def test_validate_false_takes_soft_targets_outside_the_unit_interval():
+    """As cross_entropy: validate=True refuses soft targets outside [0, 1]; validate=False
+    computes the formula with them."""
+    hidden, weight, b, _ = make_case(np.float64)
+    soft = np.random.default_rng(2).standard_normal((N_ROWS, N_CLASSES))
+    with pytest.raises(ValueError, match=r"target must lie in \[0, 1\]"):
+        fastxent.linear_cross_entropy(hidden, weight, soft, linear_bias=b)
+    got = fastxent.linear_cross_entropy_loss_and_grad(hidden, weight, soft, linear_bias=b,
+                                                      validate=False, chunk_rows=5)
+    assert_all_close(got, reference(hidden, weight, b, soft), np.float64)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_row_input(dtype):
     hidden, weight, b, labels = make_case(dtype)
