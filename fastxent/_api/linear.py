@@ -19,7 +19,7 @@ from fastxent._api import multiclass
 from fastxent._api import validation as v
 from fastxent._api.options import CrossEntropyOptions
 from fastxent._core.blas import blas_threads, gemm
-from fastxent._core.threads import effective_n_threads, threads_for
+from fastxent._core.threads import blas_thread_count, threads_for
 
 # The default chunk (``chunk_rows_for``). BLAS repacks W for every chunk's GEMMs, a cost
 # proportional to V * d that only a chunk of many rows amortises (measured on Zen 5, N = 4096,
@@ -219,10 +219,9 @@ def prepare(input, linear_weight, target, linear_bias, options, *, sample_weight
         eps=options.clip_eps(hidden.dtype),
         n_threads=threads_for(n_rows * n_classes, options.n_threads))
     multiclass.prepare_targets(problem, target, sample_weight)
-    threads = options.n_threads
     return LinearProblem(hidden=hidden.reshape(n_rows, hidden.shape[-1]), weight=weight, bias=bias,
                          problem=problem, chunk_rows=chunk_rows,
-                         blas_threads=None if threads is None else effective_n_threads(threads))
+                         blas_threads=blas_thread_count(options.n_threads))
 
 
 GRADIENTS = ("input", "linear_weight", "linear_bias")

@@ -96,6 +96,16 @@ def effective_n_threads(n_threads=None):
     return n_threads
 
 
+def blas_thread_count(n_threads):
+    """The thread count a fused call asks BLAS for: None (BLAS's default), a positive int as
+    it is, a negative one counted back from the usable cores. Unlike
+    ``effective_n_threads``, it does not depend on fastxent's OpenMP build."""
+    n_threads = _checked(n_threads)
+    if n_threads is None or n_threads > 0:
+        return n_threads
+    return max(1, _usable_cpus() + 1 + n_threads)
+
+
 def threads_for(n_elements, n_threads):
     """``effective_n_threads(n_threads)``, or 1 for inputs too small to split."""
     n_threads = _checked(n_threads)

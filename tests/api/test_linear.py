@@ -459,6 +459,17 @@ def test_blas_limits_apply_overlap_and_restore():
     assert run.returncode == 0, run.stderr
 
 
+def test_blas_thread_count_does_not_depend_on_openmp(monkeypatch):
+    """n_threads sets BLAS's threads even in a build without OpenMP (where the kernels run on
+    one thread); negative counts go back from the usable cores."""
+    from fastxent._core import threads
+    monkeypatch.setattr(threads, "_usable_cpus", lambda: 8)
+    monkeypatch.setattr(threads.kernels, "openmp_enabled", lambda: False)
+    assert [threads.blas_thread_count(n) for n in (None, 3, -1, -2, -20)] == [None, 3, 8, 7, 1]
+    with pytest.raises(ValueError, match="n_threads=0"):
+        threads.blas_thread_count(0)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_child_forked_inside_a_limit_runs():
     """A child forked while another thread is inside a BLAS limit does not deadlock."""
