@@ -294,7 +294,9 @@ def _add_eval_command(subparsers):
     evaluate.add_argument("--checkpoint", metavar="STATE",
                           help="save progress to this JSON file and resume from it")
     evaluate.add_argument("--threads", type=_thread_count, metavar="N",
-                          help="threads for the kernels (default: fastxent.effective_n_threads())")
+                          help="threads for the kernels (default: "
+                               "fastxent.effective_n_threads()); with --linear-weight, "
+                               "BLAS's threads (default: BLAS's own)")
     evaluate.add_argument("--ignore-index", type=_ignore_index, metavar="I",
                           help="labels equal to I are not counted")
     evaluate.add_argument("--eps", type=_eps, metavar="E",

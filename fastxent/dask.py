@@ -20,7 +20,9 @@ the float64 sums of a ``fastxent.Evaluator`` (shipped as its small ``to_dict()``
 merges those in a tree with ``Evaluator.merge``, so the result equals ``fastxent.evaluate``
 on the whole array up to float64 rounding. ``evaluate_linear`` does the same from hidden
 states, each block computing its logits ``H @ W.T + b`` in chunks through
-``Evaluator.update_linear``; W and b are sent once to each worker, not with each task.
+``Evaluator.update_linear``; W and b are sent once to each worker, not with each task. Its
+result equals ``fastxent.evaluate_linear`` up to the rounding of the logits (a row's
+logits can round differently when a GEMM covers other rows).
 ``cross_entropy`` returns the per-row losses as a
 Dask array, or adds each block's loss sum (and ``mean``'s denominator) in a tree into a lazy
 0-d Dask array. Any scheduler works: the threaded default, processes, or a
@@ -407,8 +409,10 @@ def evaluate_linear(input, linear_weight, target, *, linear_bias=None, topk=(1, 
     Each block of rows computes its logits ``input @ linear_weight.T + linear_bias`` in
     chunks of `chunk_rows` rows (``fastxent.Evaluator.update_linear``, never a block's whole
     logits) and becomes the float64 sums of an Evaluator on a worker; the sums are merged in
-    a tree, as ``evaluate`` merges them, so the result is that of ``fastxent.evaluate_linear``
-    on the whole array up to float64 rounding.
+    a tree, as ``evaluate`` merges them (exactly, in float64), so the result is that of
+    ``fastxent.evaluate_linear`` on the whole array up to the rounding of the logits: a
+    row's logits can round differently when a block's GEMM covers other rows (about 1e-6
+    relative in float32).
 
     Parameters
     ----------
@@ -434,10 +438,12 @@ def evaluate_linear(input, linear_weight, target, *, linear_bias=None, topk=(1, 
     chunk_rows : int >= 1, optional
         Rows per chunk of logits within a block (see ``fastxent.linear_cross_entropy``).
     n_threads : int, optional
-        Threads of each block's kernel and BLAS calls, as for ``fastxent.evaluate_linear``:
-        None leaves both at the defaults of the process that runs the task (on a
-        ``dask.distributed`` worker, ``OMP_NUM_THREADS=1``). With Dask's threaded
-        scheduler, which already runs a task per core, pass ``n_threads=1``.
+        BLAS's threads in each block's GEMMs (and the label checks'), as for
+        ``fastxent.evaluate_linear``; the cross-entropy kernel runs on the task's thread.
+        None leaves BLAS at the default of the process that runs the task (a
+        ``dask.distributed`` nanny sets ``OPENBLAS_NUM_THREADS=1`` and
+        ``OMP_NUM_THREADS=1``). With Dask's threaded scheduler, which already runs a task
+        per core, pass ``n_threads=1``.
     split_every : int >= 2, optional
         How many states each merge task combines (default 8).
     compute : bool, default=True

@@ -64,8 +64,13 @@ import fastxent
 from fastxent._api import options as fastxent_options
 from fastxent._api import validation as v
 
-__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "LinearCrossEntropyLoss",
-           "binary_cross_entropy_with_logits", "cross_entropy", "linear_cross_entropy"]
+__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_logits",
+           "cross_entropy", "linear_cross_entropy"]
+# PyTorch 2.13 added F.linear_cross_entropy, its options and its module. With an older
+# PyTorch, linear_cross_entropy still works (PyTorch's side is its defining formula) and
+# LinearCrossEntropyLoss is not defined.
+_PYTORCH_LINEAR_CE = getattr(F, "linear_cross_entropy", None)
+_PYTORCH_LINEAR_OPTIONS = getattr(torch.nn, "LinearCrossEntropyOptions", None)
 
 _FLOATS = (torch.float32, torch.float64)
 _REDUCTIONS = ("none", "mean", "sum")
@@ -779,16 +784,21 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     ``retain_graph=True`` works. Inputs the kernels do not cover go to PyTorch's function,
     with a one-time warning.
     """
-    if options is not None and not isinstance(options, torch.nn.LinearCrossEntropyOptions):
+    if options is not None and (_PYTORCH_LINEAR_OPTIONS is None
+                                or not isinstance(options, _PYTORCH_LINEAR_OPTIONS)):
         raise TypeError(f"fastxent.torch.linear_cross_entropy: options must be a "
                         f"torch.nn.LinearCrossEntropyOptions or None, got "
                         f"{type(options).__name__}")
 
     def pytorch_loss():
-        return F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
-                                      weight=weight, reduction=reduction,
-                                      ignore_index=ignore_index,
-                                      label_smoothing=label_smoothing, options=options)
+        if _PYTORCH_LINEAR_CE is None:           # PyTorch before 2.13: its formula
+            return F.cross_entropy(F.linear(input, linear_weight, linear_bias), target,
+                                   weight=weight, reduction=reduction,
+                                   ignore_index=-100 if ignore_index is None else ignore_index,
+                                   label_smoothing=label_smoothing)
+        return _PYTORCH_LINEAR_CE(input, linear_weight, target, linear_bias=linear_bias,
+                                  weight=weight, reduction=reduction, ignore_index=ignore_index,
+                                  label_smoothing=label_smoothing, options=options)
 
     tensors = {"input": input, "linear_weight": linear_weight, "linear_bias": linear_bias,
                "target": target, "weight": weight}
@@ -831,16 +841,19 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         return loss
 
 
-class LinearCrossEntropyLoss(torch.nn.LinearCrossEntropyLoss):
-    """``torch.nn.LinearCrossEntropyLoss`` computed by
-    :func:`fastxent.torch.linear_cross_entropy` (the same arguments and parameters)."""
+if hasattr(torch.nn, "LinearCrossEntropyLoss"):            # PyTorch 2.13 and later
+    __all__.append("LinearCrossEntropyLoss")
 
-    def forward(self, input, target):
-        linear_weight = self.linear.weight.reshape(
-            (self.num_classes, *self.out_features, self.linear.in_features))
-        linear_bias = (None if self.linear.bias is None
-                       else self.linear.bias.reshape((self.num_classes, *self.out_features)))
-        return linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
-                                    weight=self.weight, reduction=self.reduction,
-                                    ignore_index=self.ignore_index,
-                                    label_smoothing=self.label_smoothing, options=self.options)
+    class LinearCrossEntropyLoss(torch.nn.LinearCrossEntropyLoss):
+        """``torch.nn.LinearCrossEntropyLoss`` computed by
+        :func:`fastxent.torch.linear_cross_entropy` (the same arguments and parameters)."""
+
+        def forward(self, input, target):
+            linear_weight = self.linear.weight.reshape(
+                (self.num_classes, *self.out_features, self.linear.in_features))
+            linear_bias = (None if self.linear.bias is None
+                           else self.linear.bias.reshape((self.num_classes, *self.out_features)))
+            return linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
+                                        weight=self.weight, reduction=self.reduction,
+                                        ignore_index=self.ignore_index,
+                                        label_smoothing=self.label_smoothing, options=self.options)

@@ -95,18 +95,20 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         Show a tqdm progress bar over rows on stderr; by default only when stderr is a
         terminal.
     n_threads : int, optional
-        Threads for the kernels (results do not depend on it).
+        Threads for the kernels (results do not depend on it). With `linear_weight`, BLAS's
+        threads for the GEMMs (the kernel runs on the calling thread), and results agree
+        across thread counts to rounding only.
     checkpoint_interval : float, optional
         Seconds between two checkpoint saves (0: after every chunk).
     linear_weight : str or os.PathLike, optional
         A file (same syntax) holding a linear layer's weight W of shape ``(V, d)``: the first
         file then holds hidden states H, and the logits ``H @ W.T + b`` are computed one
         chunk of rows at a time (:meth:`fastxent.Evaluator.update_linear`), never all at
-        once. W must have H's computation dtype (both float32, or both float64; float16 and
-        other floats count as float64): a mismatch is an error naming both files. W is read
-        whole, once, after the checks, when rows remain to be read or `checkpoint` is given
-        (the checkpoint records a digest of all its values). Only a path is
-        taken, so that a checkpoint can recognise the weight (for arrays in memory use
+        once. W (and b) must be float32 or float64 and have H's computation dtype (float32
+        with float32 hidden states; float64 with float64 or other floating ones): another
+        dtype, or a mismatch, is an error naming the files. W is read whole, once, after the
+        checks (a checkpoint records a digest of all its values). Only a path is taken, so
+        that a checkpoint can recognise the weight (for arrays in memory use
         :func:`fastxent.evaluate_linear` or :class:`fastxent.Evaluator`). Needs
         ``from_logits=True``.
     linear_bias : str or os.PathLike, optional
@@ -442,9 +444,10 @@ def _check_linear(hidden, labels, layer, weight):
     for source in (matrix, bias):
         if source is None:
             continue
-        if source.dtype.kind != "f":
+        if source.dtype.kind != "f" or source.dtype.itemsize not in (4, 8):
             raise EvalFileError(f"{source.name}: dtype {source.dtype}: a linear layer's "
-                                f"weight and bias must be floating point (float32 or float64)")
+                                f"weight and bias must be float32 or float64 (a weight matrix "
+                                f"is never converted to another precision silently)")
         if v.computation_dtype(source.dtype) != v.computation_dtype(hidden.dtype):
             raise EvalFileError(
                 f"{source.name} is {source.dtype} but {hidden.name} is {hidden.dtype}: the "

@@ -5,6 +5,8 @@ fallback to PyTorch and its errors, gradients edited in place."""
 
 import inspect
 import itertools
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -464,3 +466,39 @@ def test_soft_targets_outside_the_unit_interval_are_pytorchs_formula():
     theirs = _loss_and_grads(F.linear_cross_entropy, x, w, b, target, {})
     for a, c in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
+
+
+_BEFORE_2_13 = """
+import torch
+import torch.nn.functional as F
+reference = F.linear_cross_entropy
+for module, name in ((F, "linear_cross_entropy"), (torch.nn, "LinearCrossEntropyLoss"),
+                     (torch.nn, "LinearCrossEntropyOptions")):
+    delattr(module, name)
+import fastxent.torch as fxt
+assert not hasattr(fxt, "LinearCrossEntropyLoss")
+assert "LinearCrossEntropyLoss" not in fxt.__all__
+g = torch.Generator().manual_seed(0)
+x = torch.randn(7, 3, dtype=torch.float64, generator=g, requires_grad=True)
+w = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+y = torch.tensor([0, 1, 2, 3, 4, 0, -100])
+loss = fxt.linear_cross_entropy(x, w, y)
+expected = reference(x, w, y)
+assert torch.allclose(loss, expected, rtol=1e-12), (loss, expected)
+import warnings
+x16, w16 = x.detach().half(), w.detach().half()
+with warnings.catch_warnings(record=True) as caught:       # PyTorch's formula computes it
+    warnings.simplefilter("always")
+    fallback = fxt.linear_cross_entropy(x16, w16, y)
+assert [str(c.message) for c in caught if "float16" in str(c.message)], caught
+expected = reference(x16, w16, y)
+assert torch.equal(fallback, expected), (fallback, expected)
+"""
+
+
+def test_imports_and_computes_before_pytorch_2_13():
+    """With a PyTorch that has no fused loss (before 2.13), the adapter imports, computes the
+    function, and falls back to PyTorch's defining formula; the module is not defined."""
+    run = subprocess.run([sys.executable, "-c", _BEFORE_2_13], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr

@@ -284,6 +284,7 @@ def _bad_files(h, w, b, y):
     np.save("b_short.npy", b[:-1])
     np.save("b64.npy", b.astype(np.float64))
     np.save("w_int.npy", np.zeros((V, D), np.int32))
+    np.save("w16.npy", np.zeros((V, D), np.float16))
     np.save("w_small.npy", w[:V - 10])              # V = 40: labels up to 49 are out of range
     np.save("weight3.npy", np.ones(3))
     with open("w.npy", "rb") as fp:
@@ -307,7 +308,9 @@ def _bad_files(h, w, b, y):
      f"b_short.npy: shape ({V - 1},): the linear layer's bias must have shape ({V},) for "
      f"w.npy of shape ({V}, {D}) (V = {V})"),
     (["--linear-weight", "w_int.npy", "hidden.npy", "labels.npy"],
-     "w_int.npy: dtype int32: a linear layer's weight and bias must be floating point"),
+     "w_int.npy: dtype int32: a linear layer's weight and bias must be float32 or float64"),
+    (["--linear-weight", "w16.npy", "hidden.npy", "labels.npy"],
+     "w16.npy: dtype float16: a linear layer's weight and bias must be float32 or float64"),
     (["--linear-weight", "w_small.npy", "hidden.npy", "labels.npy", "--ignore-index", "-100"],
      "is out of range [0, 40) and is not ignore_index -100"),
     (["--linear-weight", "w_cut.npy", "hidden.npy", "labels.npy"],
