@@ -12,6 +12,7 @@ def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)    # both, before a test counts on them
         yield client
 
 

@@ -3,6 +3,7 @@ and fastxent.evaluate of the logits, on a dask.distributed cluster and on Dask's
 schedulers; the weight is one value of the graph (or scattered), never copied into the tasks."""
 
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -75,10 +76,16 @@ def test_on_cluster_the_weight_is_scattered_to_every_worker(on_cluster):
     assert not [key for key, task in graph.items()
                 if isinstance(getattr(task, "value", None), np.ndarray)
                 and task.value.shape in (w.shape, b.shape)]
-    held = on_cluster.who_has()
-    weight_keys = [key for key in held if key_split(key) == "ndarray"
-                   and len(held[key]) == len(on_cluster.scheduler_info()["workers"])]
-    assert len(weight_keys) >= 2                             # the weight and the bias
+    n_workers = len(on_cluster.scheduler_info()["workers"])
+
+    def replicated():
+        held = on_cluster.who_has()
+        return [key for key in held if key_split(key) == "ndarray" and len(held[key]) == n_workers]
+
+    deadline = time.monotonic() + 10        # the scheduler learns of the copies as they land
+    while len(replicated()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(replicated()) >= 2                            # the weight and the bias
     result = on_cluster.compute(lazy, sync=True)
     assert_same_evaluation(result, fastxent.evaluate_linear(h, w, y, linear_bias=b,
                                                             ignore_index=-1), RTOL[np.float64])
