@@ -688,6 +688,21 @@ def _linear_formula(input, linear_weight, linear_bias, target, weight, options):
                            label_smoothing=options["label_smoothing"])
 
 
+def _formula_grads(saved, options, needed, grad_output):
+    """The gradients `needed` of ``_linear_formula`` at the saved tensors, by PyTorch's
+    autograd, for `grad_output` (None for the others)."""
+    with torch.enable_grad():
+        parameters = [None if t is None else t.detach().requires_grad_(need)
+                      for t, need in zip(saved[:3], needed, strict=True)]
+        wanted = [index for index in range(3) if needed[index]]
+        loss = _linear_formula(*parameters, *saved[3:], options)
+        found = torch.autograd.grad(loss, [parameters[index] for index in wanted], grad_output)
+    grads = [None, None, None]
+    for index, grad in zip(wanted, found, strict=True):
+        grads[index] = grad
+    return grads
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, linear_weight, linear_bias, target, weight, options):
@@ -712,7 +727,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         needed = ctx.needs_input_grad[:3]
         # grad_output's own derivatives (create_graph) come from the formula's term below.
         scale = grad_output.detach()
-        if options["reduction"] == "none":
+        if options["reduction"] == "none" and not bool(torch.isfinite(scale).all()):
+            # An infinite grad_output: the fused pass's form of a row's gradient, sum(a) p - a
+            # with a scaled by it, would give inf - inf = NaN where PyTorch's g (p - y) is
+            # -inf. PyTorch's own autograd of the formula gives its values.
+            grads = _formula_grads(saved, options, needed, scale)
+        elif options["reduction"] == "none":
             # The gradient of sum over rows of grad_output[i] * loss[i]: the fused pass with
             # grad_output as sample weights, summed.
             grads = _fused_grads(*saved, dict(options, reduction="sum"), needed,

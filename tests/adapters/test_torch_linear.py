@@ -236,6 +236,21 @@ def test_the_fused_pass_computes_only_the_gradients_needed(trained, reduction, m
             assert p.grad is None
 
 
+def test_infinite_grad_output_gives_pytorchs_gradients():
+    """reduction="none" with an infinite grad_output: PyTorch's values, NaN and ±inf where
+    it has them (the fused pass's form would make NaN of a -inf)."""
+    x, w, b, target, _ = _problem("plain", True)
+    grad_output = torch.ones(N_ROWS, dtype=torch.float64)
+    grad_output[1], grad_output[4] = float("inf"), float("-inf")
+    ours = _loss_and_grads(fxt.linear_cross_entropy, x, w, b, target, {"reduction": "none"},
+                           grad_output)
+    theirs = _loss_and_grads(F.linear_cross_entropy, x, w, b, target, {"reduction": "none"},
+                             grad_output)
+    assert torch.isinf(theirs[2]).any() and torch.isnan(theirs[2]).any()
+    for a, c in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13, equal_nan=True)
+
+
 def test_without_grad_and_in_no_grad():
     x, w, b, target, _ = _problem("plain", True, torch.float32)
     assert not fxt.linear_cross_entropy(x, w, target, linear_bias=b).requires_grad
