@@ -89,36 +89,32 @@ class LinearProblem:
     chunk_rows: int
     blas_threads: int | None        # None: BLAS's default
 
-    def chunks(self):
-        """The (start, stop) row ranges of the chunks, in order."""
-        n_rows = self.hidden.shape[0]
-        return [(start, min(n_rows, start + self.chunk_rows))
-                for start in range(0, n_rows, self.chunk_rows)]
-
-    def logits(self, start, stop, buffer):
-        """Compute the logits of rows ``start:stop`` into the first rows of `buffer`; return
-        that view."""
-        logits = buffer[:stop - start]
-        gemm(self.hidden[start:stop], self.weight.T, logits)
-        if self.bias is not None:
-            np.add(logits, self.bias, out=logits)
-        return logits
-
     def chunk_buffer(self):
         """The logits buffer: ``chunk_rows`` rows (at most N) of V."""
         rows = min(self.chunk_rows, self.hidden.shape[0])
         return np.empty((rows, self.weight.shape[0]), dtype=self.hidden.dtype)
 
-    def chunk_problem(self, start, stop):
-        """The cross-entropy problem of rows ``start:stop``, for the kernel on their logits.
+    def each_chunk(self, buffer):
+        """Yield ``(start, stop, problem, logits)`` for each chunk of rows, in order: the
+        logits ``H[start:stop] @ W.T + b`` computed into the first rows of `buffer` (BLAS on
+        the call's threads), and the cross-entropy problem of those rows.
 
-        The kernel runs on the calling thread. It is about 2 % of a call, and OpenMP threads
-        woken right after a GEMM wait for BLAS's idle threads, which keep spinning on every
-        other core: measured on 2 cores (Zen 5, N = 4096, V = 32000), a kernel on 2 threads
-        stalled about 10 ms per chunk, and cost 0.37 s with chunks of 128 rows against 0.06 s
-        on one thread.
+        The problem's kernel runs on the calling thread. It is about 2 % of a call, and
+        OpenMP threads woken right after a GEMM wait for BLAS's idle threads, which keep
+        spinning on every other core: measured on 2 cores (Zen 5, N = 4096, V = 32000), a
+        kernel on 2 threads stalled about 10 ms per chunk, and cost 0.37 s with chunks of 128
+        rows against 0.06 s on one thread.
         """
-        return multiclass.rows(self.problem, start, stop, n_threads=1)
+        n_rows = self.hidden.shape[0]
+        with blas_threads(self.blas_threads):
+            for start in range(0, n_rows, self.chunk_rows):
+                stop = min(n_rows, start + self.chunk_rows)
+                logits = buffer[:stop - start]
+                gemm(self.hidden[start:stop], self.weight.T, logits)
+                if self.bias is not None:
+                    np.add(logits, self.bias, out=logits)
+                yield (start, stop, multiclass.rows(self.problem, start, stop, n_threads=1),
+                       logits)
 
 
 def last_level_cache_bytes():
@@ -297,19 +293,16 @@ def _run(lp, grads=(None, None, None)):
     if grad_weight is not None:
         grad_weight.fill(0)
     total = 0.0
-    with blas_threads(lp.blas_threads):
-        for start, stop in lp.chunks():
-            logits = lp.logits(start, stop, buffer)
-            total += multiclass.run_rows(
-                lp.chunk_problem(start, stop), logits, logits if any_grad else None,
-                None if row_loss is None else row_loss[start:stop])
-            # grad_W before grad_H: grad_input may be the input, whose chunk is read here.
-            if grad_weight is not None:
-                gemm(logits.T, lp.hidden[start:stop], grad_weight, accumulate=True)
-            if grad_input is not None:
-                gemm(logits, lp.weight, grad_input[start:stop])
-            if bias_sum is not None:
-                bias_sum += logits.sum(axis=0)
+    for start, stop, rows, logits in lp.each_chunk(buffer):
+        total += multiclass.run_rows(rows, logits, logits if any_grad else None,
+                                     None if row_loss is None else row_loss[start:stop])
+        # grad_W before grad_H: grad_input may be the input, whose chunk is read here.
+        if grad_weight is not None:
+            gemm(logits.T, lp.hidden[start:stop], grad_weight, accumulate=True)
+        if grad_input is not None:
+            gemm(logits, lp.weight, grad_input[start:stop])
+        if bias_sum is not None:
+            bias_sum += logits.sum(axis=0)
     if grad_bias is not None:
         grad_bias[...] = bias_sum
     return multiclass.reduce(p, total, row_loss)

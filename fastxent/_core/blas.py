@@ -12,10 +12,9 @@ import os
 import threading
 
 import numpy as np
-from scipy.linalg import blas as _scipy_blas
 from threadpoolctl import ThreadpoolController
 
-_GEMM = {np.dtype(np.float32): _scipy_blas.sgemm, np.dtype(np.float64): _scipy_blas.dgemm}
+_GEMM = {}          # dtype -> SciPy's gemm, filled by _gemm_routines on the first fused call
 _controller = None
 # BLAS's thread count is process-wide. The first call that asks for a limit sets it and the
 # last one to finish restores what was there; calls in between run with the limit in place
@@ -33,6 +32,15 @@ def _forget_limits_in_child():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_limits_in_child)
+
+
+def _gemm_routines():
+    """SciPy's sgemm and dgemm by dtype. scipy.linalg is imported here, by the first fused
+    call, not by ``import fastxent`` (it takes about 0.2 s, half of fastxent's import)."""
+    if not _GEMM:
+        from scipy.linalg import blas
+        _GEMM.update({np.dtype(np.float32): blas.sgemm, np.dtype(np.float64): blas.dgemm})
+    return _GEMM
 
 
 def _column_major(m):
@@ -63,7 +71,7 @@ def gemm(a, b, out, *, accumulate=False):
     # Column-major: out.T = b.T @ a.T, and out.T is a Fortran-contiguous matrix.
     left, trans_left = _column_major(b.T)
     right, trans_right = _column_major(a.T)
-    result = _GEMM[out.dtype](1.0, left, right, beta=1.0 if accumulate else 0.0, c=out.T,
+    result = _gemm_routines()[out.dtype](1.0, left, right, beta=1.0 if accumulate else 0.0, c=out.T,
                               trans_a=trans_left, trans_b=trans_right, overwrite_c=1)
     if result.ctypes.data != out.ctypes.data:   # SciPy wrote a copy: never seen, but be sure
         out[...] = result.T
@@ -91,7 +99,8 @@ def blas_threads(n_threads):
     global _controller
     with _limits_lock:
         if _limits["active"] == 0:
-            if _controller is None:     # made on first use: it scans the loaded libraries
+            if _controller is None:     # made on first use: it scans the loaded libraries,
+                _gemm_routines()        # SciPy's BLAS among them
                 _controller = ThreadpoolController()
             _limits["limiter"] = _controller.limit(limits=n_threads, user_api="blas")
         _limits["active"] += 1

@@ -14,7 +14,6 @@ from fastxent._api import linear
 from fastxent._api import validation as v
 from fastxent._api.multiclass import prepare
 from fastxent._api.options import EvaluationOptions
-from fastxent._core.blas import blas_threads
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import effective_n_threads
 from fastxent._eval.jsonvalues import (
@@ -142,11 +141,8 @@ class Evaluator:
             raise ValueError(needs)
         self._adopt(p.n_classes, "labels" if p.labels is not None else "soft")
         stats = np.zeros_like(self._stats)
-        buffer = lp.chunk_buffer()
-        with blas_threads(lp.blas_threads):
-            for start, stop in lp.chunks():
-                logits = lp.logits(start, stop, buffer)
-                stats += self._row_sums(lp.chunk_problem(start, stop), logits)
+        for _, _, rows, logits in lp.each_chunk(lp.chunk_buffer()):
+            stats += self._row_sums(rows, logits)
         self._stats += stats
         return self
 

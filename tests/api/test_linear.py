@@ -420,7 +420,9 @@ import threading
 import numpy as np
 import threadpoolctl
 import fastxent
-from fastxent._core.blas import blas_threads
+from fastxent._core.blas import _gemm_routines, blas_threads
+
+_gemm_routines()        # SciPy's BLAS is loaded by the first fused call: load it before counting
 
 def counts():
     return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
