@@ -136,6 +136,24 @@ def _kept_class_weight(value, name):
     return weight
 
 
+def _prior(value, name):
+    """None, or a read-only float64 probability distribution over the classes: 1-D, finite,
+    non-negative, summing to more than 0 (it is divided by its sum)."""
+    if value is None:
+        return None
+    prior = _kept_class_weight(value, name).copy()
+    if (prior < 0).any():
+        index = int(np.argmax(prior < 0))
+        raise ValueError(f"{name} must be non-negative: {name}[{index}] = {prior[index]}")
+    total = prior.sum()
+    if not total > 0:
+        raise ValueError(f"{name} must have a positive sum (class frequencies or "
+                         f"probabilities), got {total}")
+    prior /= total
+    prior.flags.writeable = False
+    return prior
+
+
 def _topk(value, name):
     """The distinct ks of ``topk``, sorted, as a tuple of ints."""
     try:
@@ -300,6 +318,10 @@ class EvaluationOptions(CrossEntropyOptions):
         A read-only copy of the per-class weights, 1-D and finite.
     topk : tuple of int
         The distinct ks, sorted.
+    per_class, confusion : bool
+        Whether the result has a per-class table and a confusion matrix.
+    prior : ndarray of float64, or None
+        The class prior of the baseline, divided by its sum (read-only).
     """
 
     label_smoothing: float = field(default=0.0, init=False, compare=False,
@@ -308,6 +330,9 @@ class EvaluationOptions(CrossEntropyOptions):
                            metadata={"check": v.check_reduction})
     weight: np.ndarray | None = field(default=None, metadata={"check": _kept_class_weight})
     topk: tuple[int, ...] = field(default=(1, 5), metadata={"check": _topk})
+    per_class: bool = field(default=False, metadata={"check": v.check_flag})
+    confusion: bool = field(default=False, metadata={"check": v.check_flag})
+    prior: np.ndarray | None = field(default=None, metadata={"check": _prior})
     # The training terms are not metrics: fixed at none, neither compared nor saved.
     softcap: None = field(default=None, init=False, compare=False,
                           metadata={"check": _softcap})

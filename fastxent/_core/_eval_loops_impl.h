@@ -147,3 +147,49 @@ static inline Py_ssize_t FX_NAME(fx_eval_probs)(const FX_T *p, const FX_T *t, co
     sums[FX_TT] += tt;
     return above;
 }
+
+/* A row of soft targets t with sample weight s: adds s t_i to mass[i] (the class prior seen)
+ * and returns the target entropy -sum_i t_i log t_i (a t_i of 0 adds 0). */
+static inline double FX_NAME(fx_target_row)(const FX_T *t, Py_ssize_t n, double s, double *mass) {
+    double neg_ent = 0.0;
+#pragma omp simd reduction(+ : neg_ent)
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        const FX_T ti = t[i];
+        const FX_T log_t = FX_LOG(ti > 0 ? ti : (FX_T)1);
+        mass[i] += s * (double)ti;
+        neg_ent += (double)ti * (double)log_t;
+    }
+    return -neg_ent;
+}
+
+/* The metrics of R short logit rows with labels y from fx_eval_short's sums, as
+ * _logit_label_metrics (_eval_kernels.pxi) forms them for one row: the class-weighted loss
+ * (w_y the rows' class weights), the cross-entropy without class weights, the entropy, the
+ * Brier score and the confidence. A row holding NaN gets NaN for each, and nan[r] = 1. */
+static inline void FX_NAME(fx_short_metrics)(Py_ssize_t R, const FX_T *m, const int *kmax,
+                                             const int *y, const FX_T *zy, const double *rest,
+                                             const double *l1p, const double *ey,
+                                             const FX_T *ent, const FX_T *sq, const double *w_y,
+                                             double *loss, double *ce, double *entropy,
+                                             double *brier, double *confidence, int *nan) {
+#pragma omp simd
+    for (Py_ssize_t r = 0; r < R; ++r) {
+        const double inv = 1.0 / (1.0 + rest[r]); /* 1 / S: one division per row */
+        const double not_y = 1.0 + (rest[r] - ey[r]);
+        const double sq_r = sq[r];
+        const int at_max = kmax[r] == y[r];
+        const double ce_r = at_max ? l1p[r] : ((double)m[r] - (double)zy[r]) + l1p[r];
+        double loss_r = at_max ? w_y[r] * l1p[r] : (w_y[r] != 0.0 ? w_y[r] * ce_r : 0.0);
+        double brier_r = at_max ? (rest[r] * rest[r] + sq_r) * inv * inv
+                                : (not_y * not_y + 1.0 + (sq_r - ey[r] * ey[r])) * inv * inv;
+        double entropy_r = l1p[r] + (double)ent[r] * inv;
+        const int nan_r = !(loss_r == loss_r && entropy_r == entropy_r && brier_r == brier_r
+                            && inv == inv);
+        loss[r] = nan_r ? NAN : loss_r;
+        ce[r] = nan_r ? NAN : ce_r;
+        entropy[r] = nan_r ? NAN : entropy_r;
+        brier[r] = nan_r ? NAN : brier_r;
+        confidence[r] = nan_r ? NAN : inv;
+        nan[r] = nan_r;
+    }
+}

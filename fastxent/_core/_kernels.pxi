@@ -22,6 +22,7 @@ from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, NAN, exp, log, log1p
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 
 cdef extern from "_loops.h" nogil:
     int FASTXENT_LIBMVEC

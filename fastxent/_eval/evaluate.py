@@ -16,37 +16,34 @@ from fastxent._api.multiclass import prepare
 from fastxent._api.options import EvaluationOptions
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import effective_n_threads
-from fastxent._eval.jsonvalues import (
-    decode_float,
-    encode_float,
-    encode_floats,
-    float_fields,
-    typed_field,
-)
-from fastxent._eval.result import EvaluationResult, calibration_bins
+from fastxent._eval.jsonvalues import decode_float, encode_floats, float_fields, typed_field
+from fastxent._eval.summary import build_result
 
 N_BINS = 15                      # equal-width confidence bins of the calibration error
-STATE_VERSION = 1
-_SUMS = kernels.EVAL_STATS       # the named sums, in the kernel's order
-
-
-def _ratio(numerator, denominator):
-    return float(numerator / denominator) if denominator != 0 else math.nan
+STATE_VERSION = 2
+_SUMS = kernels.EVAL_STATS       # the named sums of a slice, in the kernel's order
+_SLOT = {name: index for index, name in enumerate(_SUMS)}
+#: The largest group id ``groups=`` takes (group tables are indexed by id).
+MAX_GROUP_ID = 2**24 - 1
+#: The most classes a confusion matrix is kept for.
+MAX_CONFUSION_CLASSES = 4096
 
 
 class Evaluator:
     """Accumulates the metrics of ``fastxent.evaluate`` over chunks of rows.
 
-    The state is a set of float64 sums, so ``merge`` is exact up to float64 rounding and
-    ``to_dict``/``from_dict`` save and restore it exactly.
+    The state is a set of float64 sums (for the whole, the loss histogram, the class prior
+    seen and the per-class and per-group tables), so ``merge`` is exact up to float64
+    rounding and ``to_dict``/``from_dict`` save and restore it exactly.
 
     Parameters
     ----------
-    from_logits, topk, weight, ignore_index, eps, axis, validate, n_threads
+    from_logits, topk, weight, ignore_index, eps, axis, validate, n_threads, per_class, \
+confusion, prior
         As for ``fastxent.evaluate``. They are checked here, before any data is seen (NumPy
-        scalars and 0-d arrays are taken as the Python numbers they hold; `weight` and `eps`
-        must be finite), so the options of two Evaluators compare, merge and save as plain
-        Python values.
+        scalars and 0-d arrays are taken as the Python numbers they hold; `weight`, `prior`
+        and `eps` must be finite), so the options of two Evaluators compare, merge and save
+        as plain Python values.
 
     Attributes
     ----------
@@ -72,18 +69,26 @@ class Evaluator:
     """
 
     def __init__(self, *, from_logits=True, topk=(1, 5), weight=None, ignore_index=None,
-                 eps=None, axis=-1, validate=True, n_threads=None):
+                 eps=None, axis=-1, validate=True, n_threads=None, per_class=False,
+                 confusion=False, prior=None):
         self.options = EvaluationOptions(
             from_logits=from_logits, topk=topk, weight=weight, ignore_index=ignore_index,
-            eps=eps, axis=axis, validate=validate, n_threads=n_threads)
+            eps=eps, axis=axis, validate=validate, n_threads=n_threads, per_class=per_class,
+            confusion=confusion, prior=prior)
         self.from_logits = self.options.from_logits      # public, as the stubs declare
         self.topk = self.options.topk
         self.n_classes = None           # fixed by the first update
         self.target_kind = None         # "labels" or "soft", fixed by the first update
         self._kernel_topk = np.array(sorted(set(self.topk) | {1}), dtype=np.int64)
-        self._stats = np.zeros(len(_SUMS) + len(self._kernel_topk) + 3 * N_BINS)
+        self._n_slots = len(_SUMS) + len(self._kernel_topk)
+        self._stats = np.zeros(self._n_slots + 3 * N_BINS)
+        self._histogram = np.zeros(2 * kernels.HIST_BINS + 1)
+        self._class_mass = None         # (C,) from the first update
+        self._class_table = None        # (C, slots) with per_class
+        self._confusion = None          # (C, C) with confusion
+        self._group_table = np.zeros((0, self._n_slots))   # grows to the largest id seen
 
-    def update(self, input, target, sample_weight=None):
+    def update(self, input, target, sample_weight=None, groups=None):
         """Add a chunk of rows.
 
         Parameters
@@ -94,6 +99,9 @@ class Evaluator:
             Integer class labels or soft targets of the chunk.
         sample_weight : array_like, optional
             Per-row weights of the chunk.
+        groups : array_like of int, optional
+            The group id of each row of the chunk, shaped like the rows: non-negative ints
+            up to ``MAX_GROUP_ID`` (2**24 - 1).
 
         Returns
         -------
@@ -101,12 +109,13 @@ class Evaluator:
             self.
         """
         p = prepare(input, target, self.options, sample_weight=sample_weight)
-        self._adopt(p.n_classes, "labels" if p.labels is not None else "soft")
-        self._stats += self._row_sums(p, p.x)
+        group_ids = _group_ids(groups, p.rows_shape)
+        self._check_chunk(p)
+        self._add(self._row_sums(p, p.x, group_ids))
         return self
 
     def update_linear(self, input, linear_weight, target, *, linear_bias=None,
-                      sample_weight=None, chunk_rows=None):
+                      sample_weight=None, groups=None, chunk_rows=None):
         """Add a chunk of rows given as a linear layer's inputs: the logits ``input @
         linear_weight.T + linear_bias`` are computed in chunks of rows, never all at once.
 
@@ -122,6 +131,8 @@ class Evaluator:
             Integer class labels (N,) or soft targets (N, V).
         linear_bias : array_like of shape (V,), optional
         sample_weight : array_like of shape (N,), optional
+        groups : array_like of int, optional
+            As for ``update``.
         chunk_rows : int >= 1, optional
             Rows per chunk of logits (see ``fastxent.linear_cross_entropy``).
 
@@ -139,36 +150,112 @@ class Evaluator:
         p = lp.problem
         if v.check_axis(self.options.axis, p.shape) != len(p.shape) - 1:
             raise ValueError(needs)
-        self._adopt(p.n_classes, "labels" if p.labels is not None else "soft")
-        stats = np.zeros_like(self._stats)
-        for _, _, rows, logits in lp.each_chunk(lp.chunk_buffer()):
-            stats += self._row_sums(rows, logits)
-        self._stats += stats
+        group_ids = _group_ids(groups, p.rows_shape)
+        self._check_chunk(p)
+        total = None
+        for start, stop, rows, logits in lp.each_chunk(lp.chunk_buffer()):
+            part = self._row_sums(rows, logits,
+                                  None if group_ids is None else group_ids.rows(start, stop))
+            total = part if total is None else _added(total, part)
+        if total is not None:
+            self._add(total)
+        elif self._class_mass is None:
+            self._adopt_classes(p.n_classes)
         return self
 
-    def _row_sums(self, p, x):
-        """The evaluation kernel's sums over `x`, the rows of the prepared problem `p`."""
+    def _check_chunk(self, p):
+        """Adopt the chunk's classes and kind of target, or raise before anything is added."""
+        kind = "labels" if p.labels is not None else "soft"
+        if self.n_classes is not None and p.n_classes != self.n_classes:
+            raise ValueError(f"this Evaluator has seen {self.n_classes} classes; the new rows "
+                             f"have {p.n_classes}")
+        if self.target_kind is not None and kind != self.target_kind:
+            raise ValueError(f"this Evaluator has seen {self.target_kind} targets; the new "
+                             f"rows have {kind} targets")
+        if kind == "soft" and (self.options.per_class or self.options.confusion):
+            raise ValueError("per_class and confusion need integer class labels, not soft "
+                             "targets")
+        if self.options.confusion and p.n_classes > MAX_CONFUSION_CLASSES:
+            raise ValueError(f"confusion=True keeps a C x C matrix: at most "
+                             f"{MAX_CONFUSION_CLASSES} classes, got {p.n_classes}")
+        prior = self.options.prior
+        if prior is not None and prior.shape != (p.n_classes,):
+            raise ValueError(f"prior must have shape ({p.n_classes},) for {p.n_classes} "
+                             f"classes, got {prior.shape}")
+        self.target_kind = kind
+        self._adopt_classes(p.n_classes)
+
+    def _adopt_classes(self, n_classes):
+        if self._class_mass is not None:
+            return
+        self.n_classes = n_classes
+        self._class_mass = np.zeros(n_classes)
+        if self.options.per_class:
+            self._class_table = np.zeros((n_classes, self._n_slots))
+        if self.options.confusion:
+            self._confusion = np.zeros((n_classes, n_classes))
+
+    def _row_sums(self, p, x, group_ids, row_outputs=False):
+        """The evaluation kernel's sums over `x`, the rows of the prepared problem `p`.
+
+        Returns
+        -------
+        dict
+            ``stats``, ``histogram``, ``class_mass``, ``class_table`` and ``group_table``
+            (None when not kept), ``confusion`` (None unless kept), and with `row_outputs`
+            (or a confusion matrix) ``row_loss`` and ``row_prediction``.
+        """
         class_weight = p.class_weight
         if class_weight is None and p.soft is not None:
             class_weight = np.ones(p.n_classes)     # the soft-target loop reads weights
-        stats = np.empty_like(self._stats)
+        n_rows = math.prod(p.rows_shape)
+        n_groups = 0 if group_ids is None else group_ids.n_groups
+        sums = {
+            "stats": np.empty_like(self._stats),
+            "histogram": np.empty_like(self._histogram),
+            "class_mass": np.empty(p.n_classes),
+            "class_table": (np.empty((p.n_classes, self._n_slots))
+                            if self.options.per_class else None),
+            "group_table": (np.empty((n_groups, self._n_slots))
+                            if group_ids is not None else None),
+        }
+        rows_wanted = row_outputs or self.options.confusion
+        row_loss = np.empty(n_rows) if rows_wanted else None
+        row_prediction = np.empty(n_rows, dtype=np.int64) if rows_wanted else None
         kernels.evaluate_rows(
             x.reshape(-1), p.n_classes, p.n_inner, p.labels,
             None if p.soft is None else p.soft.reshape(-1),
             None if class_weight is None else class_weight.astype(p.dtype),
             p.sample_weight, p.has_ignore, p.ignore_index, self.options.from_logits, p.eps,
-            self._kernel_topk, N_BINS, stats, p.n_threads)
-        return stats
+            self._kernel_topk, N_BINS, None if group_ids is None else group_ids.ids, n_groups,
+            self.options.per_class,
+            sums["stats"], sums["histogram"], sums["class_mass"],
+            _flat(sums["class_table"]), _flat(sums["group_table"]), row_loss, row_prediction,
+            p.n_threads)
+        sums["confusion"] = (_confusion(p.labels, row_prediction, p.sample_weight, p.n_classes)
+                             if self.options.confusion else None)
+        if row_outputs:
+            sums["row_loss"], sums["row_prediction"] = row_loss, row_prediction
+        return sums
 
-    def _adopt(self, n_classes, kind):
-        if self.n_classes is not None and n_classes != self.n_classes:
-            raise ValueError(f"this Evaluator has seen {self.n_classes} classes; the new rows "
-                             f"have {n_classes}")
-        if self.target_kind is not None and kind != self.target_kind:
-            raise ValueError(f"this Evaluator has seen {self.target_kind} targets; the new "
-                             f"rows have {kind} targets")
-        self.n_classes = n_classes
-        self.target_kind = kind
+    def _add(self, sums):
+        """Add the sums of `_row_sums` to the state."""
+        self._stats += sums["stats"]
+        self._histogram += sums["histogram"]
+        self._class_mass += sums["class_mass"]
+        if self._class_table is not None:
+            self._class_table += sums["class_table"]
+        if self._confusion is not None:
+            self._confusion += sums["confusion"]
+        if sums["group_table"] is not None:
+            self._add_groups(sums["group_table"])
+
+    def _add_groups(self, table):
+        if len(table) > len(self._group_table):
+            grown = np.zeros((len(table), self._n_slots))
+            grown[:len(self._group_table)] = self._group_table
+            self._group_table = grown
+        self._group_table[:len(table)] += table
 
     def merge(self, other):
         """Add the state of another Evaluator with the same options.
@@ -190,12 +277,18 @@ class Evaluator:
                              + ", ".join(f"{name}={mine!r} vs {theirs!r}"
                                          for name, mine, theirs in differ))
         if other.n_classes is not None:
-            self._adopt(other.n_classes, other.target_kind)
-        self._stats += other._stats
+            if self.n_classes is not None and other.n_classes != self.n_classes:
+                raise ValueError(f"this Evaluator has seen {self.n_classes} classes; the "
+                                 f"other has seen {other.n_classes}")
+            if self.target_kind is not None and other.target_kind != self.target_kind:
+                raise ValueError(f"this Evaluator has seen {self.target_kind} targets; the "
+                                 f"other has seen {other.target_kind} targets")
+            self.target_kind = other.target_kind
+            self._adopt_classes(other.n_classes)
+            self._add({"stats": other._stats, "histogram": other._histogram,
+                       "class_mass": other._class_mass, "class_table": other._class_table,
+                       "confusion": other._confusion, "group_table": other._group_table})
         return self
-
-    def _sums(self):
-        return dict(zip(_SUMS, self._stats[:len(_SUMS)].tolist(), strict=True))
 
     def result(self):
         """The metrics over every row seen so far.
@@ -204,25 +297,7 @@ class Evaluator:
         -------
         EvaluationResult
         """
-        sums = self._sums()
-        total = sums["weight"]
-        loss = _ratio(sums["loss"], sums["loss_weight"])
-        with np.errstate(over="ignore", invalid="ignore"):
-            perplexity = float(np.exp(loss))
-        accuracy = topk = ece = bins = None
-        if self.target_kind != "soft":
-            correct = dict(zip(self._kernel_topk.tolist(),
-                               self._stats[len(_SUMS):len(_SUMS) + len(self._kernel_topk)],
-                               strict=True))
-            accuracy = _ratio(correct[1], total)
-            topk = {k: _ratio(correct[k], total) for k in self.topk}
-            weight, confidence_sum, correct_sum = self._bin_sums()
-            ece = _ratio(np.abs(correct_sum - confidence_sum).sum(), total)
-            bins = calibration_bins(weight, confidence_sum, correct_sum)
-        return EvaluationResult(
-            loss=loss, perplexity=perplexity, accuracy=accuracy, topk=topk,
-            entropy=_ratio(sums["entropy"], total), brier=_ratio(sums["brier"], total),
-            ece=ece, ece_bins=bins, count=int(sums["count"]), weight_sum=total)
+        return build_result(self)
 
     def _bin_sums(self):
         """Per confidence bin: summed weight, weight * confidence, weight * correct."""
@@ -239,26 +314,32 @@ class Evaluator:
         -------
         dict
         """
-        n_correct = len(self._kernel_topk)
-        correct = self._stats[len(_SUMS):len(_SUMS) + n_correct]
         weight, confidence, hits = self._bin_sums()
+        tables = {"histogram": self._histogram, "class_mass": self._class_mass,
+                  "class_table": self._class_table, "confusion": self._confusion,
+                  "group_table": self._group_table}
         return {"version": STATE_VERSION, "options": self.options.to_dict(),
                 "n_classes": self.n_classes, "target_kind": self.target_kind,
-                "sums": {name: encode_float(value) for name, value in self._sums().items()},
-                "correct": {str(k): encode_float(c)
-                            for k, c in zip(self._kernel_topk.tolist(), correct.tolist(),
-                                            strict=True)},
+                "sums": dict(zip(self._slice_names(),
+                                 encode_floats(self._stats[:self._n_slots]), strict=True)),
                 "bins": {"weight": encode_floats(weight),
                          "confidence_sum": encode_floats(confidence),
-                         "correct_sum": encode_floats(hits)}}
+                         "correct_sum": encode_floats(hits)},
+                "n_groups": len(self._group_table),
+                "tables": {name: None if table is None else encode_floats(table.reshape(-1))
+                           for name, table in tables.items()}}
+
+    def _slice_names(self):
+        """The names of a slice's sums: EVAL_STATS, then ``correct@k`` for each kernel k."""
+        return list(_SUMS) + [f"correct@{k}" for k in self._kernel_topk.tolist()]
 
     @classmethod
     def from_dict(cls, state, n_threads=None):
         """Restore an Evaluator saved by ``to_dict``.
 
-        Every field is checked: its type, the options' values, the number of sums, and that
-        the state is consistent (a count that is a whole number, classes that fit the
-        weights).
+        Every field is checked: its type, the options' values, the number of sums and of
+        table entries, and that the state is consistent (a count that is a whole number,
+        classes that fit the weights and the prior).
 
         Parameters
         ----------
@@ -279,7 +360,8 @@ class Evaluator:
         if (not isinstance(state, dict) or type(state.get("version")) is not int
                 or state["version"] != STATE_VERSION):
             raise ValueError("not an Evaluator state (from Evaluator.to_dict) of version "
-                             f"{STATE_VERSION}")
+                             f"{STATE_VERSION} (states of earlier fastxent versions lack the "
+                             f"sums of the intervals and tables: evaluate again)")
         effective_n_threads(n_threads)          # a bad n_threads is not a bad state
         try:
             ev = cls._restored(state, n_threads)
@@ -298,39 +380,138 @@ class Evaluator:
         typed_field(options, "ignore_index", (int, type(None)), "an int or null")
         typed_field(options, "eps", (int, float, type(None)), "a number or null")
         typed_field(options, "axis", int, "an int")
+        typed_field(options, "per_class", bool, "true or false")
+        typed_field(options, "confusion", bool, "true or false")
+        typed_field(options, "prior", (list, type(None)), "a list of numbers or null")
         ev = cls(from_logits=options["from_logits"], topk=options["topk"],
                  weight=options["weight"], ignore_index=options["ignore_index"],
-                 eps=options["eps"], axis=options["axis"], n_threads=n_threads)
+                 eps=options["eps"], axis=options["axis"], n_threads=n_threads,
+                 per_class=options["per_class"], confusion=options["confusion"],
+                 prior=options["prior"])
         n_classes, kind = state["n_classes"], state["target_kind"]
         if (n_classes, kind) != (None, None):
             typed_field(state, "n_classes", int, "an int or null")
             if n_classes < 1 or kind not in ("labels", "soft"):
                 raise ValueError(f"n_classes {n_classes!r} and target_kind {kind!r} must be "
                                  f"a positive int and 'labels' or 'soft' (or both null)")
-            weight = ev.options.weight
-            if weight is not None and len(weight) != n_classes:
-                raise ValueError(f"weight has {len(weight)} entries for {n_classes} classes")
-        ev.n_classes, ev.target_kind = n_classes, kind
-        sums = float_fields(state, "sums", list(_SUMS))
-        correct = float_fields(state, "correct", [str(k) for k in ev._kernel_topk.tolist()])
+            for name in ("weight", "prior"):
+                value = getattr(ev.options, name)
+                if value is not None and len(value) != n_classes:
+                    raise ValueError(f"{name} has {len(value)} entries for {n_classes} "
+                                     f"classes")
+            ev.target_kind = kind
+            ev._adopt_classes(n_classes)
+        sums = float_fields(state, "sums", ev._slice_names())
         bins = typed_field(state, "bins", dict, "a dict")
         if set(bins) != {"weight", "confidence_sum", "correct_sum"}:
             raise ValueError(f"bins must have the keys weight, confidence_sum, correct_sum, "
                              f"got {', '.join(map(str, bins))}")
         per_bin = []
         for name in ("weight", "confidence_sum", "correct_sum"):
-            values = typed_field(bins, name, list, f"a list of {N_BINS} numbers")
-            if len(values) != N_BINS:
-                raise ValueError(f"bins.{name} must hold {N_BINS} numbers, got {len(values)}")
-            per_bin += [decode_float(x, f"bins.{name}") for x in values]
-        count = sums[list(_SUMS).index("count")]
+            per_bin += _float_list(bins, name, N_BINS, "bins.")
+        count = sums[_SLOT["count"]]
         if not (math.isfinite(count) and count >= 0 and count.is_integer()):
             raise ValueError(f"sums.count must be a whole number of rows, got {count!r}")
-        ev._stats = np.array(sums + correct + per_bin, dtype=np.float64)
+        ev._stats = np.array(sums + per_bin, dtype=np.float64)
+        n_groups = typed_field(state, "n_groups", int, "an int")
+        if not 0 <= n_groups <= MAX_GROUP_ID + 1:
+            raise ValueError(f"n_groups must be in [0, {MAX_GROUP_ID + 1}], got {n_groups}")
+        tables = typed_field(state, "tables", dict, "a dict")
+        ev._histogram = np.array(_float_list(tables, "histogram", len(ev._histogram), "tables."))
+        ev._group_table = np.array(
+            _float_list(tables, "group_table", n_groups * ev._n_slots, "tables.")
+        ).reshape(n_groups, ev._n_slots)
+        for name, shape in (("class_mass", (n_classes,)),
+                            ("class_table", (n_classes, ev._n_slots)),
+                            ("confusion", (n_classes, n_classes))):
+            kept = getattr(ev, "_" + name)
+            if kept is None:
+                if tables.get(name) is not None:
+                    raise ValueError(f"tables.{name} must be null for these options")
+                continue
+            setattr(ev, "_" + name, np.array(
+                _float_list(tables, name, math.prod(shape), "tables.")).reshape(shape))
         return ev
 
 
-@docs.doc(f"""Every evaluation metric of a classifier in one read of the data.
+def _float_list(mapping, name, length, prefix):
+    """The `length` floats of the list ``mapping[name]`` (strict JSON values)."""
+    values = typed_field(mapping, name, list, f"a list of {length} numbers")
+    if len(values) != length:
+        raise ValueError(f"{prefix}{name} must hold {length} numbers, got {len(values)}")
+    return [decode_float(x, prefix + name) for x in values]
+
+
+def _flat(table):
+    return None if table is None else table.reshape(-1)
+
+
+def _added(a, b):
+    """The sums of `_row_sums` for two chunks of rows together."""
+    out = {}
+    for name, x in a.items():
+        y = b[name]
+        if x is None:
+            out[name] = None
+        elif name == "group_table" and len(y) > len(x):
+            out[name] = y.copy()
+            out[name][:len(x)] += x
+        else:
+            out[name] = x.copy()
+            out[name][:len(y)] += y
+    return out
+
+
+class _GroupIds:
+    """Checked group ids: ``ids`` int64 (rows,) as the kernel reads rows, ``n_groups`` the
+    largest id + 1 (the group table's length)."""
+
+    def __init__(self, ids, n_groups):
+        self.ids = ids
+        self.n_groups = n_groups
+
+    def rows(self, start, stop):
+        """The ids of rows [start, stop) (the table keeps its length)."""
+        return _GroupIds(self.ids[start:stop], self.n_groups)
+
+
+def _group_ids(groups, rows_shape):
+    """`groups` checked, as a ``_GroupIds``, or None.
+
+    Raises TypeError for ids that are not integers and ValueError for a shape that is not
+    the rows', or an id that is negative or above ``MAX_GROUP_ID``.
+    """
+    if groups is None:
+        return None
+    g = v.as_array(groups, "groups")
+    if g.dtype.kind not in "iu":
+        raise TypeError(f"groups must hold integer group ids, got dtype {g.dtype}")
+    if g.shape != rows_shape:
+        raise ValueError(f"groups must have the rows' shape {rows_shape}, got {g.shape}")
+    g = g.reshape(-1)
+    if not g.size:
+        return _GroupIds(np.zeros(0, dtype=np.int64), 0)
+    low, high = g.min(), g.max()
+    if low < 0 or high > MAX_GROUP_ID:
+        bad = int(np.argmax(g < 0)) if low < 0 else int(np.argmax(g > MAX_GROUP_ID))
+        index = ", ".join(map(str, np.unravel_index(bad, rows_shape)))
+        raise ValueError(f"groups[{index}] = {g[bad]}: group ids must be ints in [0, "
+                         f"{MAX_GROUP_ID}] (number arbitrary ids with "
+                         f"np.unique(ids, return_inverse=True))")
+    return _GroupIds(np.ascontiguousarray(g, dtype=np.int64), int(high) + 1)
+
+
+def _confusion(labels, prediction, sample_weight, n_classes):
+    """The (C, C) confusion matrix of the counted rows with a prediction (no NaN)."""
+    keep = prediction >= 0
+    index = labels[keep] * n_classes + prediction[keep]
+    weights = None if sample_weight is None else sample_weight[keep]
+    counts = np.bincount(index, weights=weights, minlength=n_classes * n_classes)
+    return counts.astype(np.float64).reshape(n_classes, n_classes)
+
+
+@docs.doc(f"""Every evaluation metric of a classifier in one read of the data, with what it
+    means: baselines, intervals, where the loss comes from.
 
     Parameters
     ----------
@@ -348,6 +529,18 @@ class Evaluator:
         are used as given, as PyTorch does).
     sample_weight : array_like, optional
         Per-row weights of every metric, shaped like the rows.
+    groups : array_like of int, optional
+        A group id per row (document, domain, language, annotator...), shaped like the rows:
+        ints in [0, 2**24 - 1]. The result's ``groups`` table has every metric per group, from
+        the same pass.
+    per_class : bool, default=False
+        Add the per-class table (``result.per_class``): count, weight, loss, recall,
+        precision, confidence and calibration gap per class. Needs integer labels.
+    confusion : bool, default=False
+        Add the confusion matrix (``result.confusion``, C <= 4096). Needs integer labels.
+    prior : array_like of shape (C,), optional
+        The class prior of the baseline (e.g. the training set's class frequencies; divided
+        by its sum). By default the weighted label distribution of the rows evaluated.
     ignore_index : int, optional
         Rows with this label count nowhere.
     eps : float in [0, 0.5), optional
@@ -360,8 +553,10 @@ class Evaluator:
     Returns
     -------
     EvaluationResult
-        loss, perplexity, accuracy, topk, entropy, brier, ece, ece_bins, count, weight_sum
-        (see ``docs/evaluation.md`` for the exact definitions).
+        loss (nats and bits, with its standard error and 95 % interval), perplexity,
+        accuracy and top-k (with Wilson intervals), entropy, brier, ece, the uniform and
+        prior baselines and the skill score, the loss concentration, and the tables asked
+        for (see ``docs/evaluation.md`` for the exact definitions).
 
     Examples
     --------
@@ -370,12 +565,16 @@ class Evaluator:
     ...                       np.array([1, 2]), from_logits=False, topk=(1, 2))
     >>> round(r.loss, 6), r.accuracy, r.topk
     (0.636483, 0.5, {{1: 0.5, 2: 1.0}})
+    >>> round(r.uniform_loss, 4), round(r.prior_loss, 4), round(r.skill, 3)
+    (1.0986, 0.6931, 0.082)
     """)
 def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sample_weight=None,
-             ignore_index=None, eps=None, axis=-1, validate=True, n_threads=None):
+             groups=None, per_class=False, confusion=False, prior=None, ignore_index=None,
+             eps=None, axis=-1, validate=True, n_threads=None):
     return Evaluator(from_logits=from_logits, topk=topk, weight=weight,
                      ignore_index=ignore_index, eps=eps, axis=axis, validate=validate,
-                     n_threads=n_threads).update(input, target, sample_weight).result()
+                     n_threads=n_threads, per_class=per_class, confusion=confusion,
+                     prior=prior).update(input, target, sample_weight, groups).result()
 
 
 @docs.doc(f"""Every metric of ``evaluate`` from a linear layer's inputs (hidden states), without
