@@ -89,8 +89,8 @@ class LossHistogram:
         return rows, share
 
     def to_dict(self):
-        """The histogram as a dict of lists (``edges[-1]`` as ``"Infinity"``)."""
-        return {"edges": self.edges[:-1].tolist() + ["Infinity"], "mass": self.mass.tolist(),
+        """The histogram as a dict of lists."""
+        return {"edges": self.edges.tolist(), "mass": self.mass.tolist(),
                 "loss": self.loss.tolist()}
 
 
