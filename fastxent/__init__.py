@@ -22,10 +22,11 @@ from fastxent._api.multiclass import (
 from fastxent._api.softmax import log_softmax, logsumexp, softmax
 from fastxent._core.config import config, show_config
 from fastxent._core.threads import effective_n_threads
+from fastxent._eval.compare import Comparator, ComparisonResult, McNemar, compare
 from fastxent._eval.errors import EvalFileError
 from fastxent._eval.evaluate import Evaluator, evaluate, evaluate_linear
-from fastxent._eval.files import evaluate_files
-from fastxent._eval.result import CalibrationBins, EvaluationResult
+from fastxent._eval.files import compare_files, evaluate_files
+from fastxent._eval.result import CalibrationBins, EvaluationResult, LossHistogram, SliceTable
 from fastxent._version import __version__
 
 
@@ -47,6 +48,10 @@ __all__ = [
     "binary_cross_entropy_grad_hess",
     "binary_cross_entropy_loss_and_grad",
     "CalibrationBins",
+    "compare",
+    "compare_files",
+    "Comparator",
+    "ComparisonResult",
     "config",
     "cross_entropy",
     "cross_entropy_grad",
@@ -64,6 +69,9 @@ __all__ = [
     "linear_cross_entropy_loss_and_grad",
     "log_softmax",
     "logsumexp",
+    "LossHistogram",
+    "McNemar",
     "show_config",
+    "SliceTable",
     "softmax",
 ]

@@ -2,9 +2,10 @@
 same run.
 
 A checkpoint records the run (the inputs' identities, the options, the chunking and the number
-of rows), the next row to read, whether the run is complete, and the Evaluator's state. The
-inputs are the logits and labels, or for a linear evaluation the hidden states, the labels and
-the layer's weight and bias (null without one). A run resumes from it only when every recorded
+of rows), the next row to read, whether the run is complete, and the Evaluator's (or for
+``compare_files`` the Comparator's) state. The inputs are the logits and labels, for a linear
+evaluation the hidden states, the labels and the layer's weight and bias (null without one),
+for a comparison both models' logits and the labels; and the group ids (null without them). A run resumes from it only when every recorded
 field matches; otherwise, and for a checkpoint that is damaged, :class:`EvalFileError` says
 why.
 """
@@ -118,17 +119,21 @@ def load_checkpoint(path):
     for role in input_roles(inputs):
         if not isinstance(inputs.get(role), dict):
             raise _corrupt(path, f"inputs.{role} must be an object, got {inputs.get(role)!r}")
-    if "hidden" in inputs and not isinstance(inputs.get("linear_bias"), (dict, type(None))):
-        raise _corrupt(path, f"inputs.linear_bias must be an object or null, got "
-                             f"{inputs['linear_bias']!r}")
+    for optional in ("linear_bias", "groups"):
+        if not isinstance(inputs.get(optional), (dict, type(None))):
+            raise _corrupt(path, f"inputs.{optional} must be an object or null, got "
+                                 f"{inputs[optional]!r}")
     return saved
 
 
 def input_roles(inputs):
-    """The files a run's `inputs` must name: the logits and labels, or for a linear
-    evaluation the hidden states, labels and weight (the bias is optional)."""
+    """The files a run's `inputs` must name: the logits and labels, for a linear evaluation
+    the hidden states, labels and weight (the bias is optional), for a comparison the two
+    models' logits and the labels (the group ids are optional in each)."""
     if "hidden" in inputs:
         return ("hidden", "labels", "linear_weight")
+    if "logits_a" in inputs:
+        return ("logits_a", "logits_b", "labels")
     return ("logits", "labels")
 
 

@@ -55,7 +55,8 @@ logger = logging.getLogger("fastxent.eval")
 def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), weight=None,
                    ignore_index=None, eps=None, chunk_rows=None, checkpoint=None,
                    progress=None, n_threads=None, checkpoint_interval=CHECKPOINT_INTERVAL,
-                   linear_weight=None, linear_bias=None):
+                   linear_weight=None, linear_bias=None, groups=None, per_class=False,
+                   confusion=False, prior=None):
     """Evaluate a classifier's outputs stored in files, in chunks of rows.
 
     Parameters
@@ -71,7 +72,7 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
     labels_path : str or os.PathLike
         Same syntax. Integer class labels of shape ``(N,)`` (the logits' shape without the
         class axis), any integer dtype, or float soft targets of the logits' shape.
-    from_logits, topk, weight, ignore_index, eps : optional
+    from_logits, topk, weight, ignore_index, eps, per_class, confusion, prior : optional
         As for :func:`fastxent.evaluate`, checked (as :class:`fastxent.Evaluator` checks
         them) before any file is opened.
     chunk_rows : int, optional
@@ -113,6 +114,10 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         ``from_logits=True``.
     linear_bias : str or os.PathLike, optional
         A file holding the layer's bias b of shape ``(V,)``, W's dtype; needs `linear_weight`.
+    groups : str or os.PathLike, optional
+        A file (same syntax) holding a group id per row: integers of the labels' shape (the
+        rows' shape), in [0, 2**24 - 1], read chunk by chunk with the rows (``groups=`` of
+        :func:`fastxent.evaluate`).
 
     Returns
     -------
@@ -146,42 +151,124 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
     from fastxent._eval.evaluate import Evaluator
 
     evaluator = Evaluator(from_logits=from_logits, topk=topk, weight=weight,
-                          ignore_index=ignore_index, eps=eps, n_threads=n_threads)
-    options = evaluator.options             # checked and normalised; the axis is the last
-    _check_linear_options(linear_weight, linear_bias, options)
+                          ignore_index=ignore_index, eps=eps, n_threads=n_threads,
+                          per_class=per_class, confusion=confusion, prior=prior)
+    _check_linear_options(linear_weight, linear_bias, evaluator.options)
+    return _run_files(evaluator, {"logits": logits_path}, labels_path, groups, chunk_rows,
+                      checkpoint, progress, checkpoint_interval, linear_weight, linear_bias)
+
+
+def compare_files(logits_a_path, logits_b_path, labels_path, *, from_logits=True, topk=(1, 5),
+                  weight=None, ignore_index=None, eps=None, chunk_rows=None, checkpoint=None,
+                  progress=None, n_threads=None, checkpoint_interval=CHECKPOINT_INTERVAL,
+                  groups=None, per_class=False, prior=None):
+    """Compare two models whose outputs for the same rows are stored in files, chunk by chunk.
+
+    What :func:`evaluate_files` is to :func:`fastxent.evaluate`, this is to
+    :func:`fastxent.compare`: the two files of logits (or probabilities) and the labels are
+    read ``chunk_rows`` rows at a time, with the same checks, checkpoints and resumption.
+
+    Parameters
+    ----------
+    logits_a_path, logits_b_path : str or os.PathLike
+        The two models' logits (or probabilities), as :func:`evaluate_files` takes them: the
+        same shape, each float32 or float64 (they may differ).
+    labels_path : str or os.PathLike
+        Class labels or soft targets of the rows.
+    from_logits, topk, weight, ignore_index, eps, per_class, prior : optional
+        As for :func:`fastxent.compare`, checked before any file is opened.
+    chunk_rows, checkpoint, progress, n_threads, checkpoint_interval, groups : optional
+        As for :func:`evaluate_files` (by default a chunk holds about 32 MiB of each model's
+        logits).
+
+    Returns
+    -------
+    fastxent.ComparisonResult
+
+    Raises
+    ------
+    EvalFileError, ValueError, TypeError, FileNotFoundError
+        As :func:`evaluate_files` raises them; also when the two files' shapes differ.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, fastxent
+    >>> folder = tempfile.mkdtemp()
+    >>> a, b = os.path.join(folder, "a.npy"), os.path.join(folder, "b.npy")
+    >>> labels = os.path.join(folder, "labels.npy")
+    >>> np.save(a, np.array([[2.0, 0.0], [0.0, 1.0]], dtype=np.float32))
+    >>> np.save(b, np.zeros((2, 2), dtype=np.float32))
+    >>> np.save(labels, np.array([0, 1]))
+    >>> r = fastxent.compare_files(a, b, labels, topk=(1,))
+    >>> r.a.accuracy, r.b.accuracy, r.count
+    (1.0, 0.5, 2)
+    """
+    from fastxent._eval.compare import Comparator
+
+    comparator = Comparator(from_logits=from_logits, topk=topk, weight=weight,
+                            ignore_index=ignore_index, eps=eps, n_threads=n_threads,
+                            per_class=per_class, prior=prior)
+    return _run_files(comparator, {"logits_a": logits_a_path, "logits_b": logits_b_path},
+                      labels_path, groups, chunk_rows, checkpoint, progress,
+                      checkpoint_interval)
+
+
+def _run_files(accumulator, row_paths, labels_path, groups_path, chunk_rows, checkpoint,
+               progress, checkpoint_interval, linear_weight=None, linear_bias=None):
+    """The run of :func:`evaluate_files` and :func:`compare_files`: check the options and
+    files, resume from the checkpoint, feed the chunks to `accumulator` (an Evaluator or a
+    Comparator) and return its result.
+
+    `row_paths` maps the checkpoint's roles of the files of rows (``logits``, or
+    ``logits_a`` and ``logits_b``) to their paths.
+    """
+    options = accumulator.options           # checked and normalised; the axis is the last
     if chunk_rows is not None:
         chunk_rows = v.check_int(chunk_rows, "chunk_rows", low=1, must="be a positive int",
                                  type_error=ValueError)
     checkpoint_interval = v.check_real(checkpoint_interval, "checkpoint_interval", 0, math.inf,
                                        must="be a number of seconds >= 0")
+    if groups_path is not None and not isinstance(groups_path, (str, os.PathLike)):
+        raise TypeError(f"groups must be the path of a .npy/.npz file, got "
+                        f"{type(groups_path).__name__} (for arrays in memory use "
+                        f"fastxent.evaluate or an Evaluator)")
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
         problem = unwritable_reason(checkpoint)
         if problem is not None:
             raise EvalFileError(f"{checkpoint}: cannot save the checkpoint: {problem}")
     with contextlib.ExitStack() as stack:
-        logits = stack.enter_context(open_array(logits_path))
+        rows = {role: stack.enter_context(open_array(path)) for role, path in row_paths.items()}
+        first = next(iter(rows.values()))
         labels = stack.enter_context(open_array(labels_path))
         layer = None
         if linear_weight is None:
-            n_rows, n_classes, soft = _check_pair(logits, labels, options.weight)
+            for source in rows.values():
+                n_rows, n_classes, soft = _check_pair(source, labels, options.weight)
+            _check_same_shapes(rows.values())
         else:
             layer = _LinearLayer(
                 stack.enter_context(open_array(linear_weight)),
                 None if linear_bias is None else stack.enter_context(open_array(linear_bias)))
-            n_rows, n_classes, soft = _check_linear(logits, labels, layer, options.weight)
+            n_rows, n_classes, soft = _check_linear(first, labels, layer, options.weight)
+        groups = None
+        if groups_path is not None:
+            groups = stack.enter_context(open_array(groups_path))
+            _check_groups(groups, labels, n_classes if soft else None)
         saved = None if checkpoint is None else load_checkpoint(checkpoint)
         if chunk_rows is None and saved is not None:
             chunk_rows = saved.get("chunk_rows")       # the run being resumed chose it
         if chunk_rows is None and layer is None:
-            chunk_rows = max(1, CHUNK_BYTES // (n_classes * logits.dtype.itemsize))
+            chunk_rows = max(1, CHUNK_BYTES // (n_classes * first.dtype.itemsize * len(rows)))
         elif chunk_rows is None:
             chunk_rows = chunk_rows_for(n_classes, layer.dtype.itemsize)
         if layer is None:
-            inputs = {"logits": logits.identity(), "labels": labels.identity()}
+            inputs = {role: source.identity() for role, source in rows.items()}
+            inputs["labels"] = labels.identity()
         else:
-            inputs = {"hidden": logits.identity(), "labels": labels.identity(),
+            inputs = {"hidden": first.identity(), "labels": labels.identity(),
                       **layer.identities(with_contents=checkpoint is not None)}
+        inputs["groups"] = None if groups is None else groups.identity()
         run = {
             "inputs": inputs,
             "options": recorded_options(options),
@@ -191,22 +278,56 @@ def evaluate_files(logits_path, labels_path, *, from_logits=True, topk=(1, 5), w
         start = 0
         if saved is not None:
             check_same_run(checkpoint, saved, run, options)
-            evaluator = saved_evaluator(checkpoint, saved, evaluator, n_rows, n_classes, soft)
+            accumulator = saved_evaluator(checkpoint, saved, accumulator, n_rows, n_classes,
+                                          soft)
             if saved["complete"]:
                 logger.info("%s is complete: showing its saved result (delete it to "
                             "evaluate again)", checkpoint)
-                return evaluator.result()
+                return accumulator.result()
             start = saved["next_row"]
             logger.info("resuming from %s at row %d of %d", checkpoint, start, n_rows)
-        if layer is None:
-            update, sources = evaluator.update, {"input": logits, "target": labels}
+        sources = dict(zip(("input", "input_b"), rows.values()))
+        sources["target"] = labels
+        if groups is not None:
+            sources["groups"] = groups
+        if layer is not None:
+            update = layer.updater(accumulator, chunk_rows)
+            sources.update(layer.sources())
+        elif len(rows) == 2:
+            def update(xs, t, g):
+                accumulator.update(xs[0], xs[1], t, groups=g)
         else:
-            update = layer.updater(evaluator, chunk_rows)
-            sources = {"input": logits, "target": labels, **layer.sources()}
+            def update(xs, t, g):
+                accumulator.update(xs[0], t, groups=g)
         _run_chunks(update, sources, start, n_rows, n_classes, soft, chunk_rows,
-                    options.ignore_index, checkpoint, run, evaluator, progress,
+                    options.ignore_index, checkpoint, run, accumulator, progress,
                     checkpoint_interval)
-    return evaluator.result()
+    return accumulator.result()
+
+
+def _check_same_shapes(sources):
+    """Raise EvalFileError when two files of rows (two models' logits) differ in shape."""
+    first, *others = sources
+    for other in others:
+        if other.shape != first.shape:
+            raise EvalFileError(f"{other.name}: shape {other.shape}, but {first.name} has "
+                                f"shape {first.shape}: the two models' outputs must be for "
+                                f"the same rows and classes")
+
+
+def _check_groups(groups, labels, soft_classes):
+    """Raise EvalFileError unless `groups` holds integer ids of the labels' rows."""
+    rows_shape = labels.shape if soft_classes is None else labels.shape[:-1]
+    if groups.dtype.kind not in "iu":
+        raise EvalFileError(f"{groups.name}: dtype {groups.dtype}: group ids must be integers")
+    if groups.shape != rows_shape:
+        raise EvalFileError(f"{groups.name}: shape {groups.shape}, but {labels.name} has "
+                            f"rows of shape {rows_shape}: one group id per row")
+    if groups.fortran_order and len(groups.shape) > 1:
+        raise EvalFileError(
+            f"{groups.name}: the array is stored in Fortran order; rows must be contiguous: "
+            f"save it with np.save(path, np.ascontiguousarray(a))")
+    groups.row_elements = 1
 
 
 def _check_linear_options(linear_weight, linear_bias, options):
@@ -227,14 +348,18 @@ def _check_linear_options(linear_weight, linear_bias, options):
 
 def _run_chunks(update, sources, start, n_rows, n_classes, soft, chunk_rows, ignore_index,
                 checkpoint, run, evaluator, progress, checkpoint_interval):
-    """Feed the rows from `start` on to ``update(x, t)``, a chunk at a time, saving
+    """Feed the rows from `start` on to ``update(xs, t, g)``, a chunk at a time, saving
     `evaluator` to the checkpoint as it goes.
 
-    `sources` maps the names the kernels' messages start with (``input``, ``target``,
-    ``linear_weight``, ``linear_bias``) to the files they mean; ``sources["input"]`` holds
-    the rows that are fed (logits or hidden states), ``sources["target"]`` their labels.
+    `sources` maps the names the kernels' messages start with (``input``, ``input_b``,
+    ``target``, ``groups``, ``linear_weight``, ``linear_bias``) to the files they mean;
+    ``sources["input"]`` (and ``sources["input_b"]``) hold the rows that are fed (logits or
+    hidden states) as the list `xs`, ``sources["target"]`` their labels `t`,
+    ``sources["groups"]`` (if any) their group ids `g` (else None).
     """
     rows_in, labels = sources["input"], sources["target"]
+    row_files = [sources[name] for name in ("input", "input_b") if name in sources]
+    groups = sources.get("groups")
     delay = float(os.environ.get(_CHUNK_DELAY_ENV) or 0.0)
     if progress is None:
         progress = sys.stderr is not None and sys.stderr.isatty()
@@ -243,18 +368,20 @@ def _run_chunks(update, sources, start, n_rows, n_classes, soft, chunk_rows, ign
     try:
         for begin in range(start, n_rows, chunk_rows):
             end = min(begin + chunk_rows, n_rows)
-            x = rows_in.read(begin, end).reshape(end - begin, rows_in.row_elements)
+            xs = [source.read(begin, end).reshape(end - begin, source.row_elements)
+                  for source in row_files]
             t = labels.read(begin, end)
+            g = None if groups is None else groups.read(begin, end)
             if soft:
                 t = t.reshape(end - begin, n_classes)
             else:
                 _check_labels(t, begin, n_classes, ignore_index, labels)
             try:
-                update(x, t)
+                update(xs, t, g)
             except ValueError as exc:
                 raise EvalFileError(f"{_culprit(str(exc), sources)}: in rows {begin} to "
                                     f"{end - 1}: {exc}") from None
-            del x, t
+            del xs, t, g
             if bar is not None:
                 bar.update(end - begin)
             if delay:
@@ -264,8 +391,8 @@ def _run_chunks(update, sources, start, n_rows, n_classes, soft, chunk_rows, ign
                 if now - last_save >= checkpoint_interval:
                     save_checkpoint(checkpoint, run, evaluator, end, complete=False)
                     last_save = now
-        rows_in.verify()            # the CRC-32 of a .npz member, before any result is kept
-        labels.verify()
+        for source in (*row_files, labels, *([groups] if groups is not None else [])):
+            source.verify()         # the CRC-32 of a .npz member, before any result is kept
         if checkpoint is not None:
             save_checkpoint(checkpoint, run, evaluator, n_rows, complete=True)
     finally:
@@ -406,13 +533,13 @@ class _LinearLayer:
         return named
 
     def updater(self, evaluator, chunk_rows):
-        """Read the weight and bias (if not read yet) and return ``update(hidden, target)``,
-        which adds a chunk of hidden states to `evaluator`, computing their logits at once
-        (`chunk_rows` rows)."""
+        """Read the weight and bias (if not read yet) and return ``update(xs, target,
+        groups)``, which adds a chunk of hidden states ``xs[0]`` to `evaluator`, computing
+        their logits at once (`chunk_rows` rows)."""
         weight, bias = self._read()
 
-        def update(hidden, target):
-            evaluator.update_linear(hidden, weight, target, linear_bias=bias,
+        def update(xs, target, groups):
+            evaluator.update_linear(xs[0], weight, target, linear_bias=bias, groups=groups,
                                     chunk_rows=chunk_rows)
         return update
 

@@ -40,3 +40,43 @@ def interpretation(result):
         half = (high - low) / 2 if math.isfinite(low) else math.nan
         parts.append(f"accuracy {_number(result.accuracy)} ± {_number(half)}")
     return " · ".join(parts)
+
+
+def _p_value(p):
+    if p is None or not math.isfinite(p):
+        return "nan"
+    return f"{p:.2g}" if p >= 1e-4 else "< 1e-4"
+
+
+def comparison(result):
+    """One line that says whether model A differs from model B.
+
+    Parameters
+    ----------
+    result : ComparisonResult
+
+    Returns
+    -------
+    str
+        For example ``loss A 0.412 vs B 0.430 nats: A lower by 0.018 ± 0.004 (p < 1e-4) ·
+        accuracy A 0.887 vs B 0.880 (McNemar p = 0.03)``.
+    """
+    d = result.loss_diff
+    half = 1.96 * result.loss_diff_se
+    if not math.isfinite(d):
+        verdict = "difference nan"
+    else:
+        side = "lower" if d < 0 else "higher"
+        verdict = (f"A {side} by {_number(abs(d))} ± {_number(half)} "
+                   f"(p {_p_value_text(result.loss_diff_p)})")
+    parts = [f"loss A {_number(result.a.loss)} vs B {_number(result.b.loss)} nats: {verdict}"]
+    if result.mcnemar is not None:
+        parts.append(f"accuracy A {_number(result.a.accuracy)} vs B "
+                     f"{_number(result.b.accuracy)} (McNemar p "
+                     f"{_p_value_text(result.mcnemar.p_value)})")
+    return " · ".join(parts)
+
+
+def _p_value_text(p):
+    text = _p_value(p)
+    return text if text.startswith("<") else f"= {text}"
