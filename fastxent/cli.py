@@ -8,8 +8,13 @@ bench
 eval
     Evaluate logits (or probabilities) and labels stored in ``.npy``/``.npz`` files with
     :func:`fastxent._eval.files.evaluate_files`, in chunks of rows, optionally
-    checkpointed; print a table or JSON. With ``--linear-weight`` (and ``--linear-bias``)
-    the first file holds hidden states, whose logits are computed chunk by chunk.
+    checkpointed; print the interpretation and tables, or JSON; optionally write an HTML
+    report and a PNG. With ``--linear-weight`` (and ``--linear-bias``) the first file holds
+    hidden states, whose logits are computed chunk by chunk.
+compare
+    Compare two models' logits for the same rows with
+    :func:`fastxent._eval.files.compare_files`: each model's metrics and whether their
+    difference is real.
 
 Each subcommand is added by an ``_add_<name>_command(subparsers)`` function that sets a
 ``handler`` default; ``main`` calls the handler of the chosen subcommand.
@@ -112,6 +117,7 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench_command(subparsers)
     _add_eval_command(subparsers)
+    _add_compare_command(subparsers)
     return parser
 
 
@@ -265,7 +271,10 @@ def _add_eval_command(subparsers):
         "eval", help="evaluate logits and labels stored in .npy/.npz files",
         description="Compute the loss, perplexity, accuracy, top-k accuracy, entropy, Brier "
                     "score and calibration error of logits (or probabilities) and labels "
-                    "stored in .npy/.npz files, reading them in chunks of rows. "
+                    "stored in .npy/.npz files, reading them in chunks of rows, with what "
+                    "they mean: the loss in nats and bits against the uniform and class-prior "
+                    "baselines, 95 %% intervals, and where the loss comes from (per class, "
+                    "per group, the worst rows). "
                     "With --linear-weight W (and --linear-bias b), LOGITS holds a model's "
                     "hidden states H instead, and the logits H @ W.T + b are computed one "
                     "chunk of rows at a time, never all at once (a language model's "
@@ -286,64 +295,166 @@ def _add_eval_command(subparsers):
     evaluate.add_argument("--linear-bias", metavar="FILE",
                           help="the output layer's bias b (V,), W's dtype (with "
                                "--linear-weight)")
-    evaluate.add_argument("--chunk-rows", type=_positive_int, metavar="N",
-                          help="rows per chunk (default: about 64 MiB of logits; with "
-                               "--linear-weight, from V and the CPU's cache)")
-    evaluate.add_argument("--json", action="store_true",
-                          help="print the result as JSON (NaN and infinities as null)")
-    evaluate.add_argument("--checkpoint", metavar="STATE",
-                          help="save progress to this JSON file and resume from it")
-    evaluate.add_argument("--threads", type=_thread_count, metavar="N",
-                          help="threads for the kernels (default: "
-                               "fastxent.effective_n_threads()); with --linear-weight, "
-                               "BLAS's threads (default: BLAS's own)")
-    evaluate.add_argument("--ignore-index", type=_ignore_index, metavar="I",
-                          help="labels equal to I are not counted")
-    evaluate.add_argument("--eps", type=_eps, metavar="E",
-                          help="probability clipping bound in [0, 0.5) (default: the dtype's "
-                               "eps)")
-    evaluate.add_argument("--weight", metavar="FILE",
-                          help="class weights, C values in a .npy/.npz (applied to the loss)")
+    _add_run_options(evaluate, linear=True)
+    evaluate.add_argument("--confusion", action="store_true",
+                          help="also print the confusion matrix (labels, C <= 4096; printed "
+                               "for C <= 20, always in --json and the report)")
     evaluate.add_argument("--bins", action="store_true",
                           help="also print the calibration bins")
-    evaluate.add_argument("--no-progress", action="store_true",
-                          help="no progress bar (shown by default when stderr is a terminal)")
     evaluate.set_defaults(handler=_run_eval)
 
 
+def _add_run_options(parser, linear):
+    """The options ``eval`` and ``compare`` share (``linear``: ``eval``'s help text)."""
+    parser.add_argument("--chunk-rows", type=_positive_int, metavar="N",
+                        help="rows per chunk (default: about 64 MiB of logits"
+                             + ("; with --linear-weight, from V and the CPU's cache)"
+                                if linear else ", 32 MiB of each model's)"))
+    parser.add_argument("--per-class", action="store_true",
+                        help="also print the per-class table (count, loss, recall, "
+                             "precision, confidence, calibration gap)")
+    parser.add_argument("--groups", metavar="FILE",
+                        help="a group id per row (integers in [0, 2**24 - 1], the labels' "
+                             "shape): also print the metrics per group (e.g. per document)")
+    parser.add_argument("--prior", metavar="FILE",
+                        help="the class prior of the baseline, C values (e.g. training-set "
+                             "class frequencies; default: the labels' distribution)")
+    parser.add_argument("--report", metavar="FILE.html",
+                        help="also write a self-contained HTML report with figures (needs "
+                             "matplotlib: pip install 'fastxent[plot]')")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="also save the report's figures as a PNG (needs matplotlib)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as JSON (NaN and infinities as null)")
+    parser.add_argument("--checkpoint", metavar="STATE",
+                        help="save progress to this JSON file and resume from it")
+    parser.add_argument("--threads", type=_thread_count, metavar="N",
+                        help="threads for the kernels (default: "
+                             "fastxent.effective_n_threads())"
+                             + ("; with --linear-weight, BLAS's threads (default: BLAS's "
+                                "own)" if linear else ""))
+    parser.add_argument("--ignore-index", type=_ignore_index, metavar="I",
+                        help="labels equal to I are not counted")
+    parser.add_argument("--eps", type=_eps, metavar="E",
+                        help="probability clipping bound in [0, 0.5) (default: the dtype's "
+                             "eps)")
+    parser.add_argument("--weight", metavar="FILE",
+                        help="class weights, C values in a .npy/.npz (applied to the loss)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (shown by default when stderr is a terminal)")
+
+
+def _add_compare_command(subparsers):
+    compare = subparsers.add_parser(
+        "compare", help="compare two models' logits for the same rows",
+        description="Evaluate two models' logits (or probabilities) for the same rows and "
+                    "labels, stored in .npy/.npz files, and say whether they differ: the "
+                    "paired difference of the mean loss with its 95 %% interval and p-value, "
+                    "the accuracy difference with McNemar's exact test, and each model's "
+                    "metrics side by side. Reads the files in chunks of rows, optionally "
+                    "checkpointed. A file is FILE.npy, FILE.npz (holding one array) or "
+                    "FILE.npz:NAME.")
+    compare.add_argument("logits_a", metavar="A",
+                         help="model A's logits (N, C), float32 or float64")
+    compare.add_argument("logits_b", metavar="B",
+                         help="model B's logits, A's shape")
+    compare.add_argument("labels", metavar="LABELS",
+                         help="integer class labels (N,), or float soft targets (N, C)")
+    compare.add_argument("--from-probs", action="store_true",
+                         help="A and B hold probabilities, not logits")
+    compare.add_argument("--topk", type=_top_k, nargs="+", default=[1, 5], metavar="K",
+                         help="top-k accuracies to report (default: 1 5)")
+    _add_run_options(compare, linear=False)
+    compare.set_defaults(handler=_run_compare)
+
+
 def _run_eval(args):
+    def run():
+        _check_linear_options(args)
+        return _files.evaluate_files(
+            args.logits, args.labels, linear_weight=args.linear_weight,
+            linear_bias=args.linear_bias, confusion=args.confusion, **_run_keywords(args))
+
+    result = _with_progress_log("eval", args, run)
+    if result is None:
+        return EXIT_INTERRUPTED
+    if args.json:
+        print(json.dumps(strict_json(result.to_dict())))
+    else:
+        print(format_evaluation(result, bins=args.bins))
+    _write_pictures(args, result)
+    return 0
+
+
+def _run_compare(args):
+    result = _with_progress_log("compare", args, lambda: _files.compare_files(
+        args.logits_a, args.logits_b, args.labels, **_run_keywords(args)))
+    if result is None:
+        return EXIT_INTERRUPTED
+    if args.json:
+        print(json.dumps(strict_json(result.to_dict())))
+    else:
+        print(format_comparison(result))
+    _write_pictures(args, result)
+    return 0
+
+
+def _run_keywords(args):
+    """The keyword arguments of ``evaluate_files`` and ``compare_files`` from the shared
+    options, with the class weight and prior files read and checked (and the report and plot
+    files tried) before any data is."""
+    for option, path in (("--report", args.report), ("--plot", args.plot)):
+        if path is not None:
+            _check_picture_target(option, path)
+    return {
+        "from_logits": not args.from_probs, "topk": args.topk,
+        "weight": _read_class_option(args.weight, "weight", "--weight"),
+        "prior": _read_class_option(args.prior, "prior", "--prior"),
+        "ignore_index": args.ignore_index, "eps": args.eps, "chunk_rows": args.chunk_rows,
+        "checkpoint": args.checkpoint, "progress": False if args.no_progress else None,
+        "n_threads": args.threads, "groups": args.groups, "per_class": args.per_class,
+    }
+
+
+def _with_progress_log(name, args, run):
+    """``run()`` with the files' log messages (resuming, complete) on stderr; None when
+    interrupted (after saying so)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("fastxent eval: %(message)s"))
+    handler.setFormatter(logging.Formatter(f"fastxent {name}: %(message)s"))
     logger = logging.getLogger(_files.logger.name)
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        _check_linear_options(args)
-        weight = _read_class_weight(args.weight) if args.weight else None
-        result = _files.evaluate_files(
-            args.logits, args.labels, from_logits=not args.from_probs, topk=args.topk,
-            weight=weight, ignore_index=args.ignore_index, eps=args.eps,
-            chunk_rows=args.chunk_rows, checkpoint=args.checkpoint,
-            progress=False if args.no_progress else None, n_threads=args.threads,
-            linear_weight=args.linear_weight, linear_bias=args.linear_bias)
+        return run()
     except KeyboardInterrupt:
         note = (f"; {args.checkpoint} holds the progress: run the same command to resume"
                 if args.checkpoint else "")
-        print(f"fastxent eval: interrupted{note}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print(f"fastxent {name}: interrupted{note}", file=sys.stderr)
+        return None
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
-    report = result.to_dict()
-    if args.json:
-        print(json.dumps(strict_json(report)))
-    else:
-        print(format_eval_table(report))
-        if args.bins and report.get("ece_bins") is not None:
-            print()
-            print(format_bins_table(report["ece_bins"]))
-    return 0
+
+
+def _check_picture_target(option, path):
+    """Raise ValueError unless `path` can be written and matplotlib is installed."""
+    problem = _files.unwritable_reason(path)
+    if problem is not None:
+        raise ValueError(f"{option} {path}: cannot write it: {problem}")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError(f"{option} needs matplotlib: pip install 'fastxent[plot]'")
+
+
+def _write_pictures(args, result):
+    """Write the HTML report and the PNG asked for."""
+    if args.report is None and args.plot is None:
+        return
+    from fastxent._eval import report
+    if args.report is not None:
+        report.write_report(result, args.report)
+    if args.plot is not None:
+        report.write_plot(result, args.plot)
 
 
 def _check_linear_options(args):
@@ -356,13 +467,16 @@ def _check_linear_options(args):
                          "layer's outputs H @ W.T + b are logits, not probabilities")
 
 
-def _read_class_weight(path):
-    """The class weights in the file `path`, checked as ``fastxent.evaluate`` checks them."""
-    weight = _arrayfiles.read_array(path)
+def _read_class_option(path, name, flag):
+    """The per-class values (option `name`: weight or prior) in the file `path` (None: no
+    file), checked as ``fastxent.evaluate`` checks them."""
+    if path is None:
+        return None
+    values = _arrayfiles.read_array(path)
     try:
-        return _evaluation_option("weight")(weight)
+        return _evaluation_option(name)(values)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"--weight {path}: {exc}") from None
+        raise ValueError(f"{flag} {path}: {exc}") from None
 
 
 def strict_json(value):
@@ -387,21 +501,135 @@ def _metric_cell(value, digits=6):
     return f"{value:.{digits}e}"
 
 
-def format_eval_table(report):
-    """Format an ``EvaluationResult.to_dict()`` as a two-column text table.
+def _interval_cell(value, interval, digits=6):
+    """``value ± half-width`` of a symmetric-enough 95 % interval, or the value alone."""
+    cell = _metric_cell(value, digits)
+    if interval is None or not all(math.isfinite(x) for x in interval):
+        return cell
+    return f"{cell} ± {(interval[1] - interval[0]) / 2:.{min(digits, 4)}f}"
+
+
+def format_eval_table(result):
+    """An ``EvaluationResult``'s metrics as a two-column text table (value ± the half-width
+    of its 95 % interval where it has one).
 
     Metrics that do not apply (accuracy and calibration with soft targets) show ``-``.
     """
-    rows = [("loss", report["loss"]), ("perplexity", report["perplexity"]),
-            ("accuracy", report["accuracy"])]
-    topk = report.get("topk") or {}
-    rows += [(f"top-{k}", value) for k, value in sorted(topk.items(), key=lambda kv: int(kv[0]))]
-    rows += [("entropy", report["entropy"]), ("brier", report["brier"]),
-             ("ece", report["ece"])]
-    cells = [(name, _metric_cell(value)) for name, value in rows]
-    cells += [("count", _metric_cell(report["count"])),
-              ("weight_sum", _metric_cell(report["weight_sum"]))]
-    return _bench.text_table(["metric", "value"], cells, text_columns=1)
+    rows = [("loss (nats)", _interval_cell(result.loss, result.loss_ci)),
+            ("loss (bits)", _metric_cell(result.loss_bits)),
+            ("perplexity", _metric_cell(result.perplexity)),
+            ("uniform baseline", _metric_cell(result.uniform_loss)),
+            (f"prior baseline ({result.prior_source})", _metric_cell(result.prior_loss)),
+            ("skill (1 - loss/prior)", _metric_cell(result.skill))]
+    if result.kl is not None:
+        rows += [("target entropy", _metric_cell(result.target_entropy)),
+                 ("KL (loss - target entropy)", _metric_cell(result.kl))]
+    rows.append(("accuracy", _interval_cell(result.accuracy, result.accuracy_ci)))
+    for k, value in sorted((result.topk or {}).items()):
+        rows.append((f"top-{k}", _interval_cell(value, result.topk_ci[k])))
+    rows += [("entropy", _metric_cell(result.entropy)), ("brier", _metric_cell(result.brier)),
+             ("confidence", _metric_cell(result.confidence)), ("ece", _metric_cell(result.ece))]
+    rows += [(f"loss share of worst {fraction:.0%}", _metric_cell(share, 4))
+             for fraction, share in result.concentration.items()]
+    rows += [("count", _metric_cell(result.count)),
+             ("weight_sum", _metric_cell(result.weight_sum))]
+    return _bench.text_table(["metric", "value"], rows, text_columns=1)
+
+
+#: Rows of a per-class or per-group table printed at each end when it has more.
+TABLE_ENDS = 10
+
+
+def format_slice_table(table, key_name):
+    """A ``SliceTable`` as text, worst loss first: all rows, or the ``TABLE_ENDS`` worst and
+    best when there are more than twice as many."""
+    order = sorted(range(len(table)), key=lambda i: (-_sortable(table.loss[i]), i))
+    shown = order
+    if len(order) > 2 * TABLE_ENDS:
+        shown = order[:TABLE_ENDS] + [None] + order[-TABLE_ENDS:]
+    headers = [key_name, "count", "loss", "± 95%", "accuracy", "confidence"]
+    if table.precision is not None:
+        headers.insert(5, "precision")
+    rows = []
+    for i in shown:
+        if i is None:
+            rows.append(["..."] + [""] * (len(headers) - 1))
+            continue
+        row = [str(table.keys[i]), str(table.count[i]), _metric_cell(table.loss[i], 4),
+               _metric_cell(1.96 * table.loss_se[i], 4),
+               _metric_cell(None if table.accuracy is None else table.accuracy[i].item(), 4),
+               _metric_cell(table.confidence[i].item(), 4)]
+        if table.precision is not None:
+            row.insert(5, _metric_cell(table.precision[i].item(), 4))
+        rows.append(row)
+    return _bench.text_table(headers, rows, text_columns=1)
+
+
+def _sortable(value):
+    return -math.inf if not math.isfinite(value) else value
+
+
+def format_confusion(matrix):
+    """A small confusion matrix as text: rows are labels, columns predictions."""
+    n = len(matrix)
+    headers = ["label \\ predicted"] + [str(j) for j in range(n)]
+    rows = [[str(i)] + [_metric_cell(float(x), 0) for x in matrix[i]] for i in range(n)]
+    return _bench.text_table(headers, rows, text_columns=1)
+
+
+#: The largest confusion matrix printed as text (every size is in --json and the report).
+PRINTED_CONFUSION = 20
+
+
+def format_evaluation(result, bins=False):
+    """What ``fastxent eval`` prints: the interpretation line, then the tables."""
+    parts = [result.summary(), format_eval_table(result)]
+    if result.per_class is not None:
+        parts.append("per class (worst loss first):\n"
+                     + format_slice_table(result.per_class, "class"))
+    if result.groups is not None:
+        parts.append("per group (worst loss first):\n"
+                     + format_slice_table(result.groups, "group"))
+    if result.confusion is not None and len(result.confusion) <= PRINTED_CONFUSION:
+        parts.append("confusion matrix:\n" + format_confusion(result.confusion))
+    if bins and result.ece_bins is not None:
+        parts.append(format_bins_table(result.ece_bins.to_dict()))
+    return "\n\n".join(parts)
+
+
+def format_comparison(result):
+    """What ``fastxent compare`` prints: the verdict line, then both models side by side."""
+    a, b = result.a, result.b
+    rows = [("loss (nats)", _interval_cell(a.loss, a.loss_ci), _interval_cell(b.loss, b.loss_ci),
+             _interval_cell(result.loss_diff, result.loss_diff_ci)),
+            ("perplexity", _metric_cell(a.perplexity), _metric_cell(b.perplexity), ""),
+            ("skill", _metric_cell(a.skill), _metric_cell(b.skill), "")]
+    if result.accuracy_diff is not None:
+        rows.append(("accuracy", _interval_cell(a.accuracy, a.accuracy_ci),
+                     _interval_cell(b.accuracy, b.accuracy_ci),
+                     _interval_cell(result.accuracy_diff, result.accuracy_diff_ci)))
+    rows += [("entropy", _metric_cell(a.entropy), _metric_cell(b.entropy), ""),
+             ("brier", _metric_cell(a.brier), _metric_cell(b.brier), ""),
+             ("ece", _metric_cell(a.ece), _metric_cell(b.ece), "")]
+    lines = [result.summary(),
+             _bench.text_table(["metric", "A", "B", "A - B"], rows, text_columns=1),
+             f"paired loss difference: p = {_metric_cell(result.loss_diff_p, 6)} over "
+             f"{result.count} rows"]
+    if result.mcnemar is not None:
+        m = result.mcnemar
+        lines.append(f"McNemar: A right where B is wrong {m.only_a_correct} rows, B right "
+                     f"where A is wrong {m.only_b_correct} rows, exact p = "
+                     f"{_metric_cell(m.p_value, 6)}")
+    if result.per_class_loss_diff is not None:
+        keys = result.a.per_class.keys
+        rows = [(str(keys[i]), _metric_cell(result.a.per_class.loss[i].item(), 4),
+                 _metric_cell(result.b.per_class.loss[i].item(), 4),
+                 _metric_cell(result.per_class_loss_diff[i].item(), 4),
+                 _metric_cell(result.per_class_accuracy_diff[i].item(), 4))
+                for i in range(len(keys))]
+        lines.append("per class:\n" + _bench.text_table(
+            ["class", "loss A", "loss B", "loss A - B", "recall A - B"], rows, text_columns=1))
+    return "\n\n".join(lines)
 
 
 def format_bins_table(bins):

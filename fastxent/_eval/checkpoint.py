@@ -1,13 +1,13 @@
-"""The checkpoints of ``evaluate_files``: a JSON file saved atomically, resumed if it is of the
-same run.
+"""The checkpoints of ``evaluate_files`` and ``compare_files``: a JSON file saved atomically,
+resumed if it is of the same run.
 
 A checkpoint records the run (the inputs' identities, the options, the chunking and the number
 of rows), the next row to read, whether the run is complete, and the Evaluator's (or for
 ``compare_files`` the Comparator's) state. The inputs are the logits and labels, for a linear
 evaluation the hidden states, the labels and the layer's weight and bias (null without one),
-for a comparison both models' logits and the labels; and the group ids (null without them). A run resumes from it only when every recorded
-field matches; otherwise, and for a checkpoint that is damaged, :class:`EvalFileError` says
-why.
+for a comparison both models' logits and the labels; and the group ids (null without them).
+A run resumes from it only when every recorded field matches; otherwise, and for a checkpoint
+that is damaged, :class:`EvalFileError` says why.
 """
 
 import contextlib

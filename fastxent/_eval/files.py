@@ -286,7 +286,7 @@ def _run_files(accumulator, row_paths, labels_path, groups_path, chunk_rows, che
                 return accumulator.result()
             start = saved["next_row"]
             logger.info("resuming from %s at row %d of %d", checkpoint, start, n_rows)
-        sources = dict(zip(("input", "input_b"), rows.values()))
+        sources = dict(zip(("input", "input_b")[:len(rows)], rows.values(), strict=True))
         sources["target"] = labels
         if groups is not None:
             sources["groups"] = groups

@@ -132,12 +132,12 @@ def worst_share(mass, loss, fraction):
         return math.nan
     needed = fraction * total_mass
     carried = 0.0
-    for m, l in zip(mass[::-1].tolist(), loss[::-1].tolist(), strict=True):
-        if m <= 0:
+    for bin_mass, bin_loss in zip(mass[::-1].tolist(), loss[::-1].tolist(), strict=True):
+        if bin_mass <= 0:
             continue
-        if m >= needed:
-            carried += l * (needed / m)
+        if bin_mass >= needed:
+            carried += bin_loss * (needed / bin_mass)
             break
-        carried += l
-        needed -= m
+        carried += bin_loss
+        needed -= bin_mass
     return float(carried / total_loss)

@@ -20,12 +20,13 @@ def interpretation(result):
     Returns
     -------
     str
-        For example ``loss 0.412 nats (0.594 bits) · uniform 2.303 · prior 2.289 · skill
-        0.82 · perplexity 1.51 of 10 classes · accuracy 0.887 ± 0.004``.
+        For example ``loss 0.412 ± 0.006 nats (0.594 bits) · uniform 2.303 · prior 2.289 ·
+        skill 0.82 · perplexity 1.51 of 10 classes · accuracy 0.887 ± 0.004`` (± the
+        half-width of the 95 % interval).
     """
-    parts = [f"loss {_number(result.loss)} nats ({_number(result.loss_bits)} bits)"]
-    if math.isfinite(result.loss_se):
-        parts[0] += f" ± {_number(1.96 * result.loss_se, 2)}"
+    spread = (f" ± {_number(1.96 * result.loss_se)}" if math.isfinite(result.loss_se)
+              else "")
+    parts = [f"loss {_number(result.loss)}{spread} nats ({_number(result.loss_bits)} bits)"]
     parts.append(f"uniform {_number(result.uniform_loss)}")
     prior = "prior" if result.prior_source == "seen" else "given prior"
     parts.append(f"{prior} {_number(result.prior_loss)}")
