@@ -230,6 +230,12 @@ def _run_bench(args):
         print(_bench.format_header(report["machine"]))
         print()
         print(_bench.format_table(report["results"]))
+        multiples = _bench.format_evaluate_multiples(report["results"])
+        if multiples is not None:
+            print()
+            print("What explaining an evaluation costs (per-class table and 1000 groups; a "
+                  "comparison of two models), in multiples of the plain evaluation:")
+            print(multiples)
     if args.plot:
         _bench.plot_ratios(report["results"], args.plot)
     return 0

@@ -91,43 +91,82 @@ def _no_rows(shape, row_axis):
     return shape[:row_axis] + (0,) + shape[row_axis + 1:]
 
 
+def _per_row_arrays(arrays, rows_shape, rows_chunks):
+    """The per-row arrays given, checked and aligned.
+
+    `arrays` maps a keyword of the single-machine call (``"sample_weight"``, ``"groups"``) to
+    an array or None. Returns a dict of those given, in the same order: each a Dask array in
+    the input's blocks of rows (`rows_chunks`), after checking that it has the rows' shape
+    (fastxent's message; its dtype is checked by the zero-row check of the caller).
+    """
+    aligned = {}
+    for name, array in arrays.items():
+        if array is None:
+            continue
+        array = _as_dask_or_numpy(array, name)
+        if array.shape != rows_shape:
+            raise ValueError(f"{name} must have the rows' shape {rows_shape}, got "
+                             f"{array.shape}")
+        aligned[name] = _dask_like(array, rows_chunks)
+    return aligned
+
+
+def _no_rows_like(per_row):
+    """Zero-row NumPy arrays of the shapes (but no rows) and dtypes of `per_row`'s arrays."""
+    return {name: np.zeros(_no_rows(a.shape, 0), a.dtype) for name, a in per_row.items()}
+
+
 @dataclass
 class _Blocks:
     """The inputs of one call, aligned block for block.
 
-    `x`, `t` and `s` (or None) have the same number of dimensions and the same chunks along
-    every axis but `axis`, the class axis, which is one chunk: labels and sample weights get
-    a class axis of length 1 (``_block_args`` removes it again in each block).
+    `x`, `t` and the arrays of `per_row` (keyword -> array: ``sample_weight``, ``groups``, as
+    given) have the same number of dimensions and the same chunks along every axis but
+    `axis`, the class axis, which is one chunk: labels and per-row arrays get a class axis of
+    length 1 (``of`` adds it, ``_block_args`` removes it again in each block).
     """
 
     x: da.Array
     t: da.Array
-    s: "da.Array | None"
+    per_row: dict
     axis: int
 
-    def delayed(self):
-        """An iterator of ``(rows, input, target, sample_weight)``, Delayed, per block.
+    @classmethod
+    def of(cls, x, t, per_row, axis):
+        """`x` with its class `axis` in one chunk, and `t` (labels shaped like the rows, or
+        soft targets shaped like `x`) and `per_row` (shaped like the rows) in its blocks."""
+        return cls(x=x, t=da.expand_dims(t, axis) if t.dtype.kind in "iu" else t,
+                   per_row={name: da.expand_dims(a, axis) for name, a in per_row.items()},
+                   axis=axis)
 
-        `rows` is the block's place among the rows, as ``((start, stop), ...)``; the three
-        arrays are optimised together, so an upstream step that they share runs once.
+    def arrays(self):
+        """`x`, `t` and the per-row arrays, in the order of ``per_row``."""
+        return (self.x, self.t, *self.per_row.values())
+
+    def delayed(self):
+        """An iterator of ``(rows, input, target, per_row)`` per block: Delayed arrays, and
+        `per_row` a dict of the block's per-row arrays (Delayed) by keyword.
+
+        `rows` is the block's place among the rows, as ``((start, stop), ...)``; the arrays
+        are optimised together, so an upstream step that they share runs once.
         """
-        arrays = dask.optimize(*(a for a in (self.x, self.t, self.s) if a is not None))
+        arrays = dask.optimize(*self.arrays())
         blocks = [a.to_delayed(optimize_graph=False).ravel() for a in arrays]
-        if self.s is None:
-            blocks.append([None] * len(blocks[0]))
         rows_chunks = self.x.chunks[:self.axis] + self.x.chunks[self.axis + 1:]
         bounds = [np.cumsum((0,) + sizes) for sizes in rows_chunks]
         places = [tuple((int(b[i]), int(b[i + 1])) for b, i in zip(bounds, index, strict=True))
                   for index in np.ndindex(*map(len, rows_chunks))]
-        return zip(places, *blocks, strict=True)
+        for place, x, t, *per_row in zip(places, *blocks, strict=True):
+            yield place, x, t, dict(zip(self.per_row, per_row, strict=True))
 
 
-def _align(input, target, sample_weight, options, check):
+def _align(input, target, per_row, options, check):
     """Wrap, check and align the inputs of a call; return a `_Blocks` and `options` with
     the class axis counted from the front.
 
     The class axis of the input is rechunked into one chunk (a block holds whole rows), the
-    target and sample weight to the input's blocks of rows. ``check(x, t, s, options)`` is
+    target and the per-row arrays (`per_row`: keyword -> array or None, as for
+    ``_per_row_arrays``) to the input's blocks of rows. ``check(x, t, per_row, options)`` is
     the single-machine check, called on zero-row arrays of the same shapes and dtypes, so
     that bad data shapes and dtypes raise here, when the graph is built, rather than on a
     worker.
@@ -154,30 +193,21 @@ def _align(input, target, sample_weight, options, check):
         raise ValueError(f"{kind} must have shape {t_shape} (input {x.shape}, class axis "
                          f"{axis}), got {target.shape}")
     t = _dask_like(target, rows_chunks if labels else x.chunks)
-    s = None
-    if sample_weight is not None:
-        sample_weight = _as_dask_or_numpy(sample_weight, "sample_weight")
-        if sample_weight.shape != rows_shape:
-            raise ValueError(f"sample_weight must have the rows' shape {rows_shape}, got "
-                             f"{sample_weight.shape}")
-        s = _dask_like(sample_weight, rows_chunks)
+    per_row = _per_row_arrays(per_row, rows_shape, rows_chunks)
 
     row_axis = 1 if axis == 0 else 0        # the first axis of rows, in the input
     check(np.zeros(_no_rows(x.shape, row_axis), x.dtype),
           np.zeros(_no_rows(t.shape, 0 if labels else row_axis), t.dtype),
-          None if s is None else np.zeros(_no_rows(s.shape, 0), s.dtype),
-          options)
-    blocks = _Blocks(x=x, t=da.expand_dims(t, axis) if labels else t,
-                     s=None if s is None else da.expand_dims(s, axis), axis=axis)
-    return blocks, options
+          _no_rows_like(per_row), options)
+    return _Blocks.of(x, t, per_row, axis), options
 
 
-def _block_args(x, t, s, options):
+def _block_args(x, t, per_row, options):
     """A block's arrays as the single-machine functions take them (no class axis of 1)."""
     axis = options.axis
     if t.dtype.kind in "iu":
         t = t.squeeze(axis)
-    return x, t, None if s is None else s.squeeze(axis)
+    return x, t, {name: a.squeeze(axis) for name, a in per_row.items()}
 
 
 @contextlib.contextmanager
@@ -202,16 +232,17 @@ def _tree(parts, combine, finish, split_every):
 
 # --- evaluate --------------------------------------------------------------------------
 
-def _evaluated(x, t, s, options):
-    """An Evaluator with `options` (an ``EvaluationOptions``) that has seen the rows."""
-    return fastxent.Evaluator(**options.keywords()).update(x, t, sample_weight=s)
+def _evaluated(x, t, per_row, options):
+    """An Evaluator with `options` (an ``EvaluationOptions``) that has seen the rows
+    (`per_row`: the keywords ``sample_weight`` and ``groups`` of ``Evaluator.update``)."""
+    return fastxent.Evaluator(**options.keywords()).update(x, t, **per_row)
 
 
-def _evaluate_block(rows, x, t, s, options):
+def _evaluate_block(rows, x, t, per_row, options):
     """One block of rows -> the ``to_dict()`` state of an Evaluator that has seen it."""
-    x, t, s = _block_args(x, t, s, options)
+    x, t, per_row = _block_args(x, t, per_row, options)
     with _in_block(rows):
-        return _evaluated(x, t, s, options).to_dict()
+        return _evaluated(x, t, per_row, options).to_dict()
 
 
 def _merged(states):
@@ -230,14 +261,15 @@ def _evaluation_result(*states):
 
 
 def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sample_weight=None,
-             ignore_index=None, eps=None, axis=-1, validate=True, n_threads=None,
-             split_every=None, compute=True):
+             groups=None, per_class=False, confusion=False, prior=None, ignore_index=None,
+             eps=None, axis=-1, validate=True, n_threads=None, split_every=None,
+             compute=True):
     """``fastxent.evaluate`` over a Dask array, block by block, merged exactly.
 
     Each block of rows becomes the float64 sums of a ``fastxent.Evaluator`` on a worker; the
     sums are merged in a tree of ``Evaluator.merge`` calls, so the result is that of
     ``fastxent.evaluate`` on the whole array up to float64 rounding (about 1e-15 relative),
-    whatever the chunks.
+    whatever the chunks: its per-class, confusion and per-group tables too.
 
     Parameters
     ----------
@@ -251,8 +283,15 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
         `input`; rechunked to the input's blocks of rows.
     sample_weight : dask.array.Array or array_like, optional
         Per-row weights shaped like the rows; rechunked to the input's blocks of rows.
-    from_logits, topk, weight, ignore_index, eps, axis, validate
-        As for ``fastxent.evaluate``. `weight` is a small array sent with every task.
+    groups : dask.array.Array or array_like of int, optional
+        A group id per row (document, domain, language...) shaped like the rows, ints in
+        [0, 2**24 - 1]; rechunked to the input's blocks of rows. The result's ``groups``
+        table has every metric per group, whichever blocks a group's rows fall in. Each
+        block's state carries a table up to the largest id it holds, so keep the ids dense
+        (``np.unique(ids, return_inverse=True)``).
+    from_logits, topk, weight, per_class, confusion, prior, ignore_index, eps, axis, validate
+        As for ``fastxent.evaluate``. `weight` and `prior` are small arrays sent with every
+        task.
     n_threads : int, optional
         OpenMP threads of each block's kernel call, as for ``fastxent.evaluate``: None uses
         the usable cores of the process that runs the task, or its ``OMP_NUM_THREADS``,
@@ -274,9 +313,9 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
     Raises
     ------
     ValueError, TypeError
-        Bad shapes and options raise here, as ``fastxent.evaluate`` would; invalid labels
-        or probabilities raise from the computation (``compute=True``, or the Delayed's
-        ``compute()``).
+        Bad shapes, dtypes and options raise here, as ``fastxent.evaluate`` would; invalid
+        labels, group ids or probabilities raise from the computation (``compute=True``, or
+        the Delayed's ``compute()``), naming the block of rows.
 
     Examples
     --------
@@ -285,32 +324,40 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
     >>> r = fastxent.dask.evaluate(logits, np.array([0, 1, 1]), topk=(1,))
     >>> round(r.accuracy, 4), r.count
     (0.6667, 3)
+    >>> r = fastxent.dask.evaluate(logits, np.array([0, 1, 1]), groups=np.array([0, 0, 1]))
+    >>> r.groups["keys"], r.groups["count"]
+    ([0, 1], [2, 1])
     """
     split_every = _check_split_every(split_every)
     options = EvaluationOptions(from_logits=from_logits, topk=topk, weight=weight,
                                 ignore_index=ignore_index, eps=eps, axis=axis,
-                                validate=validate, n_threads=n_threads)
-    blocks, options = _align(input, target, sample_weight, options, _evaluated)
-    states = [delayed(_evaluate_block, pure=True)(rows, x, t, s, options)
-              for rows, x, t, s in blocks.delayed()]
+                                validate=validate, n_threads=n_threads, per_class=per_class,
+                                confusion=confusion, prior=prior)
+    blocks, options = _align(input, target,
+                             {"sample_weight": sample_weight, "groups": groups}, options,
+                             _evaluated)
+    states = [delayed(_evaluate_block, pure=True)(rows, x, t, per_row, options)
+              for rows, x, t, per_row in blocks.delayed()]
     result = _tree(states, _merge_states, _evaluation_result, split_every)
     return result.compute() if compute else result
 
 
 # --- evaluate_linear -------------------------------------------------------------------
 
-def _linear_evaluated(x, t, s, linear_weight, linear_bias, options, chunk_rows):
-    """An Evaluator with `options` that has seen the rows given as a linear layer's inputs."""
+def _linear_evaluated(x, t, per_row, linear_weight, linear_bias, options, chunk_rows):
+    """An Evaluator with `options` that has seen the rows given as a linear layer's inputs
+    (`per_row` as for ``_evaluated``)."""
     return fastxent.Evaluator(**options.keywords()).update_linear(
-        x, linear_weight, t, linear_bias=linear_bias, sample_weight=s, chunk_rows=chunk_rows)
+        x, linear_weight, t, linear_bias=linear_bias, chunk_rows=chunk_rows, **per_row)
 
 
-def _evaluate_linear_block(rows, x, t, s, linear_weight, linear_bias, options, chunk_rows):
+def _evaluate_linear_block(rows, x, t, per_row, linear_weight, linear_bias, options,
+                           chunk_rows):
     """One block of hidden states -> the ``to_dict()`` state of an Evaluator that has seen
     it."""
-    x, t, s = _block_args(x, t, s, options)
+    x, t, per_row = _block_args(x, t, per_row, options)
     with _in_block(rows):
-        return _linear_evaluated(x, t, s, linear_weight, linear_bias, options,
+        return _linear_evaluated(x, t, per_row, linear_weight, linear_bias, options,
                                  chunk_rows).to_dict()
 
 
@@ -340,15 +387,15 @@ def _broadcast(array, name):
     return delayed(array, pure=True, name=f"{name}-{dask.base.tokenize(array)}")
 
 
-def _align_linear(input, target, sample_weight, linear_weight, linear_bias, options,
-                  chunk_rows):
+def _align_linear(input, target, per_row, linear_weight, linear_bias, options, chunk_rows):
     """Wrap, check and align the inputs of ``evaluate_linear``.
 
-    Returns the `_Blocks` (hidden states (N, d) in blocks of whole rows; labels and sample
-    weights with an axis of 1 after the rows, soft targets (N, V) in one chunk of classes)
-    and the weight and bias as the kernels take them (``linear.prepare``'s conversion, done
-    once here rather than in every block). Every check of the single-machine call runs here,
-    on zero rows, so that bad shapes, dtypes and options raise when the graph is built.
+    Returns the `_Blocks` (hidden states (N, d) in blocks of whole rows; labels and the
+    per-row arrays with an axis of 1 after the rows, soft targets (N, V) in one chunk of
+    classes) and the weight and bias as the kernels take them (``linear.prepare``'s
+    conversion, done once here rather than in every block). Every check of the
+    single-machine ``Evaluator.update_linear`` runs here, on zero rows, so that bad shapes,
+    dtypes and options raise when the graph is built.
     """
     x = _as_dask_or_numpy(input, "input")
     if x.ndim != 2:
@@ -375,13 +422,7 @@ def _align_linear(input, target, sample_weight, linear_weight, linear_bias, opti
         raise ValueError(f"soft targets must have shape ({x.shape[0]}, V) (input {x.shape}), "
                          f"got {target.shape}")
     t = _dask_like(target, rows_chunks if labels else rows_chunks + (target.shape[1],))
-    s = None
-    if sample_weight is not None:
-        sample_weight = _as_dask_or_numpy(sample_weight, "sample_weight")
-        if sample_weight.shape != x.shape[:1]:
-            raise ValueError(f"sample_weight must have the rows' shape {x.shape[:1]}, got "
-                             f"{sample_weight.shape}")
-        s = _dask_like(sample_weight, rows_chunks)
+    per_row = _per_row_arrays(per_row, x.shape[:1], rows_chunks)
 
     # The shapes the zero-row check below cannot name: the user's, not its own.
     weight_shape = np.shape(linear_weight)
@@ -392,17 +433,18 @@ def _align_linear(input, target, sample_weight, linear_weight, linear_bias, opti
         raise ValueError(f"soft targets must have shape {(x.shape[0], weight_shape[0])} "
                          f"(input {x.shape}, linear_weight {weight_shape}), got "
                          f"{target.shape}")
-    prepared = _linear.prepare(
-        np.zeros((0, x.shape[1]), x.dtype), linear_weight,
-        np.zeros((0,) + t.shape[1:], t.dtype), linear_bias, options,
-        sample_weight=None if s is None else np.zeros(0, s.dtype), chunk_rows=chunk_rows)
-    blocks = _Blocks(x=x, t=da.expand_dims(t, 1) if labels else t,
-                     s=None if s is None else da.expand_dims(s, 1), axis=1)
-    return blocks, prepared.weight, prepared.bias
+    x0 = np.zeros((0, x.shape[1]), x.dtype)
+    t0 = np.zeros((0,) + t.shape[1:], t.dtype)
+    prepared = _linear.prepare(x0, linear_weight, t0, linear_bias, options,
+                               chunk_rows=chunk_rows)
+    _linear_evaluated(x0, t0, _no_rows_like(per_row), prepared.weight, prepared.bias,
+                      options, chunk_rows)
+    return _Blocks.of(x, t, per_row, 1), prepared.weight, prepared.bias
 
 
 def evaluate_linear(input, linear_weight, target, *, linear_bias=None, topk=(1, 5),
-                    weight=None, sample_weight=None, ignore_index=None, chunk_rows=None,
+                    weight=None, sample_weight=None, groups=None, per_class=False,
+                    confusion=False, prior=None, ignore_index=None, chunk_rows=None,
                     n_threads=None, split_every=None, compute=True):
     """``fastxent.evaluate_linear`` over hidden states in a Dask array, block by block.
 
@@ -433,8 +475,12 @@ def evaluate_linear(input, linear_weight, target, *, linear_bias=None, topk=(1, 
         The output layer's bias, sent as `linear_weight` is.
     sample_weight : dask.array.Array or array_like of shape (N,), optional
         Per-row weights; rechunked to the input's blocks of rows.
-    topk, weight, ignore_index
-        As for ``fastxent.evaluate``. `weight` is a small array sent with every task.
+    groups : dask.array.Array or array_like of int, shape (N,), optional
+        A group id per row (the document of each token, say), as for ``evaluate``; rechunked
+        to the input's blocks of rows.
+    topk, weight, per_class, confusion, prior, ignore_index
+        As for ``fastxent.evaluate``. `weight` and `prior` are small arrays sent with every
+        task.
     chunk_rows : int >= 1, optional
         Rows per chunk of logits within a block (see ``fastxent.linear_cross_entropy``).
     n_threads : int, optional
@@ -458,8 +504,9 @@ def evaluate_linear(input, linear_weight, target, *, linear_bias=None, topk=(1, 
     Raises
     ------
     ValueError, TypeError
-        Bad shapes, dtypes and options raise here, as ``fastxent.evaluate_linear`` would;
-        invalid labels raise from the computation.
+        Bad shapes, dtypes and options raise here, as ``fastxent.Evaluator.update_linear``
+        would; invalid labels and group ids raise from the computation, naming the block of
+        rows.
 
     Examples
     --------
@@ -472,33 +519,38 @@ def evaluate_linear(input, linear_weight, target, *, linear_bias=None, topk=(1, 
     """
     split_every = _check_split_every(split_every)
     options = EvaluationOptions(topk=topk, weight=weight, ignore_index=ignore_index,
-                                n_threads=n_threads)
+                                n_threads=n_threads, per_class=per_class, confusion=confusion,
+                                prior=prior)
     blocks, linear_weight, linear_bias = _align_linear(
-        input, target, sample_weight, linear_weight, linear_bias, options, chunk_rows)
+        input, target, {"sample_weight": sample_weight, "groups": groups}, linear_weight,
+        linear_bias, options, chunk_rows)
     shared_weight = _broadcast(linear_weight, "linear_weight")
     shared_bias = _broadcast(linear_bias, "linear_bias")
-    states = [delayed(_evaluate_linear_block, pure=True)(rows, x, t, s, shared_weight,
+    states = [delayed(_evaluate_linear_block, pure=True)(rows, x, t, per_row, shared_weight,
                                                          shared_bias, options, chunk_rows)
-              for rows, x, t, s in blocks.delayed()]
+              for rows, x, t, per_row in blocks.delayed()]
     result = _tree(states, _merge_states, _evaluation_result, split_every)
     return result.compute() if compute else result
 
 
 # --- cross_entropy ---------------------------------------------------------------------
 
-def _prepared(x, t, s, options):
-    """The single-machine validation of `options` (``CrossEntropyOptions``) on the rows."""
-    return _multiclass.prepare(x, t, options, sample_weight=s)
+def _prepared(x, t, per_row, options):
+    """The single-machine validation of `options` (``CrossEntropyOptions``) on the rows
+    (`per_row`: the keyword ``sample_weight``, if given)."""
+    return _multiclass.prepare(x, t, options, **per_row)
 
 
-def _losses_block(x, t, s, options, block_info=None):
-    """One block of rows -> its per-row losses (`options` has ``reduction="none"``)."""
-    x, t, s = _block_args(x, t, s, options)
+def _losses_block(x, t, *per_row, names, options, block_info=None):
+    """One block of rows -> its per-row losses (`options` has ``reduction="none"``); the
+    per-row arrays come after `t`, in the order of their keywords `names` (``map_blocks``
+    passes arrays positionally)."""
+    x, t, per_row = _block_args(x, t, dict(zip(names, per_row, strict=True)), options)
     with _in_block(block_info[None]["array-location"]):
-        return _multiclass.run(_prepared(x, t, s, options), None)
+        return _multiclass.run(_prepared(x, t, per_row, options), None)
 
 
-def _sum_block(rows, x, t, s, options, with_denominator):
+def _sum_block(rows, x, t, per_row, options, with_denominator):
     """One block of rows -> ``(loss sum, mean's denominator or 0)`` in float64.
 
     Both come from the single-machine validation and kernel (`options` has
@@ -506,9 +558,9 @@ def _sum_block(rows, x, t, s, options, with_denominator):
     ``Σ sample_weight·weight[label]`` over the counted rows, or the row count /
     ``Σ sample_weight`` for soft targets).
     """
-    x, t, s = _block_args(x, t, s, options)
+    x, t, per_row = _block_args(x, t, per_row, options)
     with _in_block(rows):
-        problem = _prepared(x, t, s, options)
+        problem = _prepared(x, t, per_row, options)
         total = _multiclass.run(problem, None)
     return float(total), problem.denominator if with_denominator else 0.0
 
@@ -579,17 +631,18 @@ def cross_entropy(input, target, *, from_logits=True, weight=None, sample_weight
                                   ignore_index=ignore_index, label_smoothing=label_smoothing,
                                   eps=eps, reduction=reduction, axis=axis, validate=validate,
                                   n_threads=n_threads)
-    blocks, options = _align(input, target, sample_weight, options, _prepared)
+    blocks, options = _align(input, target, {"sample_weight": sample_weight}, options,
+                             _prepared)
     dtype = v.computation_dtype(blocks.x.dtype)
 
     if reduction == "none":
-        return da.map_blocks(_losses_block, blocks.x, blocks.t, blocks.s, options,
-                             token="cross_entropy_none",
+        return da.map_blocks(_losses_block, *blocks.arrays(), names=tuple(blocks.per_row),
+                             options=options, token="cross_entropy_none",
                              drop_axis=blocks.axis, dtype=dtype,
                              meta=np.empty((0,) * (blocks.x.ndim - 1), dtype))
     options = dataclasses.replace(options, reduction="sum")
-    sums = [delayed(_sum_block, pure=True)(rows, x, t, s, options, reduction == "mean")
-            for rows, x, t, s in blocks.delayed()]
+    sums = [delayed(_sum_block, pure=True)(rows, x, t, per_row, options, reduction == "mean")
+            for rows, x, t, per_row in blocks.delayed()]
     root = _tree(sums, _add_sums, functools.partial(_reduce_sums, reduction, dtype),
                  split_every)
     return da.from_delayed(root, shape=(), dtype=dtype, meta=np.empty((), dtype),

@@ -23,6 +23,7 @@ from fastxent._bench.implementations import (
     supports,
 )
 from fastxent._bench.report import (
+    format_evaluate_multiples,
     format_header,
     format_json,
     format_table,
@@ -66,6 +67,7 @@ __all__ = [
     "available_peers",
     "benchmark_workload",
     "default_workloads",
+    "format_evaluate_multiples",
     "format_header",
     "format_json",
     "format_table",

@@ -8,7 +8,7 @@ An implementation module defines:
 one *builder* per workload kind it supports, named after the kind
     ``softmax_ce``, ``softmax_ce_loss``, ``binary_ce``, ``binary_logloss``,
     ``softmax_grad_hess``, ``softmax_terms``, ``xgboost_round``, ``linear_ce``,
-    ``linear_eval``; and
+    ``linear_eval``, ``evaluate_slices``, ``compare``; and
     ``evaluate_metrics``, the builder of the ``"evaluate"`` kind, which returns every metric
     (the timed call returns only the loss). A kind without a builder is not applicable to
     that implementation: it is left out of the kind's results.
@@ -27,7 +27,9 @@ import numpy as np
 from fastxent._bench.workloads import (
     BINARY_CE,
     BINARY_LOGLOSS,
+    COMPARE,
     EVALUATE,
+    EVALUATE_SLICES,
     EVALUATE_METRIC_NAMES,
     LINEAR_CE,
     LINEAR_EVAL,
@@ -94,7 +96,7 @@ def builders_of(module):
     found = {kind: getattr(module, kind)
              for kind in (SOFTMAX_CE, SOFTMAX_CE_LOSS, BINARY_CE, BINARY_LOGLOSS,
                           SOFTMAX_GRAD_HESS, SOFTMAX_TERMS, XGBOOST_ROUND, LINEAR_CE,
-                          LINEAR_EVAL)
+                          LINEAR_EVAL, EVALUATE_SLICES, COMPARE)
              if hasattr(module, kind)}
     if hasattr(module, "evaluate_metrics"):
         found[EVALUATE] = timed_loss(module.evaluate_metrics)

@@ -10,6 +10,7 @@ import fastxent
 from fastxent._bench.builders import metrics, n_classes, one_xgboost_round
 from fastxent._bench.workloads import (
     EVALUATE_TOPK,
+    SLICE_GROUPS,
     TERMS_OPTIONS,
     TOP_K,
 )
@@ -52,6 +53,20 @@ def evaluate_metrics(data, threads):
                        result.entropy, result.brier, result.ece)
     return run
 
+
+def evaluate_slices(data, threads):
+    """``evaluate`` with the per-class table and SLICE_GROUPS random groups (seeded)."""
+    logits, labels = data.rows()
+    groups = np.random.default_rng(1).integers(0, SLICE_GROUPS, size=len(labels))
+    return lambda: fastxent.evaluate(logits, labels, topk=EVALUATE_TOPK, per_class=True,
+                                     groups=groups, n_threads=threads).loss
+
+
+def compare(data, threads):
+    """``compare`` of the logits with a second model's (the logits scaled by 0.9)."""
+    other = data.inputs * data.inputs.dtype.type(0.9)
+    return lambda: fastxent.compare(data.inputs, other, data.targets, topk=EVALUATE_TOPK,
+                                    n_threads=threads).a.loss
 
 
 def softmax_grad_hess(data, threads):

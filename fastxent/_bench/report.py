@@ -54,6 +54,29 @@ def format_table(results):
     return text_table(headers, rows, text_columns=3)
 
 
+def format_evaluate_multiples(results):
+    """The explaining workloads' times as multiples of the plain evaluation's, as text.
+
+    Parameters
+    ----------
+    results : list of dict
+        The ``"results"`` of a run.
+
+    Returns
+    -------
+    str or None
+        A table of ``evaluate_slices`` and ``compare`` over ``evaluate`` (same dtype and shape,
+        same run), or None when the run has none.
+    """
+    rows = [[r["workload"], r["dtype"], "x".join(map(str, r["shape"])),
+             f"{r['fastxent_median_s'] * 1e3:.3f}", f"{r['x_evaluate']:.2f}x"]
+            for r in results if "x_evaluate" in r]
+    if not rows:
+        return None
+    return text_table(["workload", "dtype", "shape", "time ms", "x evaluate"], rows,
+                      text_columns=3)
+
+
 def format_json(report):
     """Format a whole run as indented JSON.
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from fastxent._bench.implementations import available_peers, prepare, supports
 from fastxent._bench.timing import copy_bandwidth, machine_info, time_call
-from fastxent._bench.workloads import bytes_moved, make_data
+from fastxent._bench.workloads import EVALUATE, EXPLAINING_KINDS, bytes_moved, make_data
 
 # The copy that measures the memory bandwidth is as large as the largest input, up to this.
 MAX_COPY_BYTES = 256 * 2**20
@@ -82,7 +82,9 @@ def run_suite(workloads, *, threads, repeat, progress=iter):
     -------
     dict
         ``{"machine": machine_info(...), "results": [benchmark_workload(...), ...]}``; the
-        machine description also holds ``copy_bytes`` and ``copy_gb_per_s``.
+        machine description also holds ``copy_bytes`` and ``copy_gb_per_s``, and the results
+        of the explaining kinds ``x_evaluate`` when the run timed the plain ``"evaluate"`` of
+        their dtype and shape.
     """
     peers = available_peers()
     largest_input = max(np.dtype(w.dtype).itemsize * int(np.prod(w.shape)) for w in workloads)
@@ -95,6 +97,18 @@ def run_suite(workloads, *, threads, repeat, progress=iter):
         )
         for workload in progress(workloads)
     ]
+    _add_evaluate_multiples(results)
     machine = machine_info(threads, peers)
     machine.update(copy_bytes=copy_bytes, copy_gb_per_s=copy_bytes_per_s / 1e9)
     return {"machine": machine, "results": results}
+
+
+def _add_evaluate_multiples(results):
+    """Give each result of an explaining kind (``EXPLAINING_KINDS``) ``"x_evaluate"``: its
+    time over that of the plain ``"evaluate"`` of the same dtype and shape in the run."""
+    plain = {(r["dtype"], tuple(r["shape"])): r["fastxent_median_s"]
+             for r in results if r["workload"] == EVALUATE}
+    for result in results:
+        base = plain.get((result["dtype"], tuple(result["shape"])))
+        if result["workload"] in EXPLAINING_KINDS and base:
+            result["x_evaluate"] = result["fastxent_median_s"] / base

@@ -21,12 +21,19 @@ SOFTMAX_TERMS = "softmax_terms"
 XGBOOST_ROUND = "xgboost_round"
 LINEAR_CE = "linear_ce"
 LINEAR_EVAL = "linear_eval"
+EVALUATE_SLICES = "evaluate_slices"
+COMPARE = "compare"
 KINDS_WITH_GRAD = frozenset({SOFTMAX_CE, BINARY_CE, SOFTMAX_TERMS, LINEAR_CE})
 # The fused linear layer + cross-entropy kinds: the shape is (N, d, V), hidden states (N, d),
 # an output matrix (V, d) and labels (N,).
 LINEAR_KINDS = frozenset({LINEAR_CE, LINEAR_EVAL})
 SOFTMAX_KINDS = frozenset({SOFTMAX_CE, SOFTMAX_CE_LOSS, EVALUATE, SOFTMAX_GRAD_HESS,
-                           SOFTMAX_TERMS})
+                           SOFTMAX_TERMS, EVALUATE_SLICES, COMPARE})
+# The kinds that explain an evaluation ("evaluate_slices": evaluate with per_class=True and
+# SLICE_GROUPS random groups; "compare": two models on the same rows), reported as multiples
+# of the plain "evaluate" of the same dtype and shape in the same run.
+EXPLAINING_KINDS = (EVALUATE_SLICES, COMPARE)
+SLICE_GROUPS = 1000
 # The "softmax_terms" workload: cross-entropy with Gemma 2's soft-cap, PaLM's z-loss and a
 # focal exponent, loss and gradient (fastxent's keywords; every implementation computes this).
 TERMS_OPTIONS = {"softcap": 30.0, "z_loss": 1e-4, "focal_gamma": 2.0}
@@ -40,7 +47,9 @@ FULL_SIZES = {
     SOFTMAX_CE_LOSS: [(20_000, 1000)],
     BINARY_CE: [(10_000_000,)],
     BINARY_LOGLOSS: [(10_000_000,)],
-    EVALUATE: [(1_000_000, 10)],
+    EVALUATE: [(1_000_000, 10), (20_000, 1000)],
+    EVALUATE_SLICES: [(1_000_000, 10), (20_000, 1000)],
+    COMPARE: [(1_000_000, 10), (20_000, 1000)],
     SOFTMAX_GRAD_HESS: [(1_000_000, 10)],
     SOFTMAX_TERMS: [(20_000, 1000), (1_000_000, 10)],
     XGBOOST_ROUND: [(1_000_000, 10)],
@@ -53,6 +62,8 @@ QUICK_SIZES = {
     BINARY_CE: [(100_000,)],
     BINARY_LOGLOSS: [(100_000,)],
     EVALUATE: [(2000, 10), (64, 1000)],
+    EVALUATE_SLICES: [(2000, 10)],
+    COMPARE: [(2000, 10)],
     SOFTMAX_GRAD_HESS: [(2000, 10)],
     SOFTMAX_TERMS: [(200, 1000)],
     XGBOOST_ROUND: [(2000, 10)],
@@ -88,7 +99,9 @@ class Workload:
         the soft-cap, z-loss and focal exponent of ``TERMS_OPTIONS``) or
         ``"xgboost_round"`` (one XGBoost boosting
         round of a multiclass model: fastxent's objective against the built-in
-        ``multi:softprob``; the shape is rows x classes), ``"linear_ce"`` (a linear layer
+        ``multi:softprob``; the shape is rows x classes), ``"evaluate_slices"`` (``"evaluate"``
+        with ``per_class=True`` and ``SLICE_GROUPS`` random groups), ``"compare"``
+        (:func:`fastxent.compare` of two models' logits), ``"linear_ce"`` (a linear layer
         fused with cross-entropy: the loss and the gradients of the hidden states and of the
         weight; the shape is N x d x V) or ``"linear_eval"`` (its loss alone).
     dtype : str

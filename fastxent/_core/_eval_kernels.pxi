@@ -647,3 +647,92 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     free(slots)
     free(edges)
     free(scratch)
+
+
+# The paired sums of fastxent.compare over the counted rows, from the two models' per-row
+# outputs: d = s (loss_a - loss_b) (class-weighted losses), b = s w_y, c = s ([a right] -
+# [b right]) (labels only), s the sample weight.
+PAIRED_SUMS = ("count", "diff", "diff_sq", "diff_cross", "loss_weight", "loss_weight_sq",
+               "correct_diff", "correct_diff_sq", "correct_cross", "weight", "weight_sq",
+               "only_a_correct", "only_b_correct")
+cdef enum:
+    N_PAIRED = 13
+    PAIRED_BLOCK = 4096         # rows per block of partial sums
+
+
+cdef void _paired_block(const double *loss_a, const double *loss_b, const int64_t *pred_a,
+                        const int64_t *pred_b, const int64_t *labels, const double *w,
+                        const double *sample_weight, bint has_ignore, int64_t ignore_index,
+                        Py_ssize_t r0, Py_ssize_t r1, double *out) noexcept nogil:
+    """Add rows [r0, r1) to the paired sums `out` (PAIRED_SUMS)."""
+    cdef Py_ssize_t r, j
+    cdef double t[N_PAIRED]
+    cdef double s, b, d, c
+    cdef int64_t y
+    cdef bint right_a, right_b
+    for j in range(N_PAIRED):
+        t[j] = 0.0
+    for r in range(r0, r1):
+        y = labels[r] if labels != NULL else -1
+        if has_ignore and y == ignore_index:
+            continue
+        s = sample_weight[r] if sample_weight != NULL else 1.0
+        b = s * (w[y] if w != NULL and y >= 0 else 1.0)
+        d = s * (loss_a[r] - loss_b[r])
+        t[0] += 1.0
+        t[1] += d
+        t[2] += d * d
+        t[3] += d * b
+        t[4] += b
+        t[5] += b * b
+        t[9] += s
+        t[10] += s * s
+        if labels != NULL:
+            right_a = pred_a[r] == y
+            right_b = pred_b[r] == y
+            c = s * (<double>right_a - <double>right_b)
+            t[6] += c
+            t[7] += c * c
+            t[8] += c * s
+            t[11] += right_a and not right_b
+            t[12] += right_b and not right_a
+    for j in range(N_PAIRED):
+        out[j] += t[j]
+
+
+def paired_sums(const double[::1] loss_a,              # IN  (rows,) row_loss of model A
+                const double[::1] loss_b,              # IN  (rows,) of model B
+                const int64_t[::1] pred_a,             # IN  (rows,) row_prediction of A
+                const int64_t[::1] pred_b,             # IN  (rows,) of B
+                const int64_t[::1] labels,             # IN  (rows,), or None (soft targets)
+                const double[::1] class_weight,        # IN  (C,), or None
+                const double[::1] sample_weight,       # IN  (rows,), or None
+                bint has_ignore, int64_t ignore_index,
+                double[::1] out,                       # OUT (N_PAIRED,)
+                int n_threads):
+    """The paired sums (PAIRED_SUMS) of two models' per-row outputs from evaluate_rows, in
+    blocks of PAIRED_BLOCK rows summed in order (the same for every thread count)."""
+    cdef Py_ssize_t n_rows = loss_a.shape[0]
+    cdef Py_ssize_t n_blocks = _n_blocks(n_rows, PAIRED_BLOCK), b, j
+    cdef double *partial
+    if (out.shape[0] != N_PAIRED or loss_b.shape[0] != n_rows or pred_a.shape[0] != n_rows
+            or pred_b.shape[0] != n_rows):
+        raise ValueError("paired_sums: arrays of different lengths")
+    out[:] = 0.0
+    if n_rows == 0:
+        return
+    partial = <double *> calloc(n_blocks * N_PAIRED, sizeof(double))
+    if partial == NULL:
+        raise MemoryError("fastxent: cannot allocate kernel work space")
+    n_threads = _block_threads(n_threads, n_blocks)
+    with nogil:
+        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+            _paired_block(&loss_a[0], &loss_b[0], &pred_a[0], &pred_b[0],
+                          &labels[0] if labels is not None else NULL,
+                          &class_weight[0] if class_weight is not None else NULL,
+                          &sample_weight[0] if sample_weight is not None else NULL,
+                          has_ignore, ignore_index, b * PAIRED_BLOCK,
+                          min((b + 1) * PAIRED_BLOCK, n_rows), partial + b * N_PAIRED)
+        for j in range(N_PAIRED):
+            out[j] = _ordered_sum(partial + j, n_blocks, N_PAIRED)
+    free(partial)

@@ -51,9 +51,24 @@ def binary_cross_entropy(x: _Real, y: _Real, row_len: int, weight: _Real | None,
                          focal_gamma: float = 0.0, focal_alpha: float = -1.0) -> float: ...
 
 EVAL_STATS: tuple[str, ...]
+HIST_LOW: int
+HIST_OCTAVES: int
+HIST_STEPS: int
+HIST_BINS: int
+TABLE_BYTES: int
+MAX_SUPERBLOCKS: int
+PAIRED_SUMS: tuple[str, ...]
 
 def evaluate_rows(x: _Real, n_classes: int, n_inner: int, labels: _Int64 | None,
                   soft: _Real | None, class_weight: _Real | None,
                   sample_weight: _Double | None, has_ignore: bool, ignore_index: int,
                   from_logits: bool, clip_eps: float, topk: _Int64, n_bins: int,
-                  stats: _Double, n_threads: int) -> None: ...
+                  groups: _Int64 | None, n_groups: int, per_class: bool, stats: _Double,
+                  histogram: _Double, class_mass: _Double, class_table: _Double | None,
+                  group_table: _Double | None, row_loss: _Double | None,
+                  row_prediction: _Int64 | None, n_threads: int) -> None: ...
+
+def paired_sums(loss_a: _Double, loss_b: _Double, pred_a: _Int64, pred_b: _Int64,
+                labels: _Int64 | None, class_weight: _Double | None,
+                sample_weight: _Double | None, has_ignore: bool, ignore_index: int,
+                out: _Double, n_threads: int) -> None: ...

@@ -12,6 +12,7 @@ import numpy as np
 
 from fastxent._api import docstrings as docs
 from fastxent._api.multiclass import prepare
+from fastxent._core.dispatch import kernels
 from fastxent._core.threads import effective_n_threads
 from fastxent._eval import statistics as st
 from fastxent._eval.evaluate import Evaluator, _group_ids
@@ -19,11 +20,7 @@ from fastxent._eval.jsonvalues import encode_float, float_fields, typed_field
 from fastxent._eval.result import EvaluationResult
 
 STATE_VERSION = 1
-# The paired sums over the counted rows; d = s (loss_a - loss_b) per row (class-weighted
-# losses), b = s w_y, c = s ([a correct] - [b correct]), s the sample weight.
-_PAIRED = ("count", "diff", "diff_sq", "diff_cross", "loss_weight", "loss_weight_sq",
-           "correct_diff", "correct_diff_sq", "correct_cross", "weight", "weight_sq",
-           "only_a_correct", "only_b_correct")
+_PAIRED = kernels.PAIRED_SUMS    # the paired sums over the counted rows, in the kernel's order
 
 
 @dataclass(frozen=True)
@@ -275,30 +272,11 @@ class Comparator:
 
 def _paired_sums(p, sums_a, sums_b):
     """The paired sums (``_PAIRED``) of a chunk from the two models' per-row outputs."""
-    loss_a, loss_b = sums_a["row_loss"], sums_b["row_loss"]
-    n_rows = len(loss_a)
-    s = np.ones(n_rows) if p.sample_weight is None else p.sample_weight
-    if p.labels is None:
-        counted = np.ones(n_rows, dtype=bool)
-        w_y = np.ones(n_rows)
-    else:
-        counted = (p.labels != p.ignore_index) if p.has_ignore else np.ones(n_rows, dtype=bool)
-        w_y = (np.ones(n_rows) if p.class_weight is None
-               else np.where(counted, p.class_weight[np.where(counted, p.labels, 0)], 0.0))
-    s = np.where(counted, s, 0.0)
-    d = s * (loss_a - loss_b)
-    b = s * w_y
-    out = dict.fromkeys(_PAIRED, 0.0)
-    out.update(count=float(counted.sum()), diff=d.sum(), diff_sq=d @ d, diff_cross=d @ b,
-               loss_weight=b.sum(), loss_weight_sq=b @ b, weight=s.sum(), weight_sq=s @ s)
-    if p.labels is not None:
-        right_a = counted & (sums_a["row_prediction"] == p.labels)
-        right_b = counted & (sums_b["row_prediction"] == p.labels)
-        c = s * (right_a.astype(np.float64) - right_b)
-        out.update(correct_diff=c.sum(), correct_diff_sq=c @ c, correct_cross=c @ s,
-                   only_a_correct=float((right_a & ~right_b).sum()),
-                   only_b_correct=float((right_b & ~right_a).sum()))
-    return np.array([out[name] for name in _PAIRED])
+    out = np.empty(len(_PAIRED))
+    kernels.paired_sums(sums_a["row_loss"], sums_b["row_loss"], sums_a["row_prediction"],
+                        sums_b["row_prediction"], p.labels, p.class_weight, p.sample_weight,
+                        p.has_ignore, p.ignore_index, out, p.n_threads)
+    return out
 
 
 def _mcnemar(only_a, only_b):
