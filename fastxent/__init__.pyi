@@ -242,6 +242,33 @@ class CalibrationBins:
     def to_dict(self) -> dict[str, list[float]]: ...
 
 @dataclass(frozen=True)
+class LossHistogram:
+    edges: NDArray[np.float64]
+    mass: NDArray[np.float64]
+    loss: NDArray[np.float64]
+    def worst_share(self, fraction: float) -> float: ...
+    def curve(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+    def to_dict(self) -> dict[str, list[float]]: ...
+
+@dataclass(frozen=True)
+class SliceTable:
+    keys: NDArray[np.int64]
+    count: NDArray[np.int64]
+    weight_sum: NDArray[np.float64]
+    loss: NDArray[np.float64]
+    loss_se: NDArray[np.float64]
+    perplexity: NDArray[np.float64]
+    entropy: NDArray[np.float64]
+    brier: NDArray[np.float64]
+    confidence: NDArray[np.float64]
+    accuracy: NDArray[np.float64] | None
+    topk: dict[int, NDArray[np.float64]] | None
+    calibration_gap: NDArray[np.float64] | None
+    precision: NDArray[np.float64] | None
+    def __len__(self) -> int: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+@dataclass(frozen=True)
 class EvaluationResult:
     loss: float
     perplexity: float
@@ -253,7 +280,26 @@ class EvaluationResult:
     ece_bins: CalibrationBins | None
     count: int
     weight_sum: float
+    n_classes: int | None
+    loss_bits: float
+    loss_se: float
+    loss_ci: tuple[float, float]
+    accuracy_ci: tuple[float, float] | None
+    topk_ci: dict[int, tuple[float, float]] | None
+    confidence: float
+    uniform_loss: float
+    prior_loss: float
+    prior_source: Literal["seen", "given"]
+    skill: float
+    target_entropy: float | None
+    kl: float | None
+    concentration: dict[float, float]
+    loss_histogram: LossHistogram
+    per_class: SliceTable | None
+    confusion: NDArray[np.float64] | None
+    groups: SliceTable | None
     def to_dict(self) -> dict[str, Any]: ...
+    def summary(self) -> str: ...
 
 class Evaluator:
     from_logits: bool
@@ -263,11 +309,14 @@ class Evaluator:
     def __init__(self, *, from_logits: bool = ..., topk: Sequence[int] = ...,
                  weight: ArrayLike | None = ..., ignore_index: int | None = ...,
                  eps: float | None = ..., axis: SupportsIndex = ..., validate: bool = ...,
-                 n_threads: int | None = ...) -> None: ...
+                 n_threads: int | None = ..., per_class: bool = ..., confusion: bool = ...,
+                 prior: ArrayLike | None = ...) -> None: ...
     def update(self, input: ArrayLike, target: ArrayLike,
-               sample_weight: ArrayLike | None = ...) -> Evaluator: ...
+               sample_weight: ArrayLike | None = ...,
+               groups: ArrayLike | None = ...) -> Evaluator: ...
     def update_linear(self, input: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
                       linear_bias: ArrayLike | None = ..., sample_weight: ArrayLike | None = ...,
+                      groups: ArrayLike | None = ...,
                       chunk_rows: int | None = ...) -> Evaluator: ...
     def merge(self, other: Evaluator) -> Evaluator: ...
     def result(self) -> EvaluationResult: ...
@@ -277,9 +326,67 @@ class Evaluator:
 
 def evaluate(input: ArrayLike, target: ArrayLike, *, from_logits: bool = ...,
              topk: Sequence[int] = ..., weight: ArrayLike | None = ...,
-             sample_weight: ArrayLike | None = ..., ignore_index: int | None = ...,
-             eps: float | None = ..., axis: SupportsIndex = ..., validate: bool = ...,
+             sample_weight: ArrayLike | None = ..., groups: ArrayLike | None = ...,
+             per_class: bool = ..., confusion: bool = ..., prior: ArrayLike | None = ...,
+             ignore_index: int | None = ..., eps: float | None = ...,
+             axis: SupportsIndex = ..., validate: bool = ...,
              n_threads: int | None = ...) -> EvaluationResult: ...
+
+@dataclass(frozen=True)
+class McNemar:
+    only_a_correct: int
+    only_b_correct: int
+    p_value: float
+    def to_dict(self) -> dict[str, Any]: ...
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    a: EvaluationResult
+    b: EvaluationResult
+    loss_diff: float
+    loss_diff_se: float
+    loss_diff_ci: tuple[float, float]
+    loss_diff_p: float
+    accuracy_diff: float | None
+    accuracy_diff_se: float | None
+    accuracy_diff_ci: tuple[float, float] | None
+    mcnemar: McNemar | None
+    per_class_loss_diff: NDArray[np.float64] | None
+    per_class_accuracy_diff: NDArray[np.float64] | None
+    count: int
+    def to_dict(self) -> dict[str, Any]: ...
+    def summary(self) -> str: ...
+
+class Comparator:
+    a: Evaluator
+    b: Evaluator
+    @property
+    def options(self) -> Any: ...
+    @property
+    def n_classes(self) -> int | None: ...
+    @property
+    def target_kind(self) -> Literal["labels", "soft"] | None: ...
+    def __init__(self, *, from_logits: bool = ..., topk: Sequence[int] = ...,
+                 weight: ArrayLike | None = ..., ignore_index: int | None = ...,
+                 eps: float | None = ..., axis: SupportsIndex = ..., validate: bool = ...,
+                 n_threads: int | None = ..., per_class: bool = ...,
+                 prior: ArrayLike | None = ...) -> None: ...
+    def update(self, input_a: ArrayLike, input_b: ArrayLike, target: ArrayLike,
+               sample_weight: ArrayLike | None = ...,
+               groups: ArrayLike | None = ...) -> Comparator: ...
+    def merge(self, other: Comparator) -> Comparator: ...
+    def result(self) -> ComparisonResult: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], n_threads: int | None = ...) -> Comparator: ...
+
+def compare(input_a: ArrayLike, input_b: ArrayLike, target: ArrayLike, *,
+            from_logits: bool = ..., topk: Sequence[int] = ..., weight: ArrayLike | None = ...,
+            sample_weight: ArrayLike | None = ..., groups: ArrayLike | None = ...,
+            per_class: bool = ..., prior: ArrayLike | None = ...,
+            ignore_index: int | None = ..., eps: float | None = ...,
+            axis: SupportsIndex = ..., validate: bool = ...,
+            n_threads: int | None = ...) -> ComparisonResult: ...
 
 def evaluate_linear(input: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
                     linear_bias: ArrayLike | None = ..., topk: Sequence[int] = ...,
@@ -297,7 +404,20 @@ def evaluate_files(logits_path: str | PathLike[str], labels_path: str | PathLike
                    n_threads: int | None = ...,
                    checkpoint_interval: float = ...,
                    linear_weight: str | PathLike[str] | None = ...,
-                   linear_bias: str | PathLike[str] | None = ...) -> EvaluationResult: ...
+                   linear_bias: str | PathLike[str] | None = ...,
+                   groups: str | PathLike[str] | None = ..., per_class: bool = ...,
+                   confusion: bool = ...,
+                   prior: ArrayLike | None = ...) -> EvaluationResult: ...
+
+def compare_files(logits_a_path: str | PathLike[str], logits_b_path: str | PathLike[str],
+                  labels_path: str | PathLike[str], *, from_logits: bool = ...,
+                  topk: Sequence[int] = ..., weight: ArrayLike | None = ...,
+                  ignore_index: int | None = ..., eps: float | None = ...,
+                  chunk_rows: int | None = ...,
+                  checkpoint: str | PathLike[str] | None = ..., progress: bool | None = ...,
+                  n_threads: int | None = ..., checkpoint_interval: float = ...,
+                  groups: str | PathLike[str] | None = ..., per_class: bool = ...,
+                  prior: ArrayLike | None = ...) -> ComparisonResult: ...
 
 # ---- threads and build ----------------------------------------------------------------------
 
