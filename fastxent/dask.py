@@ -18,7 +18,8 @@ by block.
 Each block of rows runs through fastxent's kernels on a worker: ``evaluate`` turns it into
 the float64 sums of a ``fastxent.Evaluator`` (shipped as its small ``to_dict()`` state) and
 merges those in a tree with ``Evaluator.merge``, so the result equals ``fastxent.evaluate``
-on the whole array up to float64 rounding. ``evaluate_linear`` does the same from hidden
+on the whole array up to float64 rounding, its per-class, confusion and per-group tables
+(``per_class``, ``confusion``, ``groups=``) too. ``evaluate_linear`` does the same from hidden
 states, each block computing its logits ``H @ W.T + b`` in chunks through
 ``Evaluator.update_linear``; W and b are sent once to each worker, not with each task. Its
 result equals ``fastxent.evaluate_linear`` up to the rounding of the logits (a row's
@@ -128,13 +129,14 @@ class _Blocks:
 
     x: da.Array
     t: da.Array
-    per_row: dict
+    per_row: dict[str, da.Array]
     axis: int
 
     @classmethod
     def of(cls, x, t, per_row, axis):
-        """`x` with its class `axis` in one chunk, and `t` (labels shaped like the rows, or
-        soft targets shaped like `x`) and `per_row` (shaped like the rows) in its blocks."""
+        """The blocks of `x` (its class `axis` one chunk), `t` (labels shaped like the rows,
+        or soft targets shaped like `x`) and `per_row` (shaped like the rows), all in `x`'s
+        blocks of rows: adds the class axis of 1 to the labels and per-row arrays."""
         return cls(x=x, t=da.expand_dims(t, axis) if t.dtype.kind in "iu" else t,
                    per_row={name: da.expand_dims(a, axis) for name, a in per_row.items()},
                    axis=axis)
@@ -325,7 +327,7 @@ def evaluate(input, target, *, from_logits=True, topk=(1, 5), weight=None, sampl
     >>> round(r.accuracy, 4), r.count
     (0.6667, 3)
     >>> r = fastxent.dask.evaluate(logits, np.array([0, 1, 1]), groups=np.array([0, 0, 1]))
-    >>> r.groups["keys"], r.groups["count"]
+    >>> r.groups.keys.tolist(), r.groups.count.tolist()
     ([0, 1], [2, 1])
     """
     split_every = _check_split_every(split_every)
