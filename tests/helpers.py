@@ -241,13 +241,21 @@ def same(a, b):
 
 def _assert_close_nested(got, want, rtol, atol, where):
     """Equal up to `rtol` and `atol`: nested dicts/lists of numbers (NaN equals NaN), None,
-    ints; `where` names the entry that differs."""
+    ints, strings (equal); `where` names the entry that differs."""
     if isinstance(want, dict):
+        assert isinstance(got, dict), where
         assert got.keys() == want.keys(), where
         for key in want:
             _assert_close_nested(got[key], want[key], rtol, atol, f"{where}[{key!r}]")
     elif want is None:
         assert got is None, where
+    elif isinstance(want, str):
+        assert got == want, (where, got, want)
+    elif isinstance(want, list) and any(x is None or isinstance(x, (dict, list, str))
+                                        for x in want):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _assert_close_nested(g, w, rtol, atol, f"{where}[{i}]")
     else:
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True,
                                    err_msg=where)

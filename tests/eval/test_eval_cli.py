@@ -292,7 +292,7 @@ def test_usage_errors_are_one_line(files, capsys):
     ({"inputs": []}, "corrupt checkpoint (inputs must be an object with logits and labels, "
                      "got [])"),
     ({"complete": "no"}, "corrupt checkpoint (complete must be true or false, got 'no')"),
-    ({"evaluator": {"version": 1}}, "corrupt checkpoint (invalid Evaluator state: missing "
+    ({"evaluator": {"version": 2}}, "corrupt checkpoint (invalid Evaluator state: missing "
                                     "'options')"),
 ], ids=["inputs", "complete", "evaluator"])
 def test_hand_edited_checkpoint_is_one_line(files, capsys, edit, message):

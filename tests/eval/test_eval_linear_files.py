@@ -127,7 +127,9 @@ def test_resume_is_bitwise_identical(layer, monkeypatch, n_chunks):
             evaluate_files(*args, checkpoint="state.json", checkpoint_interval=0, **kw)
     saved = json.loads(open("state.json").read())
     assert saved["complete"] is False and saved["next_row"] == 64 * n_chunks
-    assert list(saved["inputs"]) == ["hidden", "labels", "linear_weight", "linear_bias"]
+    assert list(saved["inputs"]) == ["hidden", "labels", "linear_weight", "linear_bias",
+                                     "groups"]
+    assert saved["inputs"]["groups"] is None                # no group ids given
     assert saved["inputs"]["linear_weight"]["shape"] == [V, D]
     assert saved["inputs"]["linear_bias"]["dtype"] == np.dtype(np.float32).str
     resumed = evaluate_files(*args, checkpoint="state.json", **kw)

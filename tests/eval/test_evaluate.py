@@ -16,7 +16,14 @@ from eval_reference import EDGES, confidence_of, rank_counting, rank_stable, ref
 from helpers import labels, logits, probabilities, soft_targets
 
 KEYS = {"loss", "perplexity", "accuracy", "topk", "entropy", "brier", "ece", "ece_bins",
-        "count", "weight_sum"}
+        "count", "weight_sum", "n_classes", "loss_bits", "loss_se", "loss_ci", "accuracy_ci",
+        "topk_ci", "confidence", "uniform_loss", "prior_loss", "prior_source", "skill",
+        "target_entropy", "kl", "concentration", "loss_histogram", "per_class", "confusion",
+        "groups"}
+# the scalar fields of the interpretation (None where they do not apply)
+INTERPRETATION_FLOATS = ("loss_bits", "loss_se", "confidence", "uniform_loss", "prior_loss",
+                         "skill", "target_entropy", "kl")
+HISTOGRAM_KEYS = {"edges", "mass", "loss"}
 BIN_KEYS = {"edges", "weight", "confidence", "accuracy"}
 FLOAT_METRICS = ("loss", "perplexity", "entropy", "brier", "ece")
 
@@ -53,12 +60,37 @@ def plain(result):
             assert isinstance(v, list), (k, type(v))
         out["ece_bins"] = {k: np.asarray(v, dtype=np.float64) for k, v in d["ece_bins"].items()}
     # attributes
-    for key in ("loss", "perplexity", "accuracy", "entropy", "brier", "ece", "weight_sum"):
+    for key in ("loss", "perplexity", "accuracy", "entropy", "brier", "ece", "weight_sum",
+                *INTERPRETATION_FLOATS):
         a, b = getattr(result, key), d[key]
         assert (a is None) == (b is None), key
         if a is not None:
             assert _same(float(a), float(b)), (key, a, b)
     assert int(result.count) == int(d["count"]) == d["count"]
+    assert result.n_classes == d["n_classes"]
+    assert d["n_classes"] is None or type(d["n_classes"]) is int
+    assert result.prior_source == d["prior_source"] and d["prior_source"] in ("seen", "given")
+    # intervals: tuples as attributes, lists in the dict
+    assert isinstance(result.loss_ci, tuple) and len(result.loss_ci) == 2
+    assert isinstance(d["loss_ci"], list) and _same_floats(d["loss_ci"], result.loss_ci)
+    assert (d["accuracy_ci"] is None) == (d["accuracy"] is None)
+    assert (d["topk_ci"] is None) == (d["topk"] is None)
+    if d["accuracy_ci"] is not None:
+        assert isinstance(result.accuracy_ci, tuple) and len(result.accuracy_ci) == 2
+        assert isinstance(d["accuracy_ci"], list)
+        assert _same_floats(d["accuracy_ci"], result.accuracy_ci)
+        assert sorted(int(k) for k in d["topk_ci"]) == sorted(out["topk"])
+        out["topk_ci"] = {int(k): v for k, v in d["topk_ci"].items()}
+        for k, v in result.topk_ci.items():
+            assert isinstance(v, tuple) and _same_floats(out["topk_ci"][int(k)], v), (k, v)
+    assert set(d["concentration"]) == set(result.concentration) == {0.01, 0.1}
+    assert _same_floats([d["concentration"][q] for q in (0.01, 0.1)],
+                        [result.concentration[q] for q in (0.01, 0.1)])
+    assert isinstance(result.loss_histogram, fastxent.LossHistogram)
+    assert set(d["loss_histogram"]) == HISTOGRAM_KEYS
+    for k in HISTOGRAM_KEYS:
+        np.testing.assert_array_equal(np.asarray(getattr(result.loss_histogram, k)),
+                                      np.asarray(d["loss_histogram"][k]), err_msg=k)
     if d["topk"] is None:
         assert result.topk is None
     else:
@@ -81,6 +113,11 @@ def _same(a, b):
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
     return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def _same_floats(a, b):
+    """Two sequences of floats equal by ``_same``."""
+    return len(a) == len(b) and all(_same(float(u), float(v)) for u, v in zip(a, b, strict=True))
 
 
 def assert_identical(a, b, path="result"):
@@ -121,9 +158,54 @@ def _close(got, exp, rtol, atol, what):
                                rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
 
 
+def _nan_or_approx(got, expected, what, rel=1e-15):
+    """`got` is NaN where `expected` is, else equal to it up to `rel` (infinities equal)."""
+    if math.isnan(expected):
+        assert math.isnan(got), (what, got, expected)
+    else:
+        assert got == pytest.approx(expected, rel=rel, abs=0), (what, got, expected)
+
+
+def check_interpretation(d):
+    """The interpretation's fields against the metrics they derive from: loss_bits = loss /
+    ln 2; loss_ci around loss; accuracy_ci around accuracy, in [0, 1]; uniform_loss = log C;
+    skill = 1 - loss / prior_loss; soft targets: kl = loss - target_entropy (labels: both
+    None); the worst 1 % of rows carry no more of the loss than the worst 10 %."""
+    loss = d["loss"]
+    _nan_or_approx(d["loss_bits"], loss / math.log(2), "loss_bits")
+    low, high = d["loss_ci"]
+    if math.isfinite(loss) and math.isfinite(d["loss_se"]):
+        assert d["loss_se"] >= 0.0
+        assert low <= loss <= high
+        assert (low + high) / 2 == pytest.approx(loss, rel=1e-12, abs=1e-15)
+    else:
+        assert math.isnan(low) and math.isnan(high), d["loss_ci"]
+    if d["accuracy"] is not None and math.isfinite(d["accuracy"]) \
+            and not math.isnan(d["accuracy_ci"][0]):
+        low, high = d["accuracy_ci"]
+        assert 0.0 <= low <= d["accuracy"] + 1e-15 and d["accuracy"] - 1e-15 <= high <= 1.0
+    if d["n_classes"] is None:
+        assert d["count"] == 0
+    if d["n_classes"] is not None and not math.isnan(d["uniform_loss"]):
+        assert d["uniform_loss"] == pytest.approx(math.log(d["n_classes"]), rel=1e-14,
+                                                  abs=1e-15)
+    if d["prior_loss"] > 0:
+        _nan_or_approx(d["skill"], 1.0 - loss / d["prior_loss"], "skill")
+    if d["accuracy"] is None:              # soft targets
+        assert d["target_entropy"] is not None
+        _nan_or_approx(d["kl"], loss - d["target_entropy"], "kl")
+    else:
+        assert d["target_entropy"] is None and d["kl"] is None
+    c1, c10 = d["concentration"][0.01], d["concentration"][0.1]
+    assert math.isnan(c1) == math.isnan(c10)
+    if not math.isnan(c1):
+        assert 0.0 <= c1 <= c10 + 1e-12 and c10 <= 1.0 + 1e-12, (c1, c10)
+
+
 def check_invariants(d):
     """perplexity = exp(loss); topk[1] = accuracy; topk non-decreasing in k, in [0, 1];
-    bin weights add up to weight_sum."""
+    bin weights add up to weight_sum; the interpretation's fields (check_interpretation)."""
+    check_interpretation(d)
     loss, ppl = d["loss"], d["perplexity"]
     if math.isnan(loss):
         assert math.isnan(ppl)
@@ -1067,7 +1149,8 @@ def test_numpy_scalar_options_are_plain_and_state_is_strict_json():
     options = state["options"]
     assert options == {"from_logits": True, "topk": [1, 3],
                        "weight": np.linspace(0.5, 2, 5).astype(np.float32).tolist(),
-                       "ignore_index": -1, "eps": float(np.float32(1e-6)), "axis": -1}
+                       "ignore_index": -1, "eps": float(np.float32(1e-6)), "axis": -1,
+                       "per_class": False, "confusion": False, "prior": None}
     assert [type(options[k]) for k in ("from_logits", "ignore_index", "eps", "axis")] == \
         [bool, int, float, int]
     assert all(type(w) is float for w in options["weight"])
@@ -1191,7 +1274,8 @@ def _set(path, value):
 
 
 @pytest.mark.parametrize("change, message", [
-    (_set(["version"], True), "not an Evaluator state (from Evaluator.to_dict) of version 1"),
+    (_set(["version"], True), "not an Evaluator state (from Evaluator.to_dict) of version 2"),
+    (_set(["version"], 1), "not an Evaluator state (from Evaluator.to_dict) of version 2"),
     (_set(["options"], []), "options must be a dict, got []"),
     (_set(["options", "from_logits"], "no"), "from_logits must be true or false, got 'no'"),
     (_set(["options", "topk"], "12"), "topk must be a list of ints, got '12'"),
@@ -1215,13 +1299,32 @@ def _set(path, value):
     (_set(["sums", "count"], 2.5), "sums.count must be a whole number of rows, got 2.5"),
     (_set(["sums", "count"], "Infinity"), "sums.count must be a whole number of rows"),
     (_set(["sums", "count"], -1), "sums.count must be a whole number of rows, got -1.0"),
-    (_set(["correct", "2"], KeyError), "correct must have the keys 1, 2, got 1"),
+    (_set(["sums", "correct@2"], KeyError), "predicted, correct@1, correct@2, got loss"),
+    (_set(["sums", "correct@2"], "x"), "sums.correct@2 must hold numbers"),
     (_set(["bins", "weight"], [0.0] * 14), "bins.weight must hold 15 numbers, got 14"),
     (_set(["bins", "weight"], {}), "weight must be a list of 15 numbers, got {}"),
     (_set(["bins", "extra"], []), "bins must have the keys weight, confidence_sum"),
     (_set(["bins", "correct_sum", 3], False),
      'bins.correct_sum must hold numbers (or "NaN", "Infinity", "-Infinity"), got False'),
     (_set(["n_classes"], KeyError), "invalid Evaluator state: missing 'n_classes'"),
+    (_set(["options", "per_class"], 1), "per_class must be true or false, got 1"),
+    (_set(["options", "confusion"], None), "confusion must be true or false, got None"),
+    (_set(["options", "prior"], "a"), "prior must be a list of numbers or null, got 'a'"),
+    (_set(["options", "prior"], [0.5, 0.5]), "prior has 2 entries for 3 classes"),
+    (_set(["options", "prior"], KeyError), "invalid Evaluator state: missing 'prior'"),
+    (_set(["options", "per_class"], True), "class_table must be a list of 45 numbers, got None"),
+    (_set(["n_groups"], 1.0), "n_groups must be an int, got 1.0"),
+    (_set(["n_groups"], -1), "n_groups must be in [0, 16777216], got -1"),
+    (_set(["n_groups"], 2), "tables.group_table must hold 30 numbers, got 0"),
+    (_set(["tables"], []), "tables must be a dict, got []"),
+    (_set(["tables"], KeyError), "invalid Evaluator state: missing 'tables'"),
+    (_set(["tables", "histogram"], KeyError), "invalid Evaluator state: missing 'histogram'"),
+    (_set(["tables", "histogram"], [0.0] * 3), "tables.histogram must hold"),
+    (_set(["tables", "class_mass"], [0.0] * 2), "tables.class_mass must hold 3 numbers, got 2"),
+    (_set(["tables", "class_mass", 1], "x"), "tables.class_mass must hold numbers"),
+    (_set(["tables", "class_table"], [0.0] * 3),
+     "tables.class_table must be null for these options"),
+    (_set(["tables", "confusion"], [0.0] * 9), "tables.confusion must be null for these options"),
 ], ids=itertools.count())
 def test_from_dict_checks_every_field(change, message):
     """A hand-edited or damaged state raises ValueError saying which field is wrong (never
