@@ -21,7 +21,8 @@ Definitions used (see the docs):
 import numpy as np
 
 __all__ = ["EDGES", "N_BINS", "compute_dtype", "rank_stable", "rank_counting",
-           "reference_evaluate", "rows_of", "confidence_of"]
+           "reference_evaluate", "rows_of", "confidence_of", "reference_rows", "ratio_se",
+           "wilson"]
 
 N_BINS = 15
 EDGES = np.arange(N_BINS + 1) / N_BINS
@@ -199,3 +200,102 @@ def reference_evaluate(x, target, *, from_logits=True, topk=(1, 5), weight=None,
             result["topk"] = {k: float("nan") for k in result["topk"]}
         # (the bins are not specified then: the tests do not compare them)
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Per-row values and the statistics of the interpretation (loss_se, intervals, baselines)
+
+
+def reference_rows(x, target, *, from_logits=True, weight=None, sample_weight=None,
+                   ignore_index=None, eps=None, axis=-1):
+    """Every counted row's values in float64, as a dict of arrays (rows in C order).
+
+    ``counted`` (all rows) marks the rows that count; every other array holds the counted rows
+    only: ``s`` the sample weight, ``y`` the label (None for soft targets), ``t`` the soft
+    target (None for labels), ``w_y`` the row's share of the loss's denominator before ``s``
+    (its class weight; 1 for soft targets), ``loss`` the class-weighted loss (``w_y * ce`` for
+    labels, ``Σ_c w_c t_c (-log p_c)`` for soft targets), ``ce`` the cross-entropy without
+    class weights, ``p``, ``prediction`` (first arg-max), ``rank``, ``correct`` (rank 0),
+    ``confidence``, ``entropy``, ``brier``, ``target_entropy`` (soft targets, else None) and
+    ``onehot`` (the target as a distribution).
+    """
+    x = np.asarray(x)
+    cdt = compute_dtype(x)
+    eps = float(np.finfo(cdt).eps) if eps is None else float(eps)
+    lo, hi = float(cdt.type(eps)), float(cdt.type(1) - cdt.type(eps))
+    n_classes = x.shape[axis]
+    z_all = rows_of(x.astype(cdt), axis, n_classes)
+    n_all = z_all.shape[0]
+    s_all = (np.ones(n_all) if sample_weight is None
+             else np.asarray(sample_weight, dtype=np.float64).reshape(-1))
+    w = (np.ones(n_classes) if weight is None
+         else np.asarray(weight, np.float64).astype(cdt).astype(np.float64))
+    target = np.asarray(target)
+    soft = target.dtype.kind == "f"
+    if soft:
+        counted = np.ones(n_all, bool)
+        t = rows_of(target.astype(cdt), axis, n_classes)
+        y = None
+    else:
+        y_all = target.reshape(-1).astype(np.int64)
+        counted = (np.ones(n_all, bool) if ignore_index is None
+                   else y_all != int(ignore_index))
+        y = y_all[counted]
+        t = None
+    z, s = z_all[counted], s_all[counted]
+    n = z.shape[0]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if from_logits:
+            m = np.max(z, axis=1, keepdims=True) if n else np.zeros((0, 1))
+            e = np.exp(z - m)
+            p = e / e.sum(axis=1, keepdims=True)
+            logp = (z - m) - np.log(e.sum(axis=1, keepdims=True))
+            entropy = -np.sum(np.where(p > 0, p * logp, 0.0), axis=1)
+        else:
+            p = z
+            logp = np.log(np.clip(z, lo, hi))
+            entropy = -np.sum(p * logp, axis=1)
+        if soft:
+            onehot = t
+            loss = np.sum(np.where(t == 0, 0.0, w * t * -logp), axis=1)
+            ce = np.sum(np.where(t == 0, 0.0, t * -logp), axis=1)
+            w_y = np.ones(n)
+            target_entropy = -np.sum(np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0),
+                                     axis=1)
+            rank = np.full(n, -1)
+        else:
+            onehot = np.zeros((n, n_classes))
+            onehot[np.arange(n), y] = 1.0
+            ce = -logp[np.arange(n), y] if n else np.zeros(0)
+            w_y = w[y]
+            loss = w_y * ce
+            target_entropy = None
+            rank = rank_stable(z, y)
+        brier = np.sum((p - onehot) ** 2, axis=1)
+    return {
+        "counted": counted, "s": s, "y": y, "t": t, "w_y": w_y, "loss": loss, "ce": ce,
+        "p": p, "prediction": (np.argmax(z, axis=1) if n else np.zeros(0, np.int64)),
+        "rank": rank, "correct": (rank == 0).astype(np.float64),
+        "confidence": (np.max(p, axis=1) if n else np.zeros(0)), "entropy": entropy,
+        "brier": brier, "target_entropy": target_entropy, "onehot": onehot,
+    }
+
+
+def ratio_se(a, b):
+    """The delta-method standard error of ``Σa / Σb`` over rows: ``sqrt(n / (n - 1) Σ(a -
+    R b)²) / |Σb|`` with ``R = Σa / Σb``, in two passes; NaN below two rows or for Σb = 0."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n = a.size
+    if n < 2 or b.sum() == 0:
+        return float("nan")
+    r = a.sum() / b.sum()
+    return float(np.sqrt(n / (n - 1) * np.sum((a - r * b) ** 2)) / abs(b.sum()))
+
+
+def wilson(p, n):
+    """Wilson's 95 % score interval of the proportion p over n rows (the textbook formula)."""
+    from scipy.stats import norm
+    z = norm.ppf(0.975)
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(center - half, 0.0), min(center + half, 1.0))
