@@ -137,11 +137,12 @@ def _kept_class_weight(value, name):
 
 
 def _prior(value, name):
-    """None, or a read-only float64 probability distribution over the classes: 1-D, finite,
-    non-negative, summing to more than 0 (it is divided by its sum)."""
+    """None, or a read-only float64 copy of the class prior: 1-D, finite, non-negative, with a
+    positive sum (kept as given; it is divided by its sum where it is used, so that it saves
+    and compares exactly)."""
     if value is None:
         return None
-    prior = _kept_class_weight(value, name).copy()
+    prior = _kept_class_weight(value, name)
     if (prior < 0).any():
         index = int(np.argmax(prior < 0))
         raise ValueError(f"{name} must be non-negative: {name}[{index}] = {prior[index]}")
@@ -149,8 +150,6 @@ def _prior(value, name):
     if not total > 0:
         raise ValueError(f"{name} must have a positive sum (class frequencies or "
                          f"probabilities), got {total}")
-    prior /= total
-    prior.flags.writeable = False
     return prior
 
 
@@ -321,7 +320,8 @@ class EvaluationOptions(CrossEntropyOptions):
     per_class, confusion : bool
         Whether the result has a per-class table and a confusion matrix.
     prior : ndarray of float64, or None
-        The class prior of the baseline, divided by its sum (read-only).
+        The class prior of the baseline as given (read-only; the baseline divides it by its
+        sum).
     """
 
     label_smoothing: float = field(default=0.0, init=False, compare=False,

@@ -79,7 +79,8 @@ cdef extern from "_eval_loops.h" nogil:
     void fx_sum_slot_terms(Py_ssize_t R, const double *V, Py_ssize_t n_slots,
                            double *t) noexcept
     void fx_scatter_slot_terms(Py_ssize_t R, const int *counted, const int64_t *keys,
-                               const double *V, Py_ssize_t n_slots, double *table) noexcept
+                               const double *V, Py_ssize_t n_slots, const int64_t *slots,
+                               Py_ssize_t n_add, double *table) noexcept
 
 
 # The slots of a slice's sums are FX_STAT_* of _eval_loops.h; a slice's top-k slots follow
@@ -251,6 +252,8 @@ cdef struct StatLayout:
     const int64_t *topk         # the k of each top-k slot
     Py_ssize_t n_topk
     Py_ssize_t n_slots          # FX_STAT_TOPK + n_topk: the slots of a slice
+    const int64_t *table_slots  # the slots short rows add to the tables (see _table_slots)
+    Py_ssize_t n_table_slots
     Py_ssize_t n_bins           # equal-width confidence bins
     const double *edges         # (n_bins + 1,): edges[b] = b / n_bins
 
@@ -432,11 +435,12 @@ cdef void _eval_short_rows(const real *x, const real *w, const ClassOptions *o, 
         fx_sum_slot_terms(n, k.slots, k.layout.n_slots, stats)
         if k.groups != NULL:
             fx_scatter_slot_terms(n, counted, k.groups + start, k.slots, k.layout.n_slots,
-                                  k.group_table)
+                                  k.layout.table_slots, k.layout.n_table_slots, k.group_table)
         if k.class_table != NULL:
             for i in range(n):
                 labels[i] = ys[i]
-            fx_scatter_slot_terms(n, counted, labels, k.slots, k.layout.n_slots, k.class_table)
+            fx_scatter_slot_terms(n, counted, labels, k.slots, k.layout.n_slots,
+                                  k.layout.table_slots, k.layout.n_table_slots, k.class_table)
         for i in range(n):
             r = start + i
             if not counted[i]:
@@ -519,6 +523,45 @@ cdef void _eval_superblock(const real *x, const real *soft, const real *w, const
                    partial + b * n_stats, &k, scratch)
 
 
+# Without sample or class weights (s = w_y = 1) five slots of a slice repeat others: weight,
+# loss_weight, weight_sq and loss_weight_sq are the count, loss_cross is the loss. Short rows
+# then add only the others to the tables, and _fill_repeated_slots writes these afterwards.
+cdef int64_t[8] _REPEATED_SLOTS = [FX_STAT_WEIGHT, FX_STAT_LOSS_WEIGHT, FX_STAT_WEIGHT_SQ,
+                                   FX_STAT_LOSS_WEIGHT_SQ, FX_STAT_LOSS_CROSS,
+                                   FX_STAT_TARGET_ENTROPY, FX_STAT_PREDICTED, -1]
+
+
+cdef Py_ssize_t _table_slots(bint unweighted, Py_ssize_t n_slots,
+                             int64_t *slots) noexcept nogil:
+    """The slots short rows add to the tables, into `slots`; returns their number: every slot
+    of a row's terms (not FX_STAT_PREDICTED, added on its own), or without weights only those
+    that do not repeat others (nor FX_STAT_TARGET_ENTROPY, 0 with labels)."""
+    cdef Py_ssize_t j, i, n = 0
+    cdef bint repeated
+    for j in range(n_slots):
+        repeated = j == FX_STAT_PREDICTED
+        if unweighted:
+            for i in range(7):
+                repeated = repeated or j == _REPEATED_SLOTS[i]
+        if not repeated:
+            slots[n] = j
+            n += 1
+    return n
+
+
+cdef void _fill_repeated_slots(double *table, Py_ssize_t n_rows,
+                               Py_ssize_t n_slots) noexcept nogil:
+    """Write the slots that repeat others without weights (see _REPEATED_SLOTS) in each row
+    of a table."""
+    cdef Py_ssize_t r
+    cdef double *t
+    for r in range(n_rows):
+        t = table + r * n_slots
+        t[FX_STAT_WEIGHT] = t[FX_STAT_LOSS_WEIGHT] = t[FX_STAT_COUNT]
+        t[FX_STAT_WEIGHT_SQ] = t[FX_STAT_LOSS_WEIGHT_SQ] = t[FX_STAT_COUNT]
+        t[FX_STAT_LOSS_CROSS] = t[FX_STAT_LOSS]
+
+
 def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) C-order
                   Py_ssize_t n_classes, Py_ssize_t n_inner,
                   const int64_t[::1] labels,            # IN  (rows,) in [0, C), or None
@@ -570,6 +613,9 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     cdef double *partial
     cdef double *tables
     cdef double *slots
+    cdef int64_t *table_slots
+    cdef bint unweighted = (sample_weight is None and class_weight is None
+                            and labels is not None)
     cdef real *scratch = NULL
     cdef const real *soft_p = NULL
     cdef const real *w_p = NULL
@@ -601,14 +647,16 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     partial = <double *> calloc(n_blocks * n_stats, sizeof(double))
     tables = <double *> calloc(n_super * table_size, sizeof(double))
     slots = <double *> malloc(n_super * n_slots * SHORT_BATCH * sizeof(double))
+    table_slots = <int64_t *> malloc(n_slots * sizeof(int64_t))
     edges = <double *> malloc((n_bins + 1) * sizeof(double))
     if n_inner > 1:
         scratch = <real *> malloc(n_threads * 2 * n_classes * sizeof(real))
-    if (partial == NULL or tables == NULL or slots == NULL or edges == NULL
-            or (n_inner > 1 and scratch == NULL)):
+    if (partial == NULL or tables == NULL or slots == NULL or table_slots == NULL
+            or edges == NULL or (n_inner > 1 and scratch == NULL)):
         free(partial)
         free(tables)
         free(slots)
+        free(table_slots)
         free(edges)
         free(scratch)
         raise MemoryError("fastxent: cannot allocate kernel work space")
@@ -617,6 +665,8 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     layout.topk = &topk[0] if n_topk > 0 else NULL
     layout.n_topk = n_topk
     layout.n_slots = n_slots
+    layout.table_slots = table_slots
+    layout.n_table_slots = _table_slots(unweighted, n_slots, table_slots)
     layout.n_bins = n_bins
     layout.edges = edges
     sink.layout = &layout
@@ -639,12 +689,17 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     if per_class:
         memcpy(&class_table[0], tables + 2 * FX_HIST_BINS + 1 + n_classes,
                n_classes * n_slots * sizeof(double))
+        if unweighted:
+            _fill_repeated_slots(&class_table[0], n_classes, n_slots)
     if groups is not None and n_groups > 0:
         memcpy(&group_table[0], tables + 2 * FX_HIST_BINS + 1 + n_classes
                + (n_classes * n_slots if per_class else 0), n_groups * n_slots * sizeof(double))
+        if unweighted:
+            _fill_repeated_slots(&group_table[0], n_groups, n_slots)
     free(partial)
     free(tables)
     free(slots)
+    free(table_slots)
     free(edges)
     free(scratch)
 
@@ -694,8 +749,8 @@ cdef void _paired_block(const double *loss_a, const double *loss_b, const int64_
             t[6] += c
             t[7] += c * c
             t[8] += c * s
-            t[11] += right_a and not right_b
-            t[12] += right_b and not right_a
+            t[11] += s != 0.0 and right_a and not right_b     # McNemar counts rows
+            t[12] += s != 0.0 and right_b and not right_a
     for j in range(N_PAIRED):
         out[j] += t[j]
 

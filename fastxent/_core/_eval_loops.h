@@ -123,14 +123,17 @@ static inline void fx_add_slots(double *restrict t, const double *restrict v, Py
     for (Py_ssize_t i = 0; i < n; ++i) t[i] += v[i];
 }
 
-/* Add the slot terms of each counted row r of V (fx_short_slot_terms's layout) to row keys[r]
- * of the table (n_slots values per row): the per-class and per-group tables. */
+/* Add the terms of the slots slots[0..n_add) of each counted row r of V (fx_short_slot_terms's
+ * layout) to row keys[r] of the table (n_slots values per row): the per-class and per-group
+ * tables. */
 static inline void fx_scatter_slot_terms(Py_ssize_t R, const int *counted, const int64_t *keys,
-                                         const double *V, Py_ssize_t n_slots, double *table) {
+                                         const double *V, Py_ssize_t n_slots,
+                                         const int64_t *slots, Py_ssize_t n_add,
+                                         double *table) {
     for (Py_ssize_t r = 0; r < R; ++r) {
         if (!counted[r]) continue;
         double *t = table + keys[r] * n_slots;
-        for (Py_ssize_t j = 0; j < n_slots; ++j) t[j] += V[j * FX_SHORT_BATCH + r];
+        for (Py_ssize_t j = 0; j < n_add; ++j) t[slots[j]] += V[slots[j] * FX_SHORT_BATCH + r];
     }
 }
 

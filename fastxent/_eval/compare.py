@@ -31,7 +31,7 @@ class McNemar:
     ----------
     only_a_correct, only_b_correct : int
         Rows that model A predicts correctly and B does not, and the reverse (counts of rows:
-        sample weights do not enter the test).
+        sample weights do not enter the test, but rows of sample weight 0 are left out).
     p_value : float
         Two-sided exact binomial p-value of ``only_a_correct`` among the discordant rows,
         under equal accuracy (1.0 without discordant rows).
@@ -273,8 +273,11 @@ class Comparator:
 def _paired_sums(p, sums_a, sums_b):
     """The paired sums (``_PAIRED``) of a chunk from the two models' per-row outputs."""
     out = np.empty(len(_PAIRED))
+    class_weight = p.class_weight       # as the kernel used it: in the input's dtype
+    if class_weight is not None:
+        class_weight = class_weight.astype(p.dtype).astype(np.float64)
     kernels.paired_sums(sums_a["row_loss"], sums_b["row_loss"], sums_a["row_prediction"],
-                        sums_b["row_prediction"], p.labels, p.class_weight, p.sample_weight,
+                        sums_b["row_prediction"], p.labels, class_weight, p.sample_weight,
                         p.has_ignore, p.ignore_index, out, p.n_threads)
     return out
 

@@ -47,7 +47,8 @@ class LossHistogram:
     Bin 0 holds the losses below ``2**-30`` nats, then each octave ``[2**k, 2**(k+1))`` up to
     ``2**18`` is cut into 16 equal bins (so the losses of one bin differ by less than 6.25 %),
     and the last bin holds the losses from ``2**18`` up. A row's loss is its cross-entropy
-    without class weights and its mass is ``sample_weight * weight[y]``, its share of the mean
+    without class weights (soft targets: its loss, class weights included) and its mass is
+    ``sample_weight * weight[y]`` (soft targets: ``sample_weight``), its share of the mean
     loss's denominator.
 
     Attributes
@@ -203,7 +204,8 @@ class EvaluationResult:
         ``"given"`` or ``"seen"``.
     skill : float
         ``1 - loss / prior_loss`` (McFadden's pseudo-R²): 0 for no better than the prior, 1
-        for a perfect model, negative for worse than the prior.
+        for a perfect model, negative for worse than the prior; NaN when `prior_loss` is not
+        a positive finite number.
     target_entropy : float or None
         Soft targets: the mean entropy of the targets, the least loss any model can reach.
     kl : float or None

@@ -83,7 +83,7 @@ def two_sided_p(z):
     return math.erfc(abs(z) / math.sqrt(2.0)) if math.isfinite(z) else math.nan
 
 
-def baseline_loss(class_mass, class_weight, prior):
+def baseline_loss(class_mass, class_weight, prior, denominator):
     """The mean loss of predicting the distribution `prior` for every row.
 
     Parameters
@@ -93,21 +93,23 @@ def baseline_loss(class_mass, class_weight, prior):
     class_weight : ndarray of shape (C,) or None
         The loss's class weights.
     prior : ndarray of shape (C,)
-        A probability distribution over the classes.
+        Non-negative, with a positive sum (divided by it here).
+    denominator : float
+        The mean loss's denominator: ``Σ s w_y`` with labels (that is ``Σ_c w_c M_c``), ``Σ s``
+        with soft targets.
 
     Returns
     -------
     float
-        ``Σ_c w_c M_c (-log prior_c) / Σ_c w_c M_c`` (terms with ``M_c = 0`` are 0; inf
-        when a class seen has prior 0).
+        ``Σ_c w_c M_c (-log π_c) / denominator`` with ``π = prior / Σ prior`` (terms with
+        ``M_c = 0`` are 0; inf when a class seen has prior 0); NaN for a zero denominator.
     """
     weighted = class_mass if class_weight is None else class_mass * class_weight
-    total = weighted.sum()
-    if total == 0:
+    if denominator == 0:
         return math.nan
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(weighted != 0, -weighted * np.log(prior), 0.0)
-    return float(terms.sum() / total)
+        terms = np.where(weighted != 0, -weighted * np.log(prior / prior.sum()), 0.0)
+    return float(terms.sum() / denominator)
 
 
 def worst_share(mass, loss, fraction):

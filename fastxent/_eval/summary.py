@@ -125,14 +125,12 @@ def build_result(ev):
     uniform = prior_loss = math.nan
     prior_source = "seen" if ev.options.prior is None else "given"
     if ev.n_classes is not None:
-        mass = ev._class_mass
-        uniform = st.baseline_loss(mass, ev.options.weight, np.full(ev.n_classes,
-                                                                    1.0 / ev.n_classes))
+        mass, denominator = ev._class_mass, ev._stats[_SLOT["loss_weight"]]
+        uniform = st.baseline_loss(mass, ev.options.weight, np.ones(ev.n_classes), denominator)
         prior = ev.options.prior
         if prior is None:
-            total = mass.sum()
-            prior = mass / total if total > 0 else np.full(ev.n_classes, math.nan)
-        prior_loss = st.baseline_loss(mass, ev.options.weight, prior)
+            prior = mass if mass.sum() > 0 else np.full(ev.n_classes, math.nan)
+        prior_loss = st.baseline_loss(mass, ev.options.weight, prior, denominator)
     target_entropy = kl = None
     if not labels:
         target_entropy = _ratio(ev._stats[_SLOT["target_entropy"]], scalar["weight_sum"]).item()
@@ -146,7 +144,7 @@ def build_result(ev):
         loss_ci=st.normal_interval(loss, scalar["loss_se"]), accuracy_ci=accuracy_ci,
         topk_ci=topk_ci, confidence=scalar["confidence"], uniform_loss=uniform,
         prior_loss=prior_loss, prior_source=prior_source,
-        skill=(1.0 - loss / prior_loss) if prior_loss > 0 else math.nan,
+        skill=(1.0 - loss / prior_loss) if 0 < prior_loss < math.inf else math.nan,
         target_entropy=target_entropy, kl=kl, concentration=concentration,
         loss_histogram=histogram,
         per_class=(None if ev._class_table is None else slice_table(
