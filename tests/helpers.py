@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -278,6 +279,22 @@ def eval_main(capsys, *argv):
     status = cli.main(["eval", *argv])
     out, err = capsys.readouterr()
     return status, out, err
+
+
+def metric_cells(out):
+    """The metrics table of ``fastxent eval``'s text output as ``{label: value}``: the lines
+    under the ``metric value`` header up to the first blank line (labels may hold spaces;
+    two or more spaces separate them from the value, which may read ``x ± h``)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split() == ["metric", "value"])
+    assert set(lines[start + 1]) <= {"-", " "}
+    cells = {}
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        label, value = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        cells[label] = value
+    return cells
 
 
 def _reject_constant(name):

@@ -16,6 +16,7 @@ from helpers import (
     eval_command,
     eval_main,
     kill_at_first_checkpoint,
+    metric_cells,
     run_eval_command,
     strict_loads,
     write_eval_files,
@@ -61,15 +62,22 @@ def test_table(files, capsys):
     assert status == 0
     result = fastxent.evaluate(x, y)
     lines = out.splitlines()
-    assert lines[0].split() == ["metric", "value"]
-    assert set(lines[1]) <= {"-", " "}
-    cells = dict(line.split() for line in lines[2:])
-    assert list(cells) == ["loss", "perplexity", "accuracy", "top-1", "top-5", "entropy",
-                           "brier", "ece", "count", "weight_sum"]
-    assert cells["loss"] == f"{result.loss:.6f}"
-    assert cells["top-5"] == f"{result.topk[5]:.6f}"
+    assert lines[0] == result.summary()                         # the interpretation first
+    assert lines[1] == ""
+    cells = metric_cells(out)
+    assert list(cells) == ["loss (nats)", "loss (bits)", "perplexity", "uniform baseline",
+                           "prior baseline (seen)", "skill (1 - loss/prior)", "accuracy",
+                           "top-1", "top-5", "entropy", "brier", "confidence", "ece",
+                           "loss share of worst 1%", "loss share of worst 10%", "count",
+                           "weight_sum"]
+    half = (result.loss_ci[1] - result.loss_ci[0]) / 2
+    assert cells["loss (nats)"] == f"{result.loss:.6f} ± {half:.4f}"
+    assert cells["loss (bits)"] == f"{result.loss_bits:.6f}"
+    assert cells["uniform baseline"] == f"{np.log(C):.6f}"
+    assert cells["top-5"].startswith(f"{result.topk[5]:.6f} ± ")
     assert cells["count"] == str(N)
-    assert len({len(line) for line in lines[2:]}) == 1          # values right-aligned
+    table = lines[2:2 + len(cells) + 2]
+    assert len({len(line) for line in table[2:]}) == 1          # values right-aligned
 
 
 def test_bins_table_and_soft_targets(files, capsys):
@@ -81,8 +89,9 @@ def test_bins_table_and_soft_targets(files, capsys):
     np.save("soft.npy", soft)
     status, out, _ = eval_main(capsys, "logits.npy", "soft.npy", "--bins")
     assert status == 0
-    cells = dict(line.split() for line in out.splitlines()[2:])
+    cells = metric_cells(out)
     assert cells["accuracy"] == "-" and cells["ece"] == "-" and "top-5" not in cells
+    assert "target entropy" in cells and "KL (loss - target entropy)" in cells
     assert "confidence bin" not in out
 
 

@@ -18,6 +18,7 @@ from helpers import (
     eval_command,
     eval_main,
     kill_at_first_checkpoint,
+    metric_cells,
     run_eval_command,
     same,
     stop_after,
@@ -264,10 +265,11 @@ def test_cli_json_and_table_equal_evaluate_linear(layer, capsys):
     status, out, _ = eval_main(capsys, *LINEAR, "--no-progress")
     assert status == 0
     want = fastxent.evaluate_linear(h, w, y, linear_bias=b, ignore_index=-100)
-    cells = dict(line.split() for line in out.splitlines()[2:])
-    assert cells["loss"] == f"{want.loss:.6f}"
+    assert out.splitlines()[0] == want.summary()
+    cells = metric_cells(out)
+    assert cells["loss (nats)"].startswith(f"{want.loss:.6f} ± ")
     assert cells["perplexity"] == f"{want.perplexity:.6f}"
-    assert cells["top-5"] == f"{want.topk[5]:.6f}"
+    assert cells["top-5"].startswith(f"{want.topk[5]:.6f} ± ")
     assert cells["count"] == str(want.count)
 
 
