@@ -13,7 +13,6 @@ import base64
 import html
 import io
 import math
-import textwrap
 
 import numpy as np
 
@@ -68,13 +67,9 @@ def _matplotlib():
 
 
 def _number(value, digits=3):
-    """`value` for reading: ``digits`` decimals (significant digits from 1000 up), "nan" for
-    NaN and "–" for None."""
-    if value is None:
-        return "–"
+    """`value` for reading: ``digits`` decimals, or significant digits from 1000 up ("nan",
+    "inf")."""
     value = float(value)
-    if not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}"
 
 
@@ -84,9 +79,7 @@ def _percent(share):
 
 
 def _interval(bounds, digits=3):
-    """A 95 % interval ``(low, high)`` as ``[low, high]`` ("–" without one)."""
-    if bounds is None:
-        return "–"
+    """A 95 % interval ``(low, high)`` as ``[low, high]`` ("–" unless both are finite)."""
     low, high = bounds
     if not (math.isfinite(low) and math.isfinite(high)):
         return "–"
@@ -118,6 +111,21 @@ def _headline(result):
         classes = result.n_classes
         what = f"Evaluation of {result.count:,} rows"
     return what if classes is None else f"{what}, {classes:,} classes"
+
+
+def _balanced_lines(summary, width):
+    """A summary line cut between its " · " parts into lines of about equal length, each
+    at most `width` characters where the parts allow."""
+    parts = summary.split(" · ")
+    n_lines = math.ceil(len(summary) / width)
+    target = len(summary) / n_lines
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 3 + len(part) > target and len(lines) < n_lines:
+            lines.append(part)
+        else:
+            lines[-1] += " · " + part
+    return "\n".join(lines)
 
 
 def _worst_and_best(values, per_side):
@@ -158,33 +166,41 @@ def _title(panel, text):
 # the panels
 
 
+def _why_no_accuracy(models):
+    """Why the models have no accuracy to draw."""
+    return "no row counted" if not models[0][1].count else "soft targets have no accuracy"
+
+
 def _plot_reliability(panel, models):
     """The reliability diagram of each model above the share of its rows per confidence bin."""
-    _title(panel, "Reliability diagram")
     binned = [(name, r.ece_bins, r.ece, color) for name, r, color in models
-              if r.ece_bins is not None]
+              if r.count and r.ece_bins is not None]
     if not binned:
-        _note(panel.subplots(), "No reliability diagram: soft targets have no accuracy")
+        _title(panel, "Reliability diagram")
+        _note(panel.subplots(), f"No reliability diagram: {_why_no_accuracy(models)}")
         return
+    if len(binned) == 1:
+        _title(panel, f"Reliability diagram (ECE {_number(binned[0][2])})")
+    else:
+        _title(panel, "Reliability diagram")
     ax, shares = panel.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
-    ax.plot([0, 1], [0, 1], ls="--", color=REFERENCE_COLOR, lw=1, label="perfect calibration")
+    ax.plot([0, 1], [0, 1], ls="--", color=REFERENCE_COLOR, lw=1, label="calibrated")
     width = np.diff(binned[0][1].edges)
     centers = binned[0][1].edges[:-1] + width / 2
     bar_width = width * 0.9 / len(binned)
     for index, (name, bins, ece, color) in enumerate(binned):
         seen = np.isfinite(bins.confidence) & np.isfinite(bins.accuracy)
         ax.plot(bins.confidence[seen], bins.accuracy[seen], "o-", color=color, ms=5,
-                label=f"{name} (ECE {_number(ece)})")
+                label=name if len(binned) == 1 else f"{name} (ECE {_number(ece)})")
         if len(binned) == 1 and seen.any():
             ax.vlines(bins.confidence[seen], bins.accuracy[seen], bins.confidence[seen],
-                      color=GAP_COLOR, lw=2, alpha=0.6,
-                      label="gap (below the diagonal: over-confident)")
+                      color=GAP_COLOR, lw=2, alpha=0.6, label="gap (below: over-confident)")
         total = np.nansum(bins.weight)
         share = bins.weight / total if total > 0 else np.zeros_like(bins.weight)
         offset = (index - (len(binned) - 1) / 2) * bar_width
         shares.bar(centers + offset, share, width=bar_width, color=color, alpha=0.8)
     ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy")
-    ax.legend(loc="best")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     ax.grid(alpha=0.3)
     shares.set(xlabel="confidence (largest predicted probability)", ylabel="share of rows")
     shares.grid(alpha=0.3, axis="y")
@@ -219,6 +235,13 @@ def _label_slices(ax, y, keys, kind, omitted):
                 color=REFERENCE_COLOR)
 
 
+def _bars(ax, y, values, **style):
+    """Horizontal bars of `values` at `y`, with "nan" written where a value is NaN."""
+    ax.barh(y, values, **style)
+    for position in y[np.isnan(values)]:
+        ax.text(0, position, " nan", va="center", color=GAP_COLOR)
+
+
 def _overall_line(ax, value):
     """Mark the value over all rows on a panel of slices (nothing when it is NaN)."""
     if math.isfinite(value):
@@ -240,8 +263,8 @@ def _plot_slices(panel, result):
         loss_ax, accuracy_ax = panel.subplots(), None
     else:
         loss_ax, accuracy_ax = panel.subplots(1, 2, sharey=True)
-    loss_ax.barh(y, table.loss[shown], xerr=1.96 * table.loss_se[shown],
-                 color=MODEL_COLORS[0], error_kw={"lw": 1, "capsize": 2})
+    _bars(loss_ax, y, table.loss[shown], xerr=1.96 * table.loss_se[shown],
+          color=MODEL_COLORS[0], error_kw={"lw": 1, "capsize": 2})
     _overall_line(loss_ax, result.loss)
     loss_ax.set_xlabel("mean loss (nats), 95 % interval")
     _label_slices(loss_ax, y, table.keys[shown], kind, omitted)
@@ -253,7 +276,7 @@ def _plot_slices(panel, result):
         _title(panel, f"Per {kind}, worst loss at the top")
     if accuracy_ax is None:
         return
-    accuracy_ax.barh(y, table.accuracy[shown], color=ACCURACY_COLOR)
+    _bars(accuracy_ax, y, table.accuracy[shown], color=ACCURACY_COLOR)
     _overall_line(accuracy_ax, result.accuracy)
     accuracy_ax.set(xlim=(0, 1), xlabel="accuracy (recall)" if kind == "class" else "accuracy")
     accuracy_ax.tick_params(labelleft=False)
@@ -274,8 +297,8 @@ def _plot_slice_differences(panel, comparison):
     ax = panel.subplots()
     shown, omitted = _worst_and_best(diff, FIGURE_SLICES_PER_SIDE)
     y = _bar_positions(len(shown), omitted)
-    ax.barh(y, diff[shown], color=[MODEL_COLORS[1] if d > 0 else MODEL_COLORS[0]
-                                   for d in diff[shown]])
+    _bars(ax, y, diff[shown], color=[MODEL_COLORS[1] if d > 0 else MODEL_COLORS[0]
+                                     for d in diff[shown]])
     ax.axvline(0, color="black", lw=0.8)
     ax.bar([0], [0], color=MODEL_COLORS[0], label="A lower loss")    # legend entries only
     ax.bar([0], [0], color=MODEL_COLORS[1], label="B lower loss")
@@ -294,9 +317,10 @@ def _plot_topk(panel, models):
     """The top-k accuracies of each model with their 95 % intervals."""
     _title(panel, "Top-k accuracy")
     ax = panel.subplots()
-    labelled = [(name, r, color) for name, r, color in models if r.topk is not None]
+    labelled = [(name, r, color) for name, r, color in models
+                if r.count and r.topk is not None]
     if not labelled:
-        _note(ax, "No per-class table and no accuracy (soft targets)")
+        _note(ax, f"No per-class table and no accuracy: {_why_no_accuracy(models)}")
         return
     ks = list(labelled[0][1].topk)
     x = np.arange(len(ks))
@@ -319,25 +343,21 @@ def _plot_concentration(panel, models):
     """Each model's share of the total loss carried by its worst rows."""
     _title(panel, "Where the loss comes from")
     ax = panel.subplots()
-    ax.plot([0, 100], [0, 100], ls="--", color=REFERENCE_COLOR, lw=1,
-            label="every row the same loss")
-    drawn = False
-    for name, r, color in models:
-        rows, share = r.loss_histogram.curve()
-        if not len(rows):
-            continue
-        drawn = True
+    curves = [(name, r, color, r.loss_histogram.curve()) for name, r, color in models]
+    curves = [curve for curve in curves if len(curve[3][0])]
+    if not curves:
+        _note(ax, "No loss concentration: no row with a positive loss")
+        return
+    ax.plot([0, 100], [0, 100], ls="--", color=REFERENCE_COLOR, lw=1, label="equal losses")
+    for name, r, color, (rows, share) in curves:
         prefix = "" if len(models) == 1 else f"{name}: "
         ax.plot(100 * rows, 100 * share, color=color, lw=2, label=name)
-        for fraction, marker in zip(sorted(r.concentration), ("o", "s"), strict=False):
+        for fraction, marker in zip(sorted(r.concentration), ("o", "s"), strict=True):
             value = r.concentration[fraction]
             if math.isfinite(value):
                 ax.plot(100 * fraction, 100 * value, marker, color=color, ms=7, mec="black",
                         clip_on=False, label=f"{prefix}worst {100 * fraction:g} % of rows: "
                                              f"{_percent(value)} of the loss")
-    if not drawn:
-        _note(ax, "No loss concentration: no row with a finite loss")
-        return
     ax.set(xlim=(0, 100), ylim=(0, 101), xlabel="share of rows, worst first (%)",
            ylabel="share of the total loss (%)")
     ax.legend(loc="lower right")
@@ -374,7 +394,8 @@ def _plot_baselines(panel, models):
     ax.secondary_yaxis("right", functions=(lambda nats: nats / math.log(2),
                                            lambda bits: bits * math.log(2))).set_ylabel("bits")
     if any(not math.isfinite(r.loss) for _, r, _ in models):
-        ax.text(0.5, 0.5, "loss is NaN: a row holds NaN, or no row was counted",
+        ax.text(0.5, 0.5, "loss not finite: a row holds NaN\nor an infinite loss, or no row "
+                "was counted",
                 transform=ax.transAxes, ha="center", va="center", color=GAP_COLOR)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best")
@@ -427,7 +448,7 @@ def plot_figure(result, *, size=FIGURE_SIZE):
             _plot_slices(panels[0, 1], result)
         _plot_concentration(panels[1, 0], models)
         _plot_baselines(panels[1, 1], models)
-        summary = textwrap.fill(result.summary(), int(size[0] * TITLE_CHARS_PER_INCH))
+        summary = _balanced_lines(result.summary(), int(size[0] * TITLE_CHARS_PER_INCH))
         fig.suptitle(f"{_headline(result)}\n{summary}")
     return fig
 
@@ -506,21 +527,18 @@ def _side_by_side(parts):
     return '<div class="side-by-side">\n' + "\n".join(parts) + "\n</div>"
 
 
-def _exp(value):
-    """``exp`` that overflows to inf."""
-    return math.exp(value) if value < 709 else math.inf
-
-
 def _metric_rows(r):
     """The main metrics of one model as ``[name, value, 95 % interval]``."""
     rows = [["rows counted", r.count, ""]]
     if r.weight_sum != r.count:
         rows.append(["summed sample weight", r.weight_sum, ""])
     rows.append(["classes", "–" if r.n_classes is None else r.n_classes, ""])
-    low, high = r.loss_ci
+    loss_ci = np.array(r.loss_ci)
+    with np.errstate(over="ignore"):
+        perplexity_ci = np.exp(loss_ci)
     rows += [["loss (nats)", r.loss, _interval(r.loss_ci)],
-             ["loss (bits)", r.loss_bits, _interval((low / math.log(2), high / math.log(2)))],
-             ["perplexity", r.perplexity, _interval((_exp(low), _exp(high)), 2)],
+             ["loss (bits)", r.loss_bits, _interval(loss_ci / math.log(2))],
+             ["perplexity", r.perplexity, _interval(perplexity_ci, 2)],
              ["skill (1 − loss / prior loss)", r.skill, ""]]
     if r.accuracy is not None:
         rows.append(["accuracy (top-1)", r.accuracy, _interval(r.accuracy_ci)])
@@ -631,13 +649,14 @@ def _confusion_table(confusion):
 
 def _p_value(p):
     """A p-value for reading."""
-    if p is None or not math.isfinite(p):
+    if math.isnan(p):
         return "nan"
     return f"{p:.2g}" if p >= 1e-4 else "< 1e-4"
 
 
 def _evaluation_sections(r):
-    """The body of one evaluation's report after its summary, with the figure's tag."""
+    """The tables of one evaluation's report: those above the figure (metrics, baselines,
+    concentration) and those below it (per class, per group, confusion matrix)."""
     tables = [_table("Main metrics", ["metric", "value", "95 % interval"], _metric_rows(r)),
               _table("Baselines", ["baseline", "loss (nats)", "model's gain (nats)"],
                      _baseline_rows(r)),
@@ -654,8 +673,8 @@ def _evaluation_sections(r):
 
 
 def _comparison_sections(c):
-    """The body of a comparison's report after its summary: the paired differences, then
-    both models' metrics side by side."""
+    """The tables of a comparison's report: those above the figure (the paired differences,
+    then both models' metrics side by side) and those below it (per class and per group)."""
     a, b = c.a, c.b
     differences = [["loss A − B (nats)", c.loss_diff, _interval(c.loss_diff_ci),
                     _p_value(c.loss_diff_p)]]
