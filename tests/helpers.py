@@ -240,14 +240,14 @@ def same(a, b):
     return a == b and type(a) is type(b)
 
 
-def _assert_close_nested(got, want, rtol, atol, where):
+def assert_close_nested(got, want, rtol, atol, where):
     """Equal up to `rtol` and `atol`: nested dicts/lists of numbers (NaN equals NaN), None,
     ints, strings (equal); `where` names the entry that differs."""
     if isinstance(want, dict):
         assert isinstance(got, dict), where
         assert got.keys() == want.keys(), where
         for key in want:
-            _assert_close_nested(got[key], want[key], rtol, atol, f"{where}[{key!r}]")
+            assert_close_nested(got[key], want[key], rtol, atol, f"{where}[{key!r}]")
     elif want is None:
         assert got is None, where
     elif isinstance(want, str):
@@ -256,7 +256,7 @@ def _assert_close_nested(got, want, rtol, atol, where):
                                         for x in want):
         assert isinstance(got, list) and len(got) == len(want), where
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            _assert_close_nested(g, w, rtol, atol, f"{where}[{i}]")
+            assert_close_nested(g, w, rtol, atol, f"{where}[{i}]")
     else:
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True,
                                    err_msg=where)
@@ -267,7 +267,7 @@ def assert_same_evaluation(got, want, rtol, atol=0.0):
     `want`'s up to `rtol` and `atol` (NaN equals NaN)."""
     assert isinstance(got, fastxent.EvaluationResult)
     assert got.count == want.count
-    _assert_close_nested(got.to_dict(), want.to_dict(), rtol, atol, "result")
+    assert_close_nested(got.to_dict(), want.to_dict(), rtol, atol, "result")
 
 
 # --------------------------------------------------------------------------------------------

@@ -118,6 +118,38 @@ def prepare(input, target, options, *, sample_weight=None):
     return p
 
 
+def prepare_like(input, p):
+    """`p`'s call with another input of the same shape: the labels, sample weights and
+    options as `p` checked and prepared them (not checked again), `input` checked as
+    ``prepare`` checks an input. For integer labels only (soft targets are converted to the
+    input's dtype: prepare them with ``prepare``).
+
+    Parameters
+    ----------
+    input : array_like
+        Of `p`'s shape.
+    p : _Problem
+
+    Returns
+    -------
+    _Problem
+    """
+    if p.labels is None:
+        raise ValueError("prepare_like takes a problem with integer labels")
+    x = v.float_input(input)
+    if x.shape != p.shape:
+        raise ValueError(f"the inputs must have the same shape, got {p.shape} and {x.shape}")
+    options = p.options
+    q = dataclasses.replace(p, x=x, dtype=x.dtype, eps=options.clip_eps(x.dtype),
+                            n_threads=threads_for(x.size, options.n_threads))
+    q.kernel_weight = _kernel_weight(q)          # in the input's dtype
+    if options.validate and not options.from_logits:
+        v.check_unit_interval(x, "input", q.n_threads)
+    if options.validate and options.from_logits:
+        _warn_if_probabilities(x, q.n_classes, q.n_inner)
+    return q
+
+
 def prepare_targets(p, target, sample_weight):
     """Check the target, the class options and `sample_weight` against `p`'s layout, and
     fill `p`'s labels or soft targets, sample weights, denominator and kernel options.

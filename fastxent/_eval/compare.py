@@ -11,15 +11,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastxent._api import docstrings as docs
-from fastxent._api.multiclass import prepare
+from fastxent._api import validation as v
+from fastxent._api.multiclass import prepare, prepare_like, rows
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import effective_n_threads
 from fastxent._eval import statistics as st
-from fastxent._eval.evaluate import Evaluator, _group_ids
+from fastxent._eval.evaluate import Evaluator, _added, _group_ids
 from fastxent._eval.jsonvalues import encode_float, float_fields, typed_field
 from fastxent._eval.result import EvaluationResult
 
 STATE_VERSION = 1
+#: Rows per block of ``Comparator.update`` (its per-row outputs: 16 bytes a row per model).
+ROW_BLOCK = 65536
 _PAIRED = kernels.PAIRED_SUMS    # the paired sums over the counted rows, in the kernel's order
 
 
@@ -167,19 +170,26 @@ class Comparator:
             self.
         """
         pa = prepare(input_a, target, self.options, sample_weight=sample_weight)
-        pb = prepare(input_b, target, self.options, sample_weight=sample_weight)
-        if pa.shape != pb.shape:
+        xb = v.float_input(input_b, "input_b")
+        if xb.shape != pa.shape:
             raise ValueError(f"input_a and input_b must have the same shape, got {pa.shape} "
-                             f"and {pb.shape}")
+                             f"and {xb.shape}")
+        if pa.soft is None:
+            pb = prepare_like(xb, pa)            # the labels are checked once
+        else:                                    # soft targets in input_b's own dtype
+            pb = prepare(xb, target, self.options, sample_weight=sample_weight)
         group_ids = _group_ids(groups, pa.rows_shape)
         self.a._check_chunk(pa)
         self.b._check_chunk(pb)
-        sums_a = self.a._row_sums(pa, pa.x, group_ids, row_outputs=True)
-        sums_b = self.b._row_sums(pb, pb.x, group_ids, row_outputs=True)
-        paired = _paired_sums(pa, sums_a, sums_b)
-        self.a._add(sums_a)
-        self.b._add(sums_b)
-        self._paired += paired
+        total = None
+        for part in _row_blocks(self.a, self.b, pa, pb, group_ids):
+            total = part if total is None else [_added(t, x) for t, x in zip(total, part,
+                                                                            strict=True)]
+        if total is not None:
+            sums_a, sums_b, paired = total
+            self.a._add(sums_a)
+            self.b._add(sums_b)
+            self._paired += paired["paired"]
         return self
 
     def merge(self, other):
@@ -268,6 +278,34 @@ class Comparator:
         ev.a, ev.b = a, b
         ev._paired = np.array(paired)
         return ev
+
+
+def _row_blocks(evaluator_a, evaluator_b, pa, pb, group_ids):
+    """Yield ``(sums_a, sums_b, {"paired": paired})`` of each block of ``ROW_BLOCK`` rows of
+    the two prepared problems (one block when the class axis is not last), the sums of
+    ``Evaluator._row_sums`` of each model and the paired sums: each block's per-row outputs
+    go to the same two small buffers, which stay in cache (not N-sized arrays, whose first
+    writes would cost more than the pass)."""
+    n_rows = math.prod(pa.rows_shape)
+    step = ROW_BLOCK if pa.n_inner == 1 else max(n_rows, 1)
+    buffers = [(np.empty(min(step, n_rows)), np.empty(min(step, n_rows), dtype=np.int64))
+               for _ in range(2)]
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        if step < n_rows:
+            parts = [(rows(p, start, stop, p.n_threads),
+                      p.x.reshape(-1, p.n_classes)[start:stop]) for p in (pa, pb)]
+            ids = None if group_ids is None else group_ids.rows(start, stop)
+        else:
+            parts, ids = [(pa, pa.x), (pb, pb.x)], group_ids
+        sums = [evaluator._row_sums(p, x, ids, row_outputs=True,
+                                    row_buffers=tuple(b[:stop - start] for b in buffer))
+                for evaluator, (p, x), buffer in zip((evaluator_a, evaluator_b), parts,
+                                                     buffers, strict=True)]
+        paired = _paired_sums(parts[0][0], *sums)
+        for block in sums:
+            del block["row_loss"], block["row_prediction"]
+        yield sums[0], sums[1], {"paired": paired}
 
 
 def _paired_sums(p, sums_a, sums_b):

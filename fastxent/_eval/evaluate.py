@@ -195,7 +195,7 @@ confusion, prior
         if self.options.confusion:
             self._confusion = np.zeros((n_classes, n_classes))
 
-    def _row_sums(self, p, x, group_ids, row_outputs=False):
+    def _row_sums(self, p, x, group_ids, row_outputs=False, row_buffers=None):
         """The evaluation kernel's sums over `x`, the rows of the prepared problem `p`.
 
         Returns
@@ -203,7 +203,8 @@ confusion, prior
         dict
             ``stats``, ``histogram``, ``class_mass``, ``class_table`` and ``group_table``
             (None when not kept), ``confusion`` (None unless kept), and with `row_outputs`
-            (or a confusion matrix) ``row_loss`` and ``row_prediction``.
+            ``row_loss`` and ``row_prediction`` (written into `row_buffers`, a pair of arrays
+            of the rows' length, when given).
         """
         class_weight = p.class_weight
         if class_weight is None and p.soft is not None:
@@ -219,9 +220,11 @@ confusion, prior
             "group_table": (np.empty((n_groups, self._n_slots))
                             if group_ids is not None else None),
         }
-        rows_wanted = row_outputs or self.options.confusion
-        row_loss = np.empty(n_rows) if rows_wanted else None
-        row_prediction = np.empty(n_rows, dtype=np.int64) if rows_wanted else None
+        row_loss = row_prediction = None
+        if row_buffers is not None:
+            row_loss, row_prediction = row_buffers
+        elif row_outputs or self.options.confusion:
+            row_loss, row_prediction = np.empty(n_rows), np.empty(n_rows, dtype=np.int64)
         kernels.evaluate_rows(
             x.reshape(-1), p.n_classes, p.n_inner, p.labels,
             None if p.soft is None else p.soft.reshape(-1),
