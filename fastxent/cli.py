@@ -291,10 +291,6 @@ def _add_eval_command(subparsers):
                                "float64; with --linear-weight, hidden states (N, d)")
     evaluate.add_argument("labels", metavar="LABELS",
                           help="integer class labels (N,), or float soft targets (N, C)")
-    evaluate.add_argument("--from-probs", action="store_true",
-                          help="LOGITS holds probabilities, not logits")
-    evaluate.add_argument("--topk", type=_top_k, nargs="+", default=[1, 5], metavar="K",
-                          help="top-k accuracies to report (default: 1 5)")
     evaluate.add_argument("--linear-weight", metavar="FILE",
                           help="the output layer's weight W (V, d), of the hidden states' "
                                "dtype (float32 or float64): LOGITS then holds hidden states")
@@ -312,6 +308,11 @@ def _add_eval_command(subparsers):
 
 def _add_run_options(parser, linear):
     """The options ``eval`` and ``compare`` share (``linear``: ``eval``'s help text)."""
+    parser.add_argument("--from-probs", action="store_true",
+                        help=("LOGITS holds" if linear else "A and B hold")
+                             + " probabilities, not logits")
+    parser.add_argument("--topk", type=_top_k, nargs="+", default=[1, 5], metavar="K",
+                        help="top-k accuracies to report (default: 1 5)")
     parser.add_argument("--chunk-rows", type=_positive_int, metavar="N",
                         help="rows per chunk (default: about 64 MiB of logits"
                              + ("; with --linear-weight, from V and the CPU's cache)"
@@ -366,10 +367,6 @@ def _add_compare_command(subparsers):
                          help="model B's logits, A's shape")
     compare.add_argument("labels", metavar="LABELS",
                          help="integer class labels (N,), or float soft targets (N, C)")
-    compare.add_argument("--from-probs", action="store_true",
-                         help="A and B hold probabilities, not logits")
-    compare.add_argument("--topk", type=_top_k, nargs="+", default=[1, 5], metavar="K",
-                         help="top-k accuracies to report (default: 1 5)")
     _add_run_options(compare, linear=False)
     compare.set_defaults(handler=_run_compare)
 
