@@ -299,3 +299,27 @@ def wilson(p, n):
     center = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return (max(center - half, 0.0), min(center + half, 1.0))
+
+
+def spec_options(rng, spec, n_rows, n_classes):
+    """The keyword options a test case's `spec` asks for: ``"w"`` class weights in [0.2, 2],
+    ``"s"`` sample weights in [0, 3) with every seventh 0, any other value as given (the
+    ``"soft"`` flag is not an option)."""
+    kw = {}
+    for key, value in spec.items():
+        if value == "w":
+            kw[key] = rng.uniform(0.2, 2.0, n_classes)
+        elif value == "s":
+            s = rng.uniform(0.0, 3.0, n_rows)
+            s[::7] = 0.0
+            kw[key] = s
+        elif key != "soft":
+            kw[key] = value
+    return kw
+
+
+def rows_for(x, target, kw, from_logits):
+    """``reference_rows`` of a case with the options `kw` (those the rows depend on)."""
+    return reference_rows(x, target, from_logits=from_logits,
+                          **{k: v for k, v in kw.items()
+                             if k in ("weight", "sample_weight", "ignore_index")})

@@ -15,7 +15,7 @@ import scipy.special
 import scipy.stats
 
 import fastxent
-from eval_reference import ratio_se, reference_rows
+from eval_reference import ratio_se, rows_for, spec_options
 from helpers import BIG_ROWS, StopRun, assert_close_nested, same, stop_after
 
 DTYPES = (np.float32, np.float64)
@@ -42,16 +42,7 @@ def make_pair(seed, dtype, from_logits, spec, n_rows=600, n_classes=6, noise=1.0
     y = rng.integers(0, n_classes, n_rows)
     z[np.arange(n_rows), y] += 1.5
     za, zb = z, z + rng.normal(0.0, noise, z.shape)
-    kw = {}
-    for key, value in spec.items():
-        if value == "w":
-            kw[key] = rng.uniform(0.2, 2.0, n_classes)
-        elif value == "s":
-            s = rng.uniform(0.0, 3.0, n_rows)
-            s[::7] = 0.0
-            kw[key] = s
-        elif key != "soft":
-            kw[key] = value
+    kw = spec_options(rng, spec, n_rows, n_classes)
     if spec.get("soft"):
         target = scipy.special.softmax(z + rng.normal(0.0, 1.0, z.shape), axis=1).astype(dtype)
     else:
@@ -64,12 +55,6 @@ def make_pair(seed, dtype, from_logits, spec, n_rows=600, n_classes=6, noise=1.0
         return (v if from_logits else scipy.special.softmax(v, axis=1)).astype(dtype)
 
     return outputs(za), outputs(zb), target, kw
-
-
-def rows_for(x, target, kw, from_logits):
-    return reference_rows(x, target, from_logits=from_logits,
-                          **{k: v for k, v in kw.items()
-                             if k in ("weight", "sample_weight", "ignore_index")})
 
 
 def mcnemar_reference(correct_a, correct_b, s=None):

@@ -18,7 +18,7 @@ import scipy.special
 import scipy.stats
 
 import fastxent
-from eval_reference import ratio_se, reference_rows, wilson
+from eval_reference import ratio_se, rows_for, spec_options, wilson
 from helpers import BIG_ROWS, assert_close, same
 
 DTYPES = (np.float32, np.float64)
@@ -63,16 +63,7 @@ def make_case(seed, dtype, from_logits, spec, n_rows=400, n_classes=6, empty_cla
     else:
         e = np.exp(z - z.max(axis=1, keepdims=True))
         x = e / e.sum(axis=1, keepdims=True)
-    kw = {}
-    for key, value in spec.items():
-        if value == "w":
-            kw[key] = rng.uniform(0.2, 2.0, n_classes)
-        elif value == "s":
-            s = rng.uniform(0.0, 3.0, n_rows)
-            s[::7] = 0.0
-            kw[key] = s
-        elif key != "soft":
-            kw[key] = value
+    kw = spec_options(rng, spec, n_rows, n_classes)
     if spec.get("soft"):
         t = rng.uniform(0.0, 1.0, (n_rows, n_classes))
         t[t < 0.1] = 0.0
@@ -84,12 +75,6 @@ def make_case(seed, dtype, from_logits, spec, n_rows=400, n_classes=6, empty_cla
         if "ignore_index" in kw:
             target[::5] = kw["ignore_index"]
     return x.astype(dtype), target, kw
-
-
-def rows_for(x, target, kw, from_logits):
-    return reference_rows(x, target, from_logits=from_logits,
-                          **{k: v for k, v in kw.items()
-                             if k in ("weight", "sample_weight", "ignore_index")})
 
 
 def _ratio(numerator, denominator):
