@@ -279,7 +279,7 @@ def _add_eval_command(subparsers):
                     "score and calibration error of logits (or probabilities) and labels "
                     "stored in .npy/.npz files, reading them in chunks of rows, with what "
                     "they mean: the loss in nats and bits against the uniform and class-prior "
-                    "baselines, 95 %% intervals, and where the loss comes from (per class, "
+                    "baselines, 95 % intervals, and where the loss comes from (per class, "
                     "per group, the worst rows). "
                     "With --linear-weight W (and --linear-bias b), LOGITS holds a model's "
                     "hidden states H instead, and the logits H @ W.T + b are computed one "
@@ -299,8 +299,8 @@ def _add_eval_command(subparsers):
                                "--linear-weight)")
     _add_run_options(evaluate, linear=True)
     evaluate.add_argument("--confusion", action="store_true",
-                          help="also print the confusion matrix (labels, C <= 4096; printed "
-                               "for C <= 20, always in --json and the report)")
+                          help="also compute the confusion matrix (labels, C <= 4096): printed "
+                               "and in --report for C <= 20, always in --json")
     evaluate.add_argument("--bins", action="store_true",
                           help="also print the calibration bins")
     evaluate.set_defaults(handler=_run_eval)
@@ -318,11 +318,16 @@ def _add_run_options(parser, linear):
                              + ("; with --linear-weight, from V and the CPU's cache)"
                                 if linear else ", 32 MiB of each model's)"))
     parser.add_argument("--per-class", action="store_true",
-                        help="also print the per-class table (count, loss, recall, "
-                             "precision, confidence, calibration gap)")
+                        help=("also print the per-class table (count, loss, recall, "
+                              "precision, confidence; --json and --report add the "
+                              "calibration gap)" if linear else
+                              "also print the per-class loss and recall differences"))
     parser.add_argument("--groups", metavar="FILE",
                         help="a group id per row (integers in [0, 2**24 - 1], the labels' "
-                             "shape): also print the metrics per group (e.g. per document)")
+                             "shape): " + ("also print the metrics per group (e.g. per "
+                                           "document)" if linear else
+                                           "each model's metrics per group, in --json and "
+                                           "--report (not printed)"))
     parser.add_argument("--prior", metavar="FILE",
                         help="the class prior of the baseline, C values (e.g. training-set "
                              "class frequencies; default: the labels' distribution)")
@@ -356,7 +361,7 @@ def _add_compare_command(subparsers):
         "compare", help="compare two models' logits for the same rows",
         description="Evaluate two models' logits (or probabilities) for the same rows and "
                     "labels, stored in .npy/.npz files, and say whether they differ: the "
-                    "paired difference of the mean loss with its 95 %% interval and p-value, "
+                    "paired difference of the mean loss with its 95 % interval and p-value, "
                     "the accuracy difference with McNemar's exact test, and each model's "
                     "metrics side by side. Reads the files in chunks of rows, optionally "
                     "checkpointed. A file is FILE.npy, FILE.npz (holding one array) or "

@@ -528,8 +528,9 @@ def _confusion(labels, prediction, sample_weight, n_classes):
     topk : sequence of int, default=(1, 5)
         The k of each top-k accuracy. Tied scores rank by class index.
     weight : array_like of shape (C,), optional
-        Per-class weights of the loss (only the loss). They must be finite (negative weights
-        are used as given, as PyTorch does).
+        Per-class weights of the loss (only the loss and what derives from it: its interval,
+        the baselines, the skill, the concentration, the tables' losses). They must be
+        finite (negative weights are used as given, as PyTorch does).
     sample_weight : array_like, optional
         Per-row weights of every metric, shaped like the rows.
     groups : array_like of int, optional
@@ -540,10 +541,12 @@ def _confusion(labels, prediction, sample_weight, n_classes):
         Add the per-class table (``result.per_class``): count, weight, loss, recall,
         precision, confidence and calibration gap per class. Needs integer labels.
     confusion : bool, default=False
-        Add the confusion matrix (``result.confusion``, C <= 4096). Needs integer labels.
+        Add the confusion matrix (``result.confusion``, C <= 4096). Needs integer labels;
+        costs an N-sized per-row output (16 bytes a row).
     prior : array_like of shape (C,), optional
-        The class prior of the baseline (e.g. the training set's class frequencies; divided
-        by its sum). By default the weighted label distribution of the rows evaluated.
+        The class prior of the baseline (e.g. the training set's class frequencies): finite,
+        non-negative, with a positive sum (divided by it). By default the weighted label
+        distribution of the rows evaluated.
     ignore_index : int, optional
         Rows with this label count nowhere.
     eps : float in [0, 0.5), optional

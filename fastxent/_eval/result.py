@@ -179,7 +179,7 @@ class EvaluationResult:
     weight_sum : float
         Summed sample weight of the counted rows (`count` without sample weights).
     n_classes : int or None
-        The number of classes C (None before any row).
+        The number of classes C (None before any update).
     loss_bits : float
         `loss` in bits: ``loss / ln 2``.
     loss_se : float
@@ -197,8 +197,9 @@ class EvaluationResult:
         The loss of predicting 1/C for every class: ``log C`` (with class weights and soft
         targets, the same weighted mean).
     prior_loss : float
-        The loss of predicting the class prior for every row: `prior` if given, else the
-        weighted label (or mean soft-target) distribution of the rows seen, whose loss is
+        The loss of predicting the class prior for every row: `prior` if given (divided by
+        its sum; inf when a class seen has prior 0), else the weighted label (or mean
+        soft-target) distribution of the rows seen, whose loss is (without class weights)
         its entropy.
     prior_source : str
         ``"given"`` or ``"seen"``.
@@ -207,7 +208,8 @@ class EvaluationResult:
         for a perfect model, negative for worse than the prior; NaN when `prior_loss` is not
         a positive finite number.
     target_entropy : float or None
-        Soft targets: the mean entropy of the targets, the least loss any model can reach.
+        Soft targets: the mean entropy of the targets, the least loss any model can reach
+        (without class weights).
     kl : float or None
         Soft targets: ``loss - target_entropy``, the mean KL divergence of the predictions
         from the targets (without class weights).
