@@ -48,16 +48,16 @@ cdef extern from "_eval_loops.h" nogil:
     void fx_add_slots(double *t, const double *v, Py_ssize_t n) noexcept
     enum:
         FX_STAT_LOSS
-        FX_STAT_LOSS_WEIGHT
-        FX_STAT_WEIGHT
         FX_STAT_COUNT
         FX_STAT_ENTROPY
         FX_STAT_BRIER
-        FX_STAT_WEIGHT_SQ
         FX_STAT_LOSS_SQ
+        FX_STAT_CONFIDENCE
+        FX_STAT_LOSS_WEIGHT
+        FX_STAT_WEIGHT
+        FX_STAT_WEIGHT_SQ
         FX_STAT_LOSS_CROSS
         FX_STAT_LOSS_WEIGHT_SQ
-        FX_STAT_CONFIDENCE
         FX_STAT_TARGET_ENTROPY
         FX_STAT_PREDICTED
         FX_STAT_TOPK
@@ -79,15 +79,15 @@ cdef extern from "_eval_loops.h" nogil:
     void fx_sum_slot_terms(Py_ssize_t R, const double *V, Py_ssize_t n_slots,
                            double *t) noexcept
     void fx_scatter_slot_terms(Py_ssize_t R, const int *counted, const int64_t *keys,
-                               const double *V, Py_ssize_t n_slots, const int64_t *slots,
-                               Py_ssize_t n_add, double *table) noexcept
+                               const double *V, Py_ssize_t n_slots, Py_ssize_t n_lead,
+                               double *table) noexcept
 
 
 # The slots of a slice's sums are FX_STAT_* of _eval_loops.h; a slice's top-k slots follow
 # FX_STAT_TOPK, and the whole's confidence bins (weight, weight * confidence, weight * [correct]
 # per bin) follow those.
-EVAL_STATS = ("loss", "loss_weight", "weight", "count", "entropy", "brier", "weight_sq",
-              "loss_sq", "loss_cross", "loss_weight_sq", "confidence", "target_entropy",
+EVAL_STATS = ("loss", "count", "entropy", "brier", "loss_sq", "confidence", "loss_weight",
+              "weight", "weight_sq", "loss_cross", "loss_weight_sq", "target_entropy",
               "predicted")
 # The loss histogram (see _eval_loops.h): HIST_BINS bins from 2**HIST_LOW, HIST_STEPS per
 # octave over HIST_OCTAVES octaves.
@@ -252,8 +252,9 @@ cdef struct StatLayout:
     const int64_t *topk         # the k of each top-k slot
     Py_ssize_t n_topk
     Py_ssize_t n_slots          # FX_STAT_TOPK + n_topk: the slots of a slice
-    const int64_t *table_slots  # the slots short rows add to the tables (see _table_slots)
-    Py_ssize_t n_table_slots
+    Py_ssize_t n_lead           # short rows add slots [0, n_lead) and the top-k slots to
+                                # the tables (FX_STAT_PREDICTED without weights: the others
+                                # repeat; FX_STAT_PREDICTED is added on its own)
     Py_ssize_t n_bins           # equal-width confidence bins
     const double *edges         # (n_bins + 1,): edges[b] = b / n_bins
 
@@ -435,12 +436,12 @@ cdef void _eval_short_rows(const real *x, const real *w, const ClassOptions *o, 
         fx_sum_slot_terms(n, k.slots, k.layout.n_slots, stats)
         if k.groups != NULL:
             fx_scatter_slot_terms(n, counted, k.groups + start, k.slots, k.layout.n_slots,
-                                  k.layout.table_slots, k.layout.n_table_slots, k.group_table)
+                                  k.layout.n_lead, k.group_table)
         if k.class_table != NULL:
             for i in range(n):
                 labels[i] = ys[i]
             fx_scatter_slot_terms(n, counted, labels, k.slots, k.layout.n_slots,
-                                  k.layout.table_slots, k.layout.n_table_slots, k.class_table)
+                                  k.layout.n_lead, k.class_table)
         for i in range(n):
             r = start + i
             if not counted[i]:
@@ -523,36 +524,15 @@ cdef void _eval_superblock(const real *x, const real *soft, const real *w, const
                    partial + b * n_stats, &k, scratch)
 
 
-# Without sample or class weights (s = w_y = 1) five slots of a slice repeat others: weight,
-# loss_weight, weight_sq and loss_weight_sq are the count, loss_cross is the loss. Short rows
-# then add only the others to the tables, and _fill_repeated_slots writes these afterwards.
-cdef int64_t[8] _REPEATED_SLOTS = [FX_STAT_WEIGHT, FX_STAT_LOSS_WEIGHT, FX_STAT_WEIGHT_SQ,
-                                   FX_STAT_LOSS_WEIGHT_SQ, FX_STAT_LOSS_CROSS,
-                                   FX_STAT_TARGET_ENTROPY, FX_STAT_PREDICTED, -1]
-
-
-cdef Py_ssize_t _table_slots(bint unweighted, Py_ssize_t n_slots,
-                             int64_t *slots) noexcept nogil:
-    """The slots short rows add to the tables, into `slots`; returns their number: every slot
-    of a row's terms (not FX_STAT_PREDICTED, added on its own), or without weights only those
-    that do not repeat others (nor FX_STAT_TARGET_ENTROPY, 0 with labels)."""
-    cdef Py_ssize_t j, i, n = 0
-    cdef bint repeated
-    for j in range(n_slots):
-        repeated = j == FX_STAT_PREDICTED
-        if unweighted:
-            for i in range(7):
-                repeated = repeated or j == _REPEATED_SLOTS[i]
-        if not repeated:
-            slots[n] = j
-            n += 1
-    return n
+# Without sample or class weights (s = w_y = 1) the slots from FX_STAT_LOSS_WEIGHT on repeat
+# others (weight, loss_weight, weight_sq and loss_weight_sq are the count, loss_cross is the
+# loss) or are 0 (target_entropy, with labels): short rows then add only the slots before them
+# (and the top-k slots) to the tables, and _fill_repeated_slots writes these afterwards.
 
 
 cdef void _fill_repeated_slots(double *table, Py_ssize_t n_rows,
                                Py_ssize_t n_slots) noexcept nogil:
-    """Write the slots that repeat others without weights (see _REPEATED_SLOTS) in each row
-    of a table."""
+    """Write the slots that repeat others without weights in each row of a table."""
     cdef Py_ssize_t r
     cdef double *t
     for r in range(n_rows):
@@ -613,7 +593,6 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     cdef double *partial
     cdef double *tables
     cdef double *slots
-    cdef int64_t *table_slots
     cdef bint unweighted = (sample_weight is None and class_weight is None
                             and labels is not None)
     cdef real *scratch = NULL
@@ -647,16 +626,14 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     partial = <double *> calloc(n_blocks * n_stats, sizeof(double))
     tables = <double *> calloc(n_super * table_size, sizeof(double))
     slots = <double *> malloc(n_super * n_slots * SHORT_BATCH * sizeof(double))
-    table_slots = <int64_t *> malloc(n_slots * sizeof(int64_t))
     edges = <double *> malloc((n_bins + 1) * sizeof(double))
     if n_inner > 1:
         scratch = <real *> malloc(n_threads * 2 * n_classes * sizeof(real))
-    if (partial == NULL or tables == NULL or slots == NULL or table_slots == NULL
-            or edges == NULL or (n_inner > 1 and scratch == NULL)):
+    if (partial == NULL or tables == NULL or slots == NULL or edges == NULL
+            or (n_inner > 1 and scratch == NULL)):
         free(partial)
         free(tables)
         free(slots)
-        free(table_slots)
         free(edges)
         free(scratch)
         raise MemoryError("fastxent: cannot allocate kernel work space")
@@ -665,8 +642,7 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     layout.topk = &topk[0] if n_topk > 0 else NULL
     layout.n_topk = n_topk
     layout.n_slots = n_slots
-    layout.table_slots = table_slots
-    layout.n_table_slots = _table_slots(unweighted, n_slots, table_slots)
+    layout.n_lead = FX_STAT_LOSS_WEIGHT if unweighted else FX_STAT_PREDICTED
     layout.n_bins = n_bins
     layout.edges = edges
     sink.layout = &layout
@@ -699,7 +675,6 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     free(partial)
     free(tables)
     free(slots)
-    free(table_slots)
     free(edges)
     free(scratch)
 

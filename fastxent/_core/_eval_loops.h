@@ -31,16 +31,18 @@ enum {
  * row's terms of the mean loss's numerator and denominator (s: its sample weight). */
 enum {
     FX_STAT_LOSS,           /* a: s * class-weighted loss */
-    FX_STAT_LOSS_WEIGHT,    /* b: s * w_y (soft targets: s) */
-    FX_STAT_WEIGHT,         /* s */
     FX_STAT_COUNT,          /* 1 */
     FX_STAT_ENTROPY,        /* s * entropy */
     FX_STAT_BRIER,          /* s * Brier score */
-    FX_STAT_WEIGHT_SQ,      /* s^2 */
     FX_STAT_LOSS_SQ,        /* a^2 */
+    FX_STAT_CONFIDENCE,     /* s * confidence */
+    /* the slots from here to FX_STAT_TOPK repeat others without weights (s = w_y = 1), or
+     * are 0 with labels, or are added on their own (FX_STAT_PREDICTED) */
+    FX_STAT_LOSS_WEIGHT,    /* b: s * w_y (soft targets: s) */
+    FX_STAT_WEIGHT,         /* s */
+    FX_STAT_WEIGHT_SQ,      /* s^2 */
     FX_STAT_LOSS_CROSS,     /* a b */
     FX_STAT_LOSS_WEIGHT_SQ, /* b^2 */
-    FX_STAT_CONFIDENCE,     /* s * confidence */
     FX_STAT_TARGET_ENTROPY, /* soft targets: s * entropy of the target */
     FX_STAT_PREDICTED,      /* class tables: s of the rows predicted as the class */
     FX_STAT_TOPK            /* then one per k: s * [rank < k] */
@@ -123,17 +125,17 @@ static inline void fx_add_slots(double *restrict t, const double *restrict v, Py
     for (Py_ssize_t i = 0; i < n; ++i) t[i] += v[i];
 }
 
-/* Add the terms of the slots slots[0..n_add) of each counted row r of V (fx_short_slot_terms's
- * layout) to row keys[r] of the table (n_slots values per row): the per-class and per-group
- * tables. */
+/* Add the terms of slots [0, n_lead) and [FX_STAT_TOPK, n_slots) of each counted row r of V
+ * (fx_short_slot_terms's layout) to row keys[r] of the table (n_slots values per row): the
+ * per-class and per-group tables. */
 static inline void fx_scatter_slot_terms(Py_ssize_t R, const int *counted, const int64_t *keys,
-                                         const double *V, Py_ssize_t n_slots,
-                                         const int64_t *slots, Py_ssize_t n_add,
+                                         const double *V, Py_ssize_t n_slots, Py_ssize_t n_lead,
                                          double *table) {
     for (Py_ssize_t r = 0; r < R; ++r) {
         if (!counted[r]) continue;
         double *t = table + keys[r] * n_slots;
-        for (Py_ssize_t j = 0; j < n_add; ++j) t[slots[j]] += V[slots[j] * FX_SHORT_BATCH + r];
+        for (Py_ssize_t j = 0; j < n_lead; ++j) t[j] += V[j * FX_SHORT_BATCH + r];
+        for (Py_ssize_t j = FX_STAT_TOPK; j < n_slots; ++j) t[j] += V[j * FX_SHORT_BATCH + r];
     }
 }
 

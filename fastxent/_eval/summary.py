@@ -125,12 +125,16 @@ def build_result(ev):
     uniform = prior_loss = math.nan
     prior_source = "seen" if ev.options.prior is None else "given"
     if ev.n_classes is not None:
-        mass, denominator = ev._class_mass, ev._stats[_SLOT["loss_weight"]]
-        uniform = st.baseline_loss(mass, ev.options.weight, np.ones(ev.n_classes), denominator)
+        mass, weight = ev._class_mass, ev.options.weight
+        # the mean loss's denominator: Σ_c w_c M_c with labels (in float64 here, so that the
+        # uniform baseline is log C exactly), Σ s with soft targets
+        denominator = (ev._stats[_SLOT["weight"]] if ev.target_kind == "soft"
+                       else float((mass if weight is None else mass * weight).sum()))
+        uniform = st.baseline_loss(mass, weight, np.ones(ev.n_classes), denominator)
         prior = ev.options.prior
         if prior is None:
             prior = mass if mass.sum() > 0 else np.full(ev.n_classes, math.nan)
-        prior_loss = st.baseline_loss(mass, ev.options.weight, prior, denominator)
+        prior_loss = st.baseline_loss(mass, weight, prior, denominator)
     target_entropy = kl = None
     if not labels:
         target_entropy = _ratio(ev._stats[_SLOT["target_entropy"]], scalar["weight_sum"]).item()
