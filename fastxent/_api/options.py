@@ -146,10 +146,9 @@ def _prior(value, name):
     if (prior < 0).any():
         index = int(np.argmax(prior < 0))
         raise ValueError(f"{name} must be non-negative: {name}[{index}] = {prior[index]}")
-    total = prior.sum()
-    if not total > 0:
+    if not (prior.size and prior.max() > 0):    # the sum (which may overflow) is > 0
         raise ValueError(f"{name} must have a positive sum (class frequencies or "
-                         f"probabilities), got {total}")
+                         f"probabilities), got {prior.sum()}")
     return prior
 
 

@@ -721,11 +721,14 @@ cdef void _paired_block(const double *loss_a, const double *loss_b, const int64_
             right_a = pred_a[r] == y
             right_b = pred_b[r] == y
             c = s * (<double>right_a - <double>right_b)
+            if pred_a[r] < 0 or pred_b[r] < 0:   # a row holding NaN has no prediction
+                c = NAN
             t[6] += c
             t[7] += c * c
             t[8] += c * s
-            t[11] += s != 0.0 and right_a and not right_b     # McNemar counts rows
-            t[12] += s != 0.0 and right_b and not right_a
+            if s != 0.0 and c == c:              # McNemar counts rows that have predictions
+                t[11] += right_a and not right_b
+                t[12] += right_b and not right_a
     for j in range(N_PAIRED):
         out[j] += t[j]
 

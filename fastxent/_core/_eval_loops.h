@@ -53,13 +53,13 @@ enum {
  * values in [2^k (1 + j / FX_HIST_STEPS), 2^k (1 + (j + 1) / FX_HIST_STEPS)), the last bin the
  * values from 2^(FX_HIST_LOW + FX_HIST_OCTAVES) up (and +inf). So the values of one bin differ
  * by less than a factor 1 + 1 / FX_HIST_STEPS. */
-enum { FX_HIST_LOW = -30, FX_HIST_OCTAVES = 48, FX_HIST_STEPS = 16 };
+enum { FX_HIST_LOW = -64, FX_HIST_OCTAVES = 128, FX_HIST_STEPS = 16 };
 enum { FX_HIST_BINS = FX_HIST_OCTAVES * FX_HIST_STEPS + 2 };
 
 /* The histogram bin of a value that is not NaN: from its exponent and first mantissa bits. */
 static inline Py_ssize_t fx_hist_bin(double v) {
     uint64_t bits;
-    if (!(v >= 0x1p-30)) /* FX_HIST_LOW; negative values and 0 too */
+    if (!(v >= 0x1p-64)) /* 2^FX_HIST_LOW; negative values and 0 too */
         return 0;
     memcpy(&bits, &v, sizeof bits);
     const Py_ssize_t octave = (Py_ssize_t)((bits >> 52) & 0x7ff) - 1023 - FX_HIST_LOW;

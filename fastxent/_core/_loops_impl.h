@@ -189,7 +189,7 @@ static inline Py_ssize_t FX_NAME(fx_short_max)(const FX_T *x, Py_ssize_t R, Py_s
 #pragma omp simd
         for (Py_ssize_t r = 0; r < Rp; ++r) m[r] = Ec[r] > m[r] ? Ec[r] : m[r];
     }
-    for (Py_ssize_t c = C - 1; c > 0; --c) {
+    for (Py_ssize_t c = C - 1; c >= 0; --c) { /* down to 0: ties go to the lowest index */
         const FX_T *Ec = E + c * Rp;
 #pragma omp simd
         for (Py_ssize_t r = 0; r < Rp; ++r) kmax[r] = Ec[r] == m[r] ? (int)c : kmax[r];

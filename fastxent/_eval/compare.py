@@ -16,7 +16,7 @@ from fastxent._api.multiclass import prepare, prepare_like, rows
 from fastxent._core.dispatch import kernels
 from fastxent._core.threads import effective_n_threads
 from fastxent._eval import statistics as st
-from fastxent._eval.evaluate import Evaluator, _added, _group_ids
+from fastxent._eval.evaluate import Evaluator, _added, _check_count, _group_ids
 from fastxent._eval.jsonvalues import encode_float, float_fields, typed_field
 from fastxent._eval.result import EvaluationResult
 
@@ -24,6 +24,7 @@ STATE_VERSION = 1
 #: Rows per block of ``Comparator.update`` (its per-row outputs: 16 bytes a row per model).
 ROW_BLOCK = 65536
 _PAIRED = kernels.PAIRED_SUMS    # the paired sums over the counted rows, in the kernel's order
+_PAIRED_COUNT_OF_EVALUATOR = kernels.EVAL_STATS.index("count")   # the same rows' count
 
 
 @dataclass(frozen=True)
@@ -271,12 +272,19 @@ class Comparator:
                              "classes or kind of target")
         try:
             typed_field(state, "paired", dict, "a dict")
-            paired = float_fields(state, "paired", list(_PAIRED))
+            paired = dict(zip(_PAIRED, float_fields(state, "paired", list(_PAIRED)),
+                              strict=True))
+            count = a._stats[_PAIRED_COUNT_OF_EVALUATOR]
+            if paired["count"] != count or b._stats[_PAIRED_COUNT_OF_EVALUATOR] != count:
+                raise ValueError(f"paired.count {paired['count']!r} is not the evaluators' "
+                                 f"count of rows {count!r}")
+            for name in ("only_a_correct", "only_b_correct"):
+                _check_count(paired[name], f"paired.{name}", count)
         except (KeyError, ValueError) as exc:
             raise ValueError(f"invalid Comparator state: {exc}") from None
         ev = cls.__new__(cls)
         ev.a, ev.b = a, b
-        ev._paired = np.array(paired)
+        ev._paired = np.array(list(paired.values()))
         return ev
 
 

@@ -413,8 +413,7 @@ confusion, prior
         for name in ("weight", "confidence_sum", "correct_sum"):
             per_bin += _float_list(bins, name, N_BINS, "bins.")
         count = sums[_SLOT["count"]]
-        if not (math.isfinite(count) and count >= 0 and count.is_integer()):
-            raise ValueError(f"sums.count must be a whole number of rows, got {count!r}")
+        _check_count(count, "sums.count", MAX_COUNT)
         ev._stats = np.array(sums + per_bin, dtype=np.float64)
         n_groups = typed_field(state, "n_groups", int, "an int")
         if not 0 <= n_groups <= MAX_GROUP_ID + 1:
@@ -434,7 +433,23 @@ confusion, prior
                 continue
             setattr(ev, "_" + name, np.array(
                 _float_list(tables, name, math.prod(shape), "tables.")).reshape(shape))
+        for name in ("class_table", "group_table"):
+            table = getattr(ev, "_" + name)
+            if table is not None:
+                for key, rows in enumerate(table[:, _SLOT["count"]].tolist()):
+                    _check_count(rows, f"tables.{name}: the count of row {key}", count)
         return ev
+
+
+#: The largest count of rows a state holds (float64 counts are exact up to 2**53).
+MAX_COUNT = 2.0**53
+
+
+def _check_count(value, what, most):
+    """Raise ValueError unless `value` is a whole number of rows in [0, `most`]."""
+    if not (math.isfinite(value) and 0 <= value <= most and value.is_integer()):
+        raise ValueError(f"{what} must be a whole number of rows in [0, {most:.0f}], got "
+                         f"{value!r}")
 
 
 def _float_list(mapping, name, length, prefix):

@@ -208,10 +208,10 @@ def _plot_reliability(panel, models):
 
 def _slice_source(result):
     """The slice table a model's second panel shows and its kind: per class, else per group,
-    else none."""
-    if result.per_class is not None:
+    else none (a table without rows counts as none)."""
+    if result.per_class is not None and len(result.per_class):
         return result.per_class, "class"
-    if result.groups is not None:
+    if result.groups is not None and len(result.groups):
         return result.groups, "group"
     return None, None
 
@@ -286,9 +286,9 @@ def _plot_slices(panel, result):
 def _plot_slice_differences(panel, comparison):
     """A − B of the loss per class (or group), as horizontal bars coloured by the model with
     the lower loss."""
-    if comparison.per_class_loss_diff is not None:
+    if comparison.per_class_loss_diff is not None and len(comparison.per_class_loss_diff):
         keys, diff, kind = comparison.a.per_class.keys, comparison.per_class_loss_diff, "class"
-    elif comparison.a.groups is not None:
+    elif comparison.a.groups is not None and len(comparison.a.groups):
         keys, kind = comparison.a.groups.keys, "group"
         diff = comparison.a.groups.loss - comparison.b.groups.loss
     else:

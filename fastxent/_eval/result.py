@@ -44,10 +44,11 @@ class CalibrationBins:
 class LossHistogram:
     """The rows' losses in bins of increasing loss: where the total loss comes from.
 
-    Bin 0 holds the losses below ``2**-30`` nats, then each octave ``[2**k, 2**(k+1))`` up to
-    ``2**18`` is cut into 16 equal bins (so the losses of one bin differ by less than 6.25 %),
-    and the last bin holds the losses from ``2**18`` up. A row's loss is its cross-entropy
-    without class weights (soft targets: its loss, class weights included) and its mass is
+    Bin 0 holds the losses below ``2**-64`` nats (0 included), then each octave
+    ``[2**k, 2**(k+1))`` up to ``2**64`` is cut into 16 equal bins (so the losses of one bin
+    differ by less than 6.25 %), and the last bin holds the losses from ``2**64`` up (inf).
+    A row's loss is its cross-entropy without class weights (soft targets: its loss, class
+    weights included) and its mass is
     ``sample_weight * weight[y]`` (soft targets: ``sample_weight``), its share of the mean
     loss's denominator.
 

@@ -107,8 +107,9 @@ def baseline_loss(class_mass, class_weight, prior, denominator):
     weighted = class_mass if class_weight is None else class_mass * class_weight
     if denominator == 0:
         return math.nan
+    scaled = prior / prior.max()               # a sum of huge finite values stays finite
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(weighted != 0, -weighted * np.log(prior / prior.sum()), 0.0)
+        terms = np.where(weighted != 0, -weighted * np.log(scaled / scaled.sum()), 0.0)
     return float(terms.sum() / denominator)
 
 

@@ -64,7 +64,7 @@ def comparison(result):
     """
     d = result.loss_diff
     half = 1.96 * result.loss_diff_se
-    if not math.isfinite(d):
+    if math.isnan(d):
         verdict = "difference nan"
     else:
         side = "lower" if d < 0 else "higher"

@@ -156,9 +156,11 @@ def test_equality_compares_values_arrays_included():
 
 
 def test_saved_options_rebuild_the_same_options():
-    options = EvaluationOptions(weight=[0.5, 2.0], eps=1e-6, topk=(3, 1), from_logits=False)
+    options = EvaluationOptions(weight=[0.5, 2.0], eps=1e-6, topk=(3, 1), from_logits=False,
+                                per_class=True, prior=np.array([3, 1]))
     assert options.to_dict() == {"from_logits": False, "ignore_index": None, "eps": 1e-6,
-                                 "weight": [0.5, 2.0], "axis": -1, "topk": [1, 3]}
+                                 "weight": [0.5, 2.0], "axis": -1, "topk": [1, 3],
+                                 "per_class": True, "confusion": False, "prior": [3.0, 1.0]}
     assert EvaluationOptions(**options.to_dict()) == options
     assert EvaluationOptions(**options.keywords()) == options
 
@@ -212,7 +214,9 @@ def test_checkpoint_resume_goes_through_the_comparison(tmp_path, spied_differenc
 def test_checkpoint_records_the_options_but_the_axis():
     options = EvaluationOptions(ignore_index=np.int16(-1), topk=(5,))
     assert _checkpoint.recorded_options(options) == {"from_logits": True, "ignore_index": -1,
-                                                     "eps": None, "weight": None, "topk": [5]}
+                                                     "eps": None, "weight": None, "topk": [5],
+                                                     "per_class": False, "confusion": False,
+                                                     "prior": None}
 
 
 # ---- the callers pass the options object -----------------------------------------------------
