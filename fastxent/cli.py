@@ -321,13 +321,13 @@ def _add_run_options(parser, linear):
                         help=("also print the per-class table (count, loss, recall, "
                               "precision, confidence; --json and --report add the "
                               "calibration gap)" if linear else
-                              "also print the per-class loss and recall differences"))
+                              "also print the per-class losses and their differences"))
     parser.add_argument("--groups", metavar="FILE",
                         help="a group id per row (integers in [0, 2**24 - 1], the labels' "
                              "shape): " + ("also print the metrics per group (e.g. per "
                                            "document)" if linear else
-                                           "each model's metrics per group, in --json and "
-                                           "--report (not printed)"))
+                                           "also print the per-group losses and their "
+                                           "differences"))
     parser.add_argument("--prior", metavar="FILE",
                         help="the class prior of the baseline, C values (e.g. training-set "
                              "class frequencies; default: the labels' distribution)")
@@ -628,16 +628,34 @@ def format_comparison(result):
         lines.append(f"McNemar: A right where B is wrong {m.only_a_correct} rows, B right "
                      f"where A is wrong {m.only_b_correct} rows, exact p = "
                      f"{_metric_cell(m.p_value, 6)}")
-    if result.per_class_loss_diff is not None:
-        keys = result.a.per_class.keys
-        rows = [(str(keys[i]), _metric_cell(result.a.per_class.loss[i].item(), 4),
-                 _metric_cell(result.b.per_class.loss[i].item(), 4),
-                 _metric_cell(result.per_class_loss_diff[i].item(), 4),
-                 _metric_cell(result.per_class_accuracy_diff[i].item(), 4))
-                for i in range(len(keys))]
-        lines.append("per class:\n" + _bench.text_table(
-            ["class", "loss A", "loss B", "loss A - B", "recall A - B"], rows, text_columns=1))
+    for kind, table_a, table_b in (("class", result.a.per_class, result.b.per_class),
+                                   ("group", result.a.groups, result.b.groups)):
+        if table_a is not None:
+            lines.append(f"per {kind} (A - B, most in A's favour first):\n"
+                         + format_slice_differences(table_a, table_b, kind))
     return "\n\n".join(lines)
+
+
+def format_slice_differences(table_a, table_b, key_name):
+    """Two models' ``SliceTable``s of the same rows as text: the losses, their difference and
+    the accuracy difference per key, lowest A - B first (the ``TABLE_ENDS`` lowest and
+    highest when there are more than twice as many)."""
+    diff = table_a.loss - table_b.loss
+    order = sorted(range(len(diff)), key=lambda i: (_sortable(diff[i]), i))
+    if len(order) > 2 * TABLE_ENDS:
+        order = order[:TABLE_ENDS] + [None] + order[-TABLE_ENDS:]
+    headers = [key_name, "loss A", "loss B", "loss A - B", "accuracy A - B"]
+    rows = []
+    for i in order:
+        if i is None:
+            rows.append(["..."] + [""] * (len(headers) - 1))
+            continue
+        accuracy = (None if table_a.accuracy is None
+                    else (table_a.accuracy[i] - table_b.accuracy[i]).item())
+        rows.append([str(table_a.keys[i]), _metric_cell(table_a.loss[i].item(), 4),
+                     _metric_cell(table_b.loss[i].item(), 4), _metric_cell(diff[i].item(), 4),
+                     _metric_cell(accuracy, 4)])
+    return _bench.text_table(headers, rows, text_columns=1)
 
 
 def format_bins_table(bins):

@@ -120,14 +120,15 @@ def _class_weight(value, name):
     return weight
 
 
-def _kept_class_weight(value, name):
+def _kept_class_weight(value, name, what="one weight per class"):
     """None, or a read-only float64 copy of the per-class weights: 1-D and finite (an
-    Evaluator keeps them, and a NaN weight would make every later sum NaN)."""
+    Evaluator keeps them, and a NaN weight would make every later sum NaN). `what` says what
+    the array holds, for the message of one that is not 1-D."""
     if value is None:
         return None
     weight = np.array(v.float_like(value, np.float64, name))
     if weight.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, one weight per class, got shape {weight.shape}")
+        raise ValueError(f"{name} must be 1-D, {what}, got shape {weight.shape}")
     not_finite = ~np.isfinite(weight)
     if not_finite.any():
         index = int(np.argmax(not_finite))
@@ -142,7 +143,7 @@ def _prior(value, name):
     and compares exactly)."""
     if value is None:
         return None
-    prior = _kept_class_weight(value, name)
+    prior = _kept_class_weight(value, name, what="one value per class")
     if (prior < 0).any():
         index = int(np.argmax(prior < 0))
         raise ValueError(f"{name} must be non-negative: {name}[{index}] = {prior[index]}")

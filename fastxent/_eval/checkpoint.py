@@ -21,8 +21,10 @@ from fastxent._eval.errors import EvalFileError
 from fastxent._eval.jsonvalues import typed_field
 
 CHECKPOINT_FORMAT = "fastxent.evaluate_files checkpoint"
-# Version 2: inputs carry a content fingerprint, non-finite sums are strict JSON.
-CHECKPOINT_VERSION = 2
+# Version 2: inputs carry a content fingerprint, non-finite sums are strict JSON. Version 3: the
+# options per_class, confusion and prior, group ids among the inputs, the evaluator's state of
+# version 2 (intervals and tables), comparisons.
+CHECKPOINT_VERSION = 3
 
 # Every field of a checkpoint: (type, what it must be). bool is not taken as an int.
 _CHECKPOINT_FIELDS = {

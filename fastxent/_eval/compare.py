@@ -66,7 +66,8 @@ class ComparisonResult:
     loss_diff_ci : tuple of float
         95 % interval: ``loss_diff ± 1.96 loss_diff_se``.
     loss_diff_p : float
-        Two-sided p-value of no difference (normal approximation, paired).
+        Two-sided p-value of no difference (normal approximation, paired); when every row
+        differs by the same amount (a standard error of 0), 1 if that is 0 and 0 otherwise.
     accuracy_diff, accuracy_diff_se : float or None
         ``a.accuracy - b.accuracy`` and its paired standard error (None for soft targets).
     accuracy_diff_ci : tuple of float, or None
@@ -237,7 +238,7 @@ class Comparator:
         return ComparisonResult(
             a=a, b=b, loss_diff=loss_diff, loss_diff_se=loss_se,
             loss_diff_ci=st.normal_interval(loss_diff, loss_se),
-            loss_diff_p=st.two_sided_p(loss_diff / loss_se) if loss_se > 0 else math.nan,
+            loss_diff_p=_paired_p(loss_diff, loss_se),
             accuracy_diff=accuracy_diff, accuracy_diff_se=accuracy_se,
             accuracy_diff_ci=accuracy_ci, mcnemar=mcnemar,
             per_class_loss_diff=per_class_loss, per_class_accuracy_diff=per_class_accuracy,
@@ -326,6 +327,16 @@ def _paired_sums(p, sums_a, sums_b):
                         sums_b["row_prediction"], p.labels, class_weight, p.sample_weight,
                         p.has_ignore, p.ignore_index, out, p.n_threads)
     return out
+
+
+def _paired_p(diff, se):
+    """The two-sided p-value of a paired difference: from ``diff / se``; without spread (every
+    row differs by the same amount) 1 for no difference and 0 for any other."""
+    if se > 0:
+        return st.two_sided_p(diff / se)
+    if se == 0 and math.isfinite(diff):
+        return 1.0 if diff == 0 else 0.0
+    return math.nan
 
 
 def _mcnemar(only_a, only_b):

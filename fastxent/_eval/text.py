@@ -66,6 +66,8 @@ def comparison(result):
     half = 1.96 * result.loss_diff_se
     if math.isnan(d):
         verdict = "difference nan"
+    elif d == 0:
+        verdict = "no difference"
     else:
         side = "lower" if d < 0 else "higher"
         verdict = (f"A {side} by {_number(abs(d))} ± {_number(half)} "

@@ -204,9 +204,22 @@ def test_identical_models():
     xa, _, y, _ = make_pair(4, np.float64, True, {})
     r = fastxent.compare(xa, xa.copy(), y)
     assert r.loss_diff == 0.0 and r.loss_diff_se == 0.0 and r.loss_diff_ci == (0.0, 0.0)
-    assert math.isnan(r.loss_diff_p)             # 0 / 0: no test
+    assert r.loss_diff_p == 1.0                  # no difference, no spread
     assert r.accuracy_diff == 0.0 and r.accuracy_diff_se == 0.0
     assert (r.mcnemar.only_a_correct, r.mcnemar.only_b_correct, r.mcnemar.p_value) == (0, 0, 1.0)
+    assert r.summary().startswith(f"loss A {r.a.loss:.3f} vs B {r.b.loss:.3f} nats: no "
+                                  f"difference")
+
+
+def test_a_constant_difference_has_p_0():
+    """Every row's loss differs by the same amount: no spread (to the rounding of the sums of
+    squares), a certain difference."""
+    xa = np.zeros((50, 2))
+    xb = xa.copy()
+    xb[:, 1] = 1.0                               # label 0: B's loss log(1 + e) on every row
+    r = fastxent.compare(xa, xb, np.zeros(50, np.int64))
+    assert r.loss_diff == pytest.approx(np.log(2) - np.log1p(np.e))
+    assert r.loss_diff_se <= 1e-7 * abs(r.loss_diff) and r.loss_diff_p < 1e-10
 
 
 def test_soft_targets_have_no_accuracy():

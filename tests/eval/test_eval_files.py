@@ -618,9 +618,11 @@ def _edited(state, path_, value, *more):
                                  "got [])"),
     ((["fastxent"], 1), False, "corrupt checkpoint (fastxent must be a version string, got "
                                "1)"),
-    ((["version"], True), False, "not a fastxent eval checkpoint (version 2)"),
+    ((["version"], True), False, "not a fastxent eval checkpoint (version 3)"),
     ((["version"], 1), False, "a checkpoint of format version 1, written by another fastxent "
-                              "release (this one reads version 2)"),
+                              "release (this one reads version 3)"),
+    ((["version"], 2), False, "a checkpoint of format version 2, written by another fastxent "
+                              "release (this one reads version 3)"),
     ((["evaluator", "options", "from_logits"], "yes"), False,
      "corrupt checkpoint (invalid Evaluator state: from_logits must be true or false, got "
      "'yes')"),
