@@ -78,9 +78,10 @@ cdef extern from "_eval_loops.h" nogil:
                              double *V) noexcept
     void fx_sum_slot_terms(Py_ssize_t R, const double *V, Py_ssize_t n_slots,
                            double *t) noexcept
-    void fx_scatter_slot_terms(Py_ssize_t R, const int *counted, const int64_t *keys,
-                               const double *V, Py_ssize_t n_slots, Py_ssize_t n_lead,
-                               double *table) noexcept
+    void fx_scatter_slot_terms(Py_ssize_t R, const int *counted, const int *labels,
+                               double *class_table, const int64_t *groups,
+                               double *group_table, const double *V, Py_ssize_t n_slots,
+                               Py_ssize_t n_lead) noexcept
 
 
 # The slots of a slice's sums are FX_STAT_* of _eval_loops.h; a slice's top-k slots follow
@@ -101,6 +102,10 @@ HIST_BINS = FX_HIST_BINS
 # evenly over many threads, fewer cost less to clear and sum.
 TABLE_BYTES = 4 * 2**20
 MAX_SUPERBLOCKS = 16
+# Short rows prefetch their group table's rows when the table is larger than this (a smaller
+# one stays in the core's cache).
+cdef enum:
+    PREFETCHED_TABLE_BYTES = 512 * 1024
 
 
 cdef struct RowMetrics:
@@ -252,9 +257,10 @@ cdef struct StatLayout:
     const int64_t *topk         # the k of each top-k slot
     Py_ssize_t n_topk
     Py_ssize_t n_slots          # FX_STAT_TOPK + n_topk: the slots of a slice
-    Py_ssize_t n_lead           # short rows add slots [0, n_lead) and the top-k slots to
-                                # the tables (FX_STAT_PREDICTED without weights: the others
-                                # repeat; FX_STAT_PREDICTED is added on its own)
+    # short rows add slots [0, n_lead) and the top-k slots to the tables: n_lead is
+    # FX_STAT_LOSS_WEIGHT without weights (the slots after it repeat others), else
+    # FX_STAT_PREDICTED (added on its own)
+    Py_ssize_t n_lead
     Py_ssize_t n_bins           # equal-width confidence bins
     const double *edges         # (n_bins + 1,): edges[b] = b / n_bins
 
@@ -264,13 +270,15 @@ cdef struct RowSink:
     # superblock order afterwards) and the per-row outputs.
     const StatLayout *layout
     const int64_t *groups       # (rows,) group ids, or NULL
+    bint prefetch_groups        # whether the group table is large enough to prefetch from
     double *group_table         # (n_groups, n_slots), or NULL
     double *class_table         # (C, n_slots), or NULL
     double *class_mass          # (C,): s per label, or s t_c for soft targets
-    double *histogram           # (2 HIST_BINS + 1,): loss mass and mass * ce per bin, then
-                                # the number of rows of negative mass
-    double *slots               # (n_slots SHORT_BATCH,): slice terms of the rows being
-                                # added, by slot then by row
+    # histogram: (2 HIST_BINS + 1,) loss mass and mass * ce per bin, then the number of rows
+    # of negative mass; slots: (n_slots SHORT_BATCH,) the slice terms of the rows being
+    # added, by slot then by row
+    double *histogram
+    double *slots
     double *row_loss            # (rows,) s-free class-weighted loss, or NULL
     int64_t *row_prediction     # (rows,) arg-max (-1: ignored or NaN row), or NULL
 
@@ -388,7 +396,6 @@ cdef void _eval_short_rows(const real *x, const real *w, const ClassOptions *o, 
     cdef int rank[SHORT_BATCH]
     cdef int counted[SHORT_BATCH]
     cdef int nan[SHORT_BATCH]
-    cdef int64_t labels[SHORT_BATCH]
     cdef double rest[SHORT_BATCH]
     cdef real ent[SHORT_BATCH]
     cdef real sq[SHORT_BATCH]
@@ -417,7 +424,7 @@ cdef void _eval_short_rows(const real *x, const real *w, const ClassOptions *o, 
         for i in range(n, FX_PADDED_ROWS(n)):   # the loops read whole vectors of rows
             ys[i] = 0
             zy[i] = 0
-        if k.groups != NULL:                     # the batch's group rows, while it computes
+        if k.prefetch_groups:                    # the batch's group rows, while it computes
             for i in range(n):
                 fx_prefetch(k.group_table, k.groups[start + i] * k.layout.n_slots,
                             k.layout.n_slots, sizeof(double))
@@ -434,14 +441,10 @@ cdef void _eval_short_rows(const real *x, const real *w, const ClassOptions *o, 
         fx_short_slot_terms(n, counted, s, w_y, loss, entropy, brier, confidence, nan, rank,
                             k.layout.topk, k.layout.n_topk, k.slots)
         fx_sum_slot_terms(n, k.slots, k.layout.n_slots, stats)
-        if k.groups != NULL:
-            fx_scatter_slot_terms(n, counted, k.groups + start, k.slots, k.layout.n_slots,
-                                  k.layout.n_lead, k.group_table)
-        if k.class_table != NULL:
-            for i in range(n):
-                labels[i] = ys[i]
-            fx_scatter_slot_terms(n, counted, labels, k.slots, k.layout.n_slots,
-                                  k.layout.n_lead, k.class_table)
+        if k.groups != NULL or k.class_table != NULL:
+            fx_scatter_slot_terms(n, counted, ys, k.class_table,
+                                  k.groups + start if k.groups != NULL else NULL,
+                                  k.group_table, k.slots, k.layout.n_slots, k.layout.n_lead)
         for i in range(n):
             r = start + i
             if not counted[i]:
@@ -647,6 +650,8 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
     layout.edges = edges
     sink.layout = &layout
     sink.groups = &groups[0] if groups is not None else NULL
+    sink.prefetch_groups = (groups is not None
+                            and n_groups * n_slots * sizeof(double) > PREFETCHED_TABLE_BYTES)
     sink.row_loss = &row_loss[0] if row_loss is not None else NULL
     sink.row_prediction = &row_prediction[0] if row_prediction is not None else NULL
     with nogil:
@@ -654,7 +659,8 @@ def evaluate_rows(const real[::1] x,                    # IN  (outer, C, inner) 
             _eval_superblock(&x[0], soft_p, w_p, &o, s * n_blocks // n_super,
                              (s + 1) * n_blocks // n_super, per_block, n_stats, partial, sink,
                              tables + s * table_size, n_classes, n_groups, per_class,
-                             slots + s * n_slots * SHORT_BATCH, _at_out(scratch, threadid() * 2 * n_classes))
+                             slots + s * n_slots * SHORT_BATCH,
+                             _at_out(scratch, threadid() * 2 * n_classes))
         for j in range(n_stats):
             stats[j] = _ordered_sum(partial + j, n_blocks, n_stats)
         for j in prange(table_size, schedule="static", num_threads=n_threads):

@@ -30,12 +30,12 @@ enum {
  * each row of the per-class and per-group tables, have them. a = s loss and b = s w_y are a
  * row's terms of the mean loss's numerator and denominator (s: its sample weight). */
 enum {
-    FX_STAT_LOSS,           /* a: s * class-weighted loss */
-    FX_STAT_COUNT,          /* 1 */
-    FX_STAT_ENTROPY,        /* s * entropy */
-    FX_STAT_BRIER,          /* s * Brier score */
-    FX_STAT_LOSS_SQ,        /* a^2 */
-    FX_STAT_CONFIDENCE,     /* s * confidence */
+    FX_STAT_LOSS,       /* a: s * class-weighted loss */
+    FX_STAT_COUNT,      /* 1 */
+    FX_STAT_ENTROPY,    /* s * entropy */
+    FX_STAT_BRIER,      /* s * Brier score */
+    FX_STAT_LOSS_SQ,    /* a^2 */
+    FX_STAT_CONFIDENCE, /* s * confidence */
     /* the slots from here to FX_STAT_TOPK repeat others without weights (s = w_y = 1), or
      * are 0 with labels, or are added on their own (FX_STAT_PREDICTED) */
     FX_STAT_LOSS_WEIGHT,    /* b: s * w_y (soft targets: s) */
@@ -63,8 +63,7 @@ static inline Py_ssize_t fx_hist_bin(double v) {
         return 0;
     memcpy(&bits, &v, sizeof bits);
     const Py_ssize_t octave = (Py_ssize_t)((bits >> 52) & 0x7ff) - 1023 - FX_HIST_LOW;
-    if (octave >= FX_HIST_OCTAVES)
-        return FX_HIST_BINS - 1;
+    if (octave >= FX_HIST_OCTAVES) return FX_HIST_BINS - 1;
     return 1 + octave * FX_HIST_STEPS + (Py_ssize_t)((bits >> 48) & (FX_HIST_STEPS - 1));
 }
 
@@ -73,11 +72,10 @@ static inline Py_ssize_t fx_hist_bin(double v) {
  * topk). Rows with counted[r] = 0 (ignored labels) get 0 in every slot; a row with nan[r] = 1
  * gets NaN in its top-k slots too. s and w_y are the rows' sample and class weights. */
 static inline void fx_short_slot_terms(Py_ssize_t R, const int *counted, const double *s,
-                                       const double *w_y, const double *loss,
-                                       const double *entropy, const double *brier,
-                                       const double *confidence, const int *nan,
-                                       const int *rank, const int64_t *topk, Py_ssize_t n_topk,
-                                       double *V) {
+                                       const double *w_y, const double *loss, const double *entropy,
+                                       const double *brier, const double *confidence,
+                                       const int *nan, const int *rank, const int64_t *topk,
+                                       Py_ssize_t n_topk, double *V) {
     enum { B = FX_SHORT_BATCH };
 #pragma omp simd
     for (Py_ssize_t r = 0; r < R; ++r) {
@@ -108,8 +106,7 @@ static inline void fx_short_slot_terms(Py_ssize_t R, const int *counted, const d
 }
 
 /* t[j] += the sum of the R terms of slot j in V (fx_short_slot_terms's layout), j < n_slots. */
-static inline void fx_sum_slot_terms(Py_ssize_t R, const double *V, Py_ssize_t n_slots,
-                                     double *t) {
+static inline void fx_sum_slot_terms(Py_ssize_t R, const double *V, Py_ssize_t n_slots, double *t) {
     for (Py_ssize_t j = 0; j < n_slots; ++j) {
         const double *Vj = V + j * FX_SHORT_BATCH;
         double sum = 0.0;
@@ -126,16 +123,22 @@ static inline void fx_add_slots(double *restrict t, const double *restrict v, Py
 }
 
 /* Add the terms of slots [0, n_lead) and [FX_STAT_TOPK, n_slots) of each counted row r of V
- * (fx_short_slot_terms's layout) to row keys[r] of the table (n_slots values per row): the
- * per-class and per-group tables. */
-static inline void fx_scatter_slot_terms(Py_ssize_t R, const int *counted, const int64_t *keys,
-                                         const double *V, Py_ssize_t n_slots, Py_ssize_t n_lead,
-                                         double *table) {
+ * (fx_short_slot_terms's layout) to row labels[r] of the class table and row groups[r] of the
+ * group table (n_slots values per row; either table may be NULL): one read of each term for
+ * both tables. */
+static inline void fx_scatter_slot_terms(Py_ssize_t R, const int *counted, const int *labels,
+                                         double *class_table, const int64_t *groups,
+                                         double *group_table, const double *V, Py_ssize_t n_slots,
+                                         Py_ssize_t n_lead) {
     for (Py_ssize_t r = 0; r < R; ++r) {
         if (!counted[r]) continue;
-        double *t = table + keys[r] * n_slots;
-        for (Py_ssize_t j = 0; j < n_lead; ++j) t[j] += V[j * FX_SHORT_BATCH + r];
-        for (Py_ssize_t j = FX_STAT_TOPK; j < n_slots; ++j) t[j] += V[j * FX_SHORT_BATCH + r];
+        double *c = class_table ? class_table + labels[r] * n_slots : NULL;
+        double *g = group_table ? group_table + groups[r] * n_slots : NULL;
+        for (Py_ssize_t j = 0; j < n_slots; j = (j + 1 == n_lead) ? FX_STAT_TOPK : j + 1) {
+            const double term = V[j * FX_SHORT_BATCH + r];
+            if (c) c[j] += term;
+            if (g) g[j] += term;
+        }
     }
 }
 

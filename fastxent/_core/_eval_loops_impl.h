@@ -168,10 +168,10 @@ static inline double FX_NAME(fx_target_row)(const FX_T *t, Py_ssize_t n, double 
  * Brier score and the confidence. A row holding NaN gets NaN for each, and nan[r] = 1. */
 static inline void FX_NAME(fx_short_metrics)(Py_ssize_t R, const FX_T *m, const int *kmax,
                                              const int *y, const FX_T *zy, const double *rest,
-                                             const double *l1p, const double *ey,
-                                             const FX_T *ent, const FX_T *sq, const double *w_y,
-                                             double *loss, double *ce, double *entropy,
-                                             double *brier, double *confidence, int *nan) {
+                                             const double *l1p, const double *ey, const FX_T *ent,
+                                             const FX_T *sq, const double *w_y, double *loss,
+                                             double *ce, double *entropy, double *brier,
+                                             double *confidence, int *nan) {
 #pragma omp simd
     for (Py_ssize_t r = 0; r < R; ++r) {
         const double inv = 1.0 / (1.0 + rest[r]); /* 1 / S: one division per row */
@@ -183,8 +183,8 @@ static inline void FX_NAME(fx_short_metrics)(Py_ssize_t R, const FX_T *m, const 
         double brier_r = at_max ? (rest[r] * rest[r] + sq_r) * inv * inv
                                 : (not_y * not_y + 1.0 + (sq_r - ey[r] * ey[r])) * inv * inv;
         double entropy_r = l1p[r] + (double)ent[r] * inv;
-        const int nan_r = !(loss_r == loss_r && entropy_r == entropy_r && brier_r == brier_r
-                            && inv == inv);
+        const int nan_r =
+            !(loss_r == loss_r && entropy_r == entropy_r && brier_r == brier_r && inv == inv);
         loss[r] = nan_r ? NAN : loss_r;
         ce[r] = nan_r ? NAN : ce_r;
         entropy[r] = nan_r ? NAN : entropy_r;
