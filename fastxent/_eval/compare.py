@@ -21,8 +21,9 @@ from fastxent._eval.jsonvalues import encode_float, float_fields, typed_field
 from fastxent._eval.result import EvaluationResult
 
 STATE_VERSION = 1
-#: Rows per block of ``Comparator.update`` (its per-row outputs: 16 bytes a row per model).
-ROW_BLOCK = 65536
+#: Rows per block of ``Comparator.update``: its per-row outputs (16 bytes a row per model) stay
+#: in the cache, and each block's kernel call clears and sums its own tables.
+ROW_BLOCK = 2**18
 _PAIRED = kernels.PAIRED_SUMS    # the paired sums over the counted rows, in the kernel's order
 _PAIRED_COUNT_OF_EVALUATOR = kernels.EVAL_STATS.index("count")   # the same rows' count
 
