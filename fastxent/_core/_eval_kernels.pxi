@@ -1,7 +1,11 @@
 # The kernel of fastxent.evaluate (included by _kernels.pxi): every metric from one read of
 # each row. Per row the loops of _eval_loops.h give the sums below; the row's metrics are
 # formed here and added, weighted by its sample weight, into fixed blocks of statistics that
-# are summed in order afterwards (so the totals do not depend on the thread count).
+# are summed in order afterwards (so the totals do not depend on the thread count). The same
+# pass adds each row to the loss histogram, the class prior seen, its class's and group's
+# rows of the tables asked for (per superblock, a fixed run of blocks: see evaluate_rows) and
+# the per-row outputs asked for; paired_sums gives fastxent.compare's sums from two models'
+# per-row outputs.
 #
 # Logits z, m = max z at index kmax, e_c = exp(z_c - m), rest = sum_{c != kmax} e_c, S = 1 + rest:
 #   loss    = (m - z_y) + log1p(rest)                     (times w_y; soft: lin + asum log1p(rest))

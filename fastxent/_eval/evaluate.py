@@ -1,8 +1,10 @@
 """Batch evaluation: every metric of a classifier's outputs in one read of the data.
 
 ``evaluate`` and ``Evaluator`` validate like ``cross_entropy`` and run one kernel
-(``evaluate_rows``) that returns float64 sums; the metrics are ratios of those sums, so chunks
-and evaluators merge exactly by adding them. See ``docs/evaluation.md``.
+(``evaluate_rows``) that returns float64 sums (for the whole, the loss histogram, the class
+prior and the per-class and per-group tables); the metrics are ratios of those sums
+(``summary.build_result``), so chunks and evaluators merge exactly by adding them. See
+``docs/evaluation.md``.
 """
 
 import math
