@@ -551,10 +551,8 @@ TABLE_ENDS = 10
 def format_slice_table(table, key_name):
     """A ``SliceTable`` as text, worst loss first: all rows, or the ``TABLE_ENDS`` worst and
     best when there are more than twice as many."""
-    order = sorted(range(len(table)), key=lambda i: (-_sortable(table.loss[i]), i))
-    shown = order
-    if len(order) > 2 * TABLE_ENDS:
-        shown = order[:TABLE_ENDS] + [None] + order[-TABLE_ENDS:]
+    shown = _table_ends(sorted(range(len(table)),
+                               key=lambda i: (-_sortable(table.loss[i]), i)))
     headers = [key_name, "count", "loss", "± 95%", "accuracy", "confidence"]
     if table.precision is not None:
         headers.insert(5, "precision")
@@ -571,6 +569,14 @@ def format_slice_table(table, key_name):
             row.insert(5, _metric_cell(table.precision[i].item(), 4))
         rows.append(row)
     return _bench.text_table(headers, rows, text_columns=1)
+
+
+def _table_ends(order):
+    """`order`, or its ``TABLE_ENDS`` first and last with None (a "..." row) between them
+    when it holds more than twice as many."""
+    if len(order) > 2 * TABLE_ENDS:
+        return order[:TABLE_ENDS] + [None] + order[-TABLE_ENDS:]
+    return order
 
 
 def _sortable(value):
@@ -641,9 +647,7 @@ def format_slice_differences(table_a, table_b, key_name):
     the accuracy difference per key, lowest A - B first (the ``TABLE_ENDS`` lowest and
     highest when there are more than twice as many)."""
     diff = table_a.loss - table_b.loss
-    order = sorted(range(len(diff)), key=lambda i: (_sortable(diff[i]), i))
-    if len(order) > 2 * TABLE_ENDS:
-        order = order[:TABLE_ENDS] + [None] + order[-TABLE_ENDS:]
+    order = _table_ends(sorted(range(len(diff)), key=lambda i: (_sortable(diff[i]), i)))
     headers = [key_name, "loss A", "loss B", "loss A - B", "accuracy A - B"]
     rows = []
     for i in order:
